@@ -1,0 +1,1147 @@
+/**
+ * `DStream<A>`: a discretized stream, a sequence of batches of `A` cut by the batch clock.
+ * Immutable and lazily described: every operator returns a new DStream; nothing runs until
+ * the context starts. Every operator exists as a fluent method and as a pipeable `dual`
+ * function sharing one implementation. Keyed operators only type-check on
+ * `DStream<readonly [K, V]>`.
+ *
+ * Inside a batch, operators run plain loops over arrays; Effect orchestrates batches, not
+ * elements. A batch is one in-process array (Spark's RDD with a single partition): output
+ * order is input order, and keyed results come in the order keys first appear.
+ *
+ * @module
+ */
+import { Cause, Console, Duration, Effect, Option, Path, Queue, Stream } from "effect"
+import { FileSystem } from "effect"
+import { dual } from "effect/Function"
+import { type Pipeable, pipeArguments } from "effect/Pipeable"
+import { ValidationError } from "./Errors.ts"
+import { formatPrintBlock } from "./_internal/format.ts"
+import { KeyMap } from "./_internal/keyMap.ts"
+import { type Batch, BatchNode, type Fold, FoldNode, type Node, type NodeEnv, OutputNode, PipeNode } from "./_internal/node.ts"
+import * as Time from "./Time.ts"
+
+/**
+ * @since 0.1.0
+ * @category symbols
+ */
+export const TypeId: unique symbol = Symbol.for("effect-dstream/DStream")
+
+/**
+ * Services available to Effect-returning batch functions and outputs.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Env = NodeEnv
+
+/**
+ * A batch function's result: the new batch, plain or as an Effect.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type BatchResult<B> = ReadonlyArray<B> | Effect.Effect<ReadonlyArray<B>, unknown, Env>
+
+/**
+ * An output function's result: nothing, or an Effect to run.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type OutputResult = void | Effect.Effect<unknown, unknown, Env>
+
+/**
+ * A discretized stream of `A`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DStream<out A> extends Pipeable {
+  readonly [TypeId]: { readonly _A: (_: never) => A }
+  /** @internal */
+  readonly node: Node<A>
+  /** How often this stream produces a batch. */
+  readonly slideDuration: Duration.Duration
+
+  // ---- per-batch operators ----------------------------------------------------------------
+  /** Applies `f` to every element. */
+  map<B>(f: (a: A) => B): DStream<B>
+  /** Applies `f` to every element and flattens the results. */
+  flatMap<B>(f: (a: A) => Iterable<B>): DStream<B>
+  /** Keeps the elements that satisfy the predicate. */
+  filter<B extends A>(refinement: (a: A) => a is B): DStream<B>
+  filter(predicate: (a: A) => boolean): DStream<A>
+  /** Applies `f` to each whole batch (Spark's `mapPartitions`, one partition per batch). */
+  mapPartitions<B>(f: (batch: ReadonlyArray<A>) => Iterable<B>): DStream<B>
+  /** Turns each batch into a one-element batch holding the batch's array. */
+  glom(): DStream<ReadonlyArray<A>>
+  /** Elements of this stream, then elements of `that`, per batch. */
+  union<B>(that: DStream<B>): DStream<A | B>
+  /** Number of elements per batch: always exactly one element, 0 for an empty batch. */
+  count(): DStream<number>
+  /** Occurrences of each distinct element per batch. */
+  countByValue(): DStream<readonly [A, number]>
+  /** Reduces each non-empty batch to one element; an empty batch gives an empty batch. */
+  reduce(f: (a: A, b: A) => A): DStream<A>
+  /** Applies a batch-level function (plain or Effect-returning) receiving the batch time. */
+  transform<B>(f: (batch: ReadonlyArray<A>, time: number) => BatchResult<B>): DStream<B>
+  /** Combines this stream's batch and `that`'s batch of the same time. */
+  transformWith<B, C>(
+    that: DStream<B>,
+    f: (a: ReadonlyArray<A>, b: ReadonlyArray<B>, time: number) => BatchResult<C>,
+  ): DStream<C>
+  /** Spark's `repartition(n)`: a batch is one in-process array, so elements pass unchanged. */
+  repartition(numPartitions: number): DStream<A>
+  /** A view of this stream that remembers its batches for at least `duration` (for `slice`). */
+  remember(duration: Duration.Input): DStream<A>
+  /** The batches at all slide-aligned times in `[from, to]` (inclusive), computed on demand. */
+  slice(from: number, to: number): Effect.Effect<Array<readonly [number, ReadonlyArray<A>]>, unknown, Env>
+  /** Maps every element to a key-value pair; value literal types widen. */
+  mapToPair<K, V>(f: (a: A) => readonly [K, V]): DStream<readonly [K, V]>
+  /** Pairs every element with the key `f` computes. */
+  keyBy<K>(f: (a: A) => K): DStream<readonly [K, A]>
+
+  // ---- keyed operators (only on DStream<readonly [K, V]>) ---------------------------------
+  /** Merges the values of each key with `f` per batch. */
+  reduceByKey<K, V>(this: DStream<readonly [K, V]>, f: (a: V, b: V) => V): DStream<readonly [K, V]>
+  /** Collects the values of each key per batch, in arrival order. */
+  groupByKey<K, V>(this: DStream<readonly [K, V]>): DStream<readonly [K, ReadonlyArray<V>]>
+  /** Spark's `combineByKey`: per-key combiners built from the batch's values. */
+  combineByKey<K, V, C>(
+    this: DStream<readonly [K, V]>,
+    createCombiner: (v: V) => C,
+    mergeValue: (c: C, v: V) => C,
+    mergeCombiners: (a: C, b: C) => C,
+  ): DStream<readonly [K, C]>
+  /** Applies `f` to every value, keeping keys. */
+  mapValues<K, V, W>(this: DStream<readonly [K, V]>, f: (v: V) => W): DStream<readonly [K, W]>
+  /** Applies `f` to every value and flattens, keeping keys. */
+  flatMapValues<K, V, W>(this: DStream<readonly [K, V]>, f: (v: V) => Iterable<W>): DStream<readonly [K, W]>
+  /** Inner join of the two streams' batches of the same time. */
+  join<K, V, W>(this: DStream<readonly [K, V]>, that: DStream<readonly [K, W]>): DStream<readonly [K, readonly [V, W]]>
+  /** Left outer join; a missing right side is `Option.none()`. */
+  leftOuterJoin<K, V, W>(
+    this: DStream<readonly [K, V]>,
+    that: DStream<readonly [K, W]>,
+  ): DStream<readonly [K, readonly [V, Option.Option<W>]]>
+  /** Right outer join; a missing left side is `Option.none()`. */
+  rightOuterJoin<K, V, W>(
+    this: DStream<readonly [K, V]>,
+    that: DStream<readonly [K, W]>,
+  ): DStream<readonly [K, readonly [Option.Option<V>, W]]>
+  /** Full outer join; a missing side is `Option.none()`. */
+  fullOuterJoin<K, V, W>(
+    this: DStream<readonly [K, V]>,
+    that: DStream<readonly [K, W]>,
+  ): DStream<readonly [K, readonly [Option.Option<V>, Option.Option<W>]]>
+  /** Groups both streams' values per key; a key on one side only gets an empty array on the other. */
+  cogroup<K, V, W>(
+    this: DStream<readonly [K, V]>,
+    that: DStream<readonly [K, W]>,
+  ): DStream<readonly [K, readonly [ReadonlyArray<V>, ReadonlyArray<W>]]>
+
+  // ---- output operations --------------------------------------------------------------------
+  /** Prints the first `num` elements of every batch in Spark's format (header even when empty). */
+  print(num?: number): void
+  /** Runs `f` on every batch with its time (plain or Effect-returning). */
+  foreachBatch(f: (batch: ReadonlyArray<A>, time: number) => OutputResult): void
+  /** Alias of `foreachBatch` (Spark's name). */
+  foreachRDD(f: (batch: ReadonlyArray<A>, time: number) => OutputResult): void
+  /** Writes every batch to the directory `prefix-<ms>[.suffix]`, atomically. */
+  saveAsTextFiles(prefix: string, suffix?: string): void
+  /**
+   * The batches as an Effect `Stream` of `[time, batch]`. A bounded buffer (default 16 batches)
+   * applies backpressure: batches wait while the consumer is behind. Ends when the context stops.
+   */
+  toStream(options?: { readonly capacity?: number }): Stream.Stream<readonly [number, ReadonlyArray<A>]>
+}
+
+class DStreamImpl<A> implements DStream<A> {
+  readonly [TypeId] = { _A: (_: never) => _ as A }
+  constructor(readonly node: Node<A>) {}
+  get slideDuration(): Duration.Duration {
+    return Duration.millis(this.node.slideMillis)
+  }
+  pipe(): unknown {
+    return pipeArguments(this, arguments)
+  }
+  toString(): string {
+    return `DStream(${this.node.kind})`
+  }
+  map<B>(f: (a: A) => B): DStream<B> {
+    return map(this, f)
+  }
+  flatMap<B>(f: (a: A) => Iterable<B>): DStream<B> {
+    return flatMap(this, f)
+  }
+  filter(p: (a: A) => boolean): DStream<A> {
+    return filter(this, p)
+  }
+  mapPartitions<B>(f: (batch: ReadonlyArray<A>) => Iterable<B>): DStream<B> {
+    return mapPartitions(this, f)
+  }
+  glom(): DStream<ReadonlyArray<A>> {
+    return glom(this)
+  }
+  union<B>(that: DStream<B>): DStream<A | B> {
+    return union(this, that)
+  }
+  count(): DStream<number> {
+    return count(this)
+  }
+  countByValue(): DStream<readonly [A, number]> {
+    return countByValue(this)
+  }
+  reduce(f: (a: A, b: A) => A): DStream<A> {
+    return reduce(this, f)
+  }
+  transform<B>(f: (batch: ReadonlyArray<A>, time: number) => BatchResult<B>): DStream<B> {
+    return transform(this, f)
+  }
+  transformWith<B, C>(
+    that: DStream<B>,
+    f: (a: ReadonlyArray<A>, b: ReadonlyArray<B>, time: number) => BatchResult<C>,
+  ): DStream<C> {
+    return transformWith(this, that, f)
+  }
+  repartition(n: number): DStream<A> {
+    return repartition(this, n)
+  }
+  remember(d: Duration.Input): DStream<A> {
+    return remember(this, d)
+  }
+  slice(from: number, to: number): Effect.Effect<Array<readonly [number, ReadonlyArray<A>]>, unknown, Env> {
+    return slice(this, from, to)
+  }
+  mapToPair<K, V>(f: (a: A) => readonly [K, V]): DStream<readonly [K, V]> {
+    return mapToPair(this, f)
+  }
+  keyBy<K>(f: (a: A) => K): DStream<readonly [K, A]> {
+    return keyBy(this, f)
+  }
+  reduceByKey(this: any, f: any): any {
+    return reduceByKey(this, f)
+  }
+  groupByKey(this: any): any {
+    return groupByKey(this)
+  }
+  combineByKey(this: any, c: any, m: any, mc: any): any {
+    return combineByKey(this, c, m, mc)
+  }
+  mapValues(this: any, f: any): any {
+    return mapValues(this, f)
+  }
+  flatMapValues(this: any, f: any): any {
+    return flatMapValues(this, f)
+  }
+  join(this: any, that: any): any {
+    return join(this, that)
+  }
+  leftOuterJoin(this: any, that: any): any {
+    return leftOuterJoin(this, that)
+  }
+  rightOuterJoin(this: any, that: any): any {
+    return rightOuterJoin(this, that)
+  }
+  fullOuterJoin(this: any, that: any): any {
+    return fullOuterJoin(this, that)
+  }
+  cogroup(this: any, that: any): any {
+    return cogroup(this, that)
+  }
+  print(num?: number): void {
+    print(this, num)
+  }
+  foreachBatch(f: (batch: ReadonlyArray<A>, time: number) => OutputResult): void {
+    foreachBatch(this, f)
+  }
+  foreachRDD(f: (batch: ReadonlyArray<A>, time: number) => OutputResult): void {
+    foreachBatch(this, f)
+  }
+  saveAsTextFiles(prefix: string, suffix?: string): void {
+    saveAsTextFiles(this, prefix, suffix)
+  }
+  toStream(options?: { readonly capacity?: number }): Stream.Stream<readonly [number, ReadonlyArray<A>]> {
+    return toStream(this, options)
+  }
+}
+
+/**
+ * Wraps a graph node as a DStream.
+ * @internal
+ */
+export const fromNode = <A>(node: Node<A>): DStream<A> => new DStreamImpl(node)
+
+/**
+ * `true` for DStream values.
+ *
+ * @since 0.1.0
+ * @category guards
+ */
+export const isDStream = (u: unknown): u is DStream<unknown> => typeof u === "object" && u !== null && TypeId in u
+
+const pipeNode = <A, B>(self: DStream<A>, stage: (push: (b: B) => void) => (a: A) => void, kind: string) =>
+  fromNode(PipeNode.make(self.node, stage, kind))
+
+const foldNode = <A, B>(self: DStream<A>, makeFold: (time: number) => Fold<A, B>, kind: string): DStream<B> =>
+  fromNode(new FoldNode<A, B>(self.node, makeFold, kind))
+
+const batchNode = <B>(
+  parents: ReadonlyArray<DStream<any>>,
+  fn: (inputs: ReadonlyArray<Batch<any>>, time: number) => BatchResult<B>,
+  kind: string,
+  missing: "none" | string = "none",
+) => {
+  const first = parents[0]
+  return fromNode(new BatchNode<B>(first.node.ctx, parents.map((p) => p.node), fn, kind, missing))
+}
+
+// ---- per-batch operators ----------------------------------------------------------------------
+
+/**
+ * Applies `f` to every element.
+ *
+ * @example
+ * ```ts
+ * lines.pipe(DStream.map((line) => line.length))
+ * ```
+ *
+ * @since 0.1.0
+ * @category mapping
+ */
+export const map: {
+  <A, B>(f: (a: A) => B): (self: DStream<A>) => DStream<B>
+  <A, B>(self: DStream<A>, f: (a: A) => B): DStream<B>
+} = dual(2, <A, B>(self: DStream<A>, f: (a: A) => B): DStream<B> =>
+  pipeNode<A, B>(self, (push) => (a) => push(f(a)), "MappedDStream"))
+
+/**
+ * Applies `f` to every element and flattens the iterables it returns.
+ *
+ * @example
+ * ```ts
+ * lines.pipe(DStream.flatMap((line) => line.split(" ")))
+ * ```
+ *
+ * @since 0.1.0
+ * @category mapping
+ */
+export const flatMap: {
+  <A, B>(f: (a: A) => Iterable<B>): (self: DStream<A>) => DStream<B>
+  <A, B>(self: DStream<A>, f: (a: A) => Iterable<B>): DStream<B>
+} = dual(2, <A, B>(self: DStream<A>, f: (a: A) => Iterable<B>): DStream<B> =>
+  pipeNode<A, B>(self, (push) => (a) => {
+    const bs = f(a)
+    if (Array.isArray(bs)) {
+      for (let i = 0; i < bs.length; i++) push(bs[i])
+    } else {
+      for (const b of bs) push(b)
+    }
+  }, "FlatMappedDStream"))
+
+/**
+ * Keeps the elements that satisfy the predicate (narrowing with a refinement).
+ *
+ * @example
+ * ```ts
+ * words.pipe(DStream.filter((w) => w.length > 0))
+ * ```
+ *
+ * @since 0.1.0
+ * @category filtering
+ */
+export const filter: {
+  <A, B extends A>(refinement: (a: A) => a is B): (self: DStream<A>) => DStream<B>
+  <A>(predicate: (a: A) => boolean): (self: DStream<A>) => DStream<A>
+  <A, B extends A>(self: DStream<A>, refinement: (a: A) => a is B): DStream<B>
+  <A>(self: DStream<A>, predicate: (a: A) => boolean): DStream<A>
+} = dual(2, <A>(self: DStream<A>, p: (a: A) => boolean): DStream<A> =>
+  pipeNode<A, A>(self, (push) => (a) => {
+    if (p(a)) push(a)
+  }, "FilteredDStream"))
+
+/**
+ * Maps every element to a key-value pair, so keyed operators apply.
+ *
+ * @example
+ * ```ts
+ * words.pipe(DStream.mapToPair((w) => [w, 1]))
+ * ```
+ *
+ * @since 0.1.0
+ * @category mapping
+ */
+export const mapToPair: {
+  <A, K, V>(f: (a: A) => readonly [K, V]): (self: DStream<A>) => DStream<readonly [K, V]>
+  <A, K, V>(self: DStream<A>, f: (a: A) => readonly [K, V]): DStream<readonly [K, V]>
+} = dual(2, <A, K, V>(self: DStream<A>, f: (a: A) => readonly [K, V]): DStream<readonly [K, V]> =>
+  pipeNode<A, readonly [K, V]>(self, (push) => (a) => push(f(a)), "MappedDStream"))
+
+/**
+ * Pairs every element with its key: `[f(a), a]`.
+ *
+ * @example
+ * ```ts
+ * users.pipe(DStream.keyBy((u) => u.id))
+ * ```
+ *
+ * @since 0.1.0
+ * @category mapping
+ */
+export const keyBy: {
+  <A, K>(f: (a: A) => K): (self: DStream<A>) => DStream<readonly [K, A]>
+  <A, K>(self: DStream<A>, f: (a: A) => K): DStream<readonly [K, A]>
+} = dual(2, <A, K>(self: DStream<A>, f: (a: A) => K): DStream<readonly [K, A]> =>
+  pipeNode<A, readonly [K, A]>(self, (push) => (a) => push([f(a), a]), "MappedDStream"))
+
+/**
+ * Applies `f` to each whole batch (Spark's `mapPartitions`; a batch is one partition).
+ *
+ * @example
+ * ```ts
+ * nums.pipe(DStream.mapPartitions((batch) => [batch.reduce((a, b) => a + b, 0)]))
+ * ```
+ *
+ * @since 0.1.0
+ * @category mapping
+ */
+export const mapPartitions: {
+  <A, B>(f: (batch: ReadonlyArray<A>) => Iterable<B>): (self: DStream<A>) => DStream<B>
+  <A, B>(self: DStream<A>, f: (batch: ReadonlyArray<A>) => Iterable<B>): DStream<B>
+} = dual(2, <A, B>(self: DStream<A>, f: (batch: ReadonlyArray<A>) => Iterable<B>): DStream<B> =>
+  batchNode<B>([self], ([batch]) => {
+    const out = f(batch as ReadonlyArray<A>)
+    return Array.isArray(out) ? out : Array.from(out)
+  }, "MapPartitionedDStream"))
+
+/**
+ * Turns each batch into a one-element batch holding the batch's array (Spark's `glom` with one
+ * partition per batch).
+ *
+ * @example
+ * ```ts
+ * nums.pipe(DStream.glom) // DStream<ReadonlyArray<number>>
+ * ```
+ *
+ * @since 0.1.0
+ * @category mapping
+ */
+export const glom = <A>(self: DStream<A>): DStream<ReadonlyArray<A>> =>
+  batchNode<ReadonlyArray<A>>([self], ([batch]) => [batch as ReadonlyArray<A>], "GlommedDStream")
+
+/**
+ * Elements of `self` then elements of `that`, per batch. Both streams must have the same slide.
+ *
+ * @example
+ * ```ts
+ * a.pipe(DStream.union(b))
+ * ```
+ *
+ * @since 0.1.0
+ * @category combining
+ */
+export const union: {
+  <B>(that: DStream<B>): <A>(self: DStream<A>) => DStream<A | B>
+  <A, B>(self: DStream<A>, that: DStream<B>): DStream<A | B>
+} = dual(2, <A, B>(self: DStream<A>, that: DStream<B>): DStream<A | B> => unionAll<A | B>([self, that]))
+
+/**
+ * Union of many streams with the same slide, in the order given (Spark's `ssc.union`).
+ *
+ * @example
+ * ```ts
+ * DStream.unionAll([a, b, c])
+ * ```
+ *
+ * @since 0.1.0
+ * @category combining
+ */
+export const unionAll = <A>(streams: ReadonlyArray<DStream<A>>): DStream<A> => {
+  if (streams.length === 0) throw new ValidationError({ message: "The list of DStreams to union is empty" })
+  for (const s of streams) {
+    if (!isDStream(s)) throw new ValidationError({ message: `Cannot union a value that is not a DStream: ${String(s)}` })
+  }
+  return batchNode<A>(
+    streams,
+    (batches) => {
+      let n = 0
+      for (const b of batches) n += b.length
+      const out = new Array<A>(n)
+      let i = 0
+      for (const b of batches) for (let j = 0; j < b.length; j++) out[i++] = b[j]
+      return out
+    },
+    "UnionDStream",
+    "Could not generate a batch from a parent for unifying at time",
+  )
+}
+
+/**
+ * Number of elements in each batch: exactly one element per batch, `0` when it is empty.
+ *
+ * @example
+ * ```ts
+ * lines.pipe(DStream.count)
+ * ```
+ *
+ * @since 0.1.0
+ * @category aggregating
+ */
+export const count = <A>(self: DStream<A>): DStream<number> =>
+  foldNode<A, number>(self, () => {
+    let n = 0
+    return {
+      push: () => {
+        n++
+      },
+      result: () => [n],
+    }
+  }, "CountDStream")
+
+/**
+ * Occurrences of each distinct element per batch, as `[element, count]` pairs.
+ *
+ * @example
+ * ```ts
+ * words.pipe(DStream.countByValue)
+ * ```
+ *
+ * @since 0.1.0
+ * @category aggregating
+ */
+export const countByValue = <A>(self: DStream<A>): DStream<readonly [A, number]> =>
+  foldNode<A, readonly [A, number]>(self, () => {
+    const counts = new KeyMap<A, number>()
+    return {
+      push: (a) => counts.set(a, (counts.get(a) ?? 0) + 1),
+      result: () => counts.entries(),
+    }
+  }, "CountByValueDStream")
+
+/**
+ * Reduces every non-empty batch to one element with `f`; an empty batch stays empty.
+ *
+ * @example
+ * ```ts
+ * nums.pipe(DStream.reduce((a, b) => a + b))
+ * ```
+ *
+ * @since 0.1.0
+ * @category aggregating
+ */
+export const reduce: {
+  <A>(f: (a: A, b: A) => A): (self: DStream<A>) => DStream<A>
+  <A>(self: DStream<A>, f: (a: A, b: A) => A): DStream<A>
+} = dual(2, <A>(self: DStream<A>, f: (a: A, b: A) => A): DStream<A> =>
+  foldNode<A, A>(self, () => {
+    let empty = true
+    let acc: A
+    return {
+      push: (a) => {
+        if (empty) {
+          acc = a
+          empty = false
+        } else {
+          acc = f(acc, a)
+        }
+      },
+      result: () => (empty ? [] : [acc]),
+    }
+  }, "ReducedDStream"))
+
+/**
+ * Applies a batch-level function every batch; it receives the batch time and may return an
+ * Effect (Spark's `transform`).
+ *
+ * @example
+ * ```ts
+ * nums.pipe(DStream.transform((batch, time) => batch.map((n) => [time, n] as const)))
+ * ```
+ *
+ * @since 0.1.0
+ * @category transforming
+ */
+export const transform: {
+  <A, B>(f: (batch: ReadonlyArray<A>, time: number) => BatchResult<B>): (self: DStream<A>) => DStream<B>
+  <A, B>(self: DStream<A>, f: (batch: ReadonlyArray<A>, time: number) => BatchResult<B>): DStream<B>
+} = dual(2, <A, B>(self: DStream<A>, f: (batch: ReadonlyArray<A>, time: number) => BatchResult<B>): DStream<B> =>
+  batchNode<B>(
+    [self],
+    ([batch], time) => f(batch as ReadonlyArray<A>, time),
+    "TransformedDStream",
+    "Could not generate a batch from the parent at time",
+  ))
+
+/**
+ * Combines the batches of two streams of the same time with a batch-level function.
+ *
+ * @example
+ * ```ts
+ * a.pipe(DStream.transformWith(b, (xs, ys) => [...xs, ...ys]))
+ * ```
+ *
+ * @since 0.1.0
+ * @category transforming
+ */
+export const transformWith: {
+  <A, B, C>(
+    that: DStream<B>,
+    f: (a: ReadonlyArray<A>, b: ReadonlyArray<B>, time: number) => BatchResult<C>,
+  ): (self: DStream<A>) => DStream<C>
+  <A, B, C>(
+    self: DStream<A>,
+    that: DStream<B>,
+    f: (a: ReadonlyArray<A>, b: ReadonlyArray<B>, time: number) => BatchResult<C>,
+  ): DStream<C>
+} = dual(3, <A, B, C>(
+  self: DStream<A>,
+  that: DStream<B>,
+  f: (a: ReadonlyArray<A>, b: ReadonlyArray<B>, time: number) => BatchResult<C>,
+): DStream<C> =>
+  batchNode<C>(
+    [self, that],
+    ([a, b], time) => f(a as ReadonlyArray<A>, b as ReadonlyArray<B>, time),
+    "TransformedDStream",
+    "Could not generate a batch from a parent at time",
+  ))
+
+/**
+ * Batch-level function over many streams of the same slide (Spark's `ssc.transform`).
+ *
+ * @example
+ * ```ts
+ * DStream.transformAll([a, b], (batches, time) => batches.flat())
+ * ```
+ *
+ * @since 0.1.0
+ * @category transforming
+ */
+export const transformAll = <B>(
+  streams: ReadonlyArray<DStream<unknown>>,
+  f: (batches: ReadonlyArray<ReadonlyArray<unknown>>, time: number) => BatchResult<B>,
+): DStream<B> => {
+  if (streams.length === 0) throw new ValidationError({ message: "The list of DStreams to transform is empty" })
+  return batchNode<B>(streams, (batches, time) => f(batches, time), "TransformedDStream", "Could not generate a batch from a parent at time")
+}
+
+/**
+ * Spark's `repartition(n)`. A batch here is one in-process array (one partition), so the
+ * elements pass through unchanged and in order; `n` must be a positive integer.
+ *
+ * @example
+ * ```ts
+ * lines.pipe(DStream.repartition(4))
+ * ```
+ *
+ * @since 0.1.0
+ * @category transforming
+ */
+export const repartition: {
+  (numPartitions: number): <A>(self: DStream<A>) => DStream<A>
+  <A>(self: DStream<A>, numPartitions: number): DStream<A>
+} = dual(2, <A>(self: DStream<A>, numPartitions: number): DStream<A> => {
+  if (!Number.isInteger(numPartitions) || numPartitions <= 0) {
+    throw new ValidationError({ message: `Number of partitions must be a positive integer: ${numPartitions}` })
+  }
+  return batchNode<A>([self], ([batch]) => batch as ReadonlyArray<A>, "RepartitionedDStream")
+})
+
+/**
+ * A view of the stream that keeps its batches for at least `duration`, so `slice` can reach
+ * back that far (Spark's `remember`).
+ *
+ * @example
+ * ```ts
+ * const recent = nums.pipe(DStream.remember("1 minute"))
+ * ```
+ *
+ * @since 0.1.0
+ * @category transforming
+ */
+export const remember: {
+  (duration: Duration.Input): <A>(self: DStream<A>) => DStream<A>
+  <A>(self: DStream<A>, duration: Duration.Input): DStream<A>
+} = dual(2, <A>(self: DStream<A>, duration: Duration.Input): DStream<A> => {
+  const ms = Time.millis(duration, "Remember duration")
+  const node = new BatchNode<A>(self.node.ctx, [self.node], ([batch]) => batch as ReadonlyArray<A>, "RememberedDStream")
+  node.minRememberMillis = ms
+  return fromNode(node)
+})
+
+/**
+ * The batches at all slide-aligned times in `[from, to]`, both inclusive, computed on demand
+ * (Spark's `slice`). Unaligned bounds are floored to the slide grid. Fails if the context has
+ * not started.
+ *
+ * @example
+ * ```ts
+ * const last = yield* stream.slice(time - 5000, time)
+ * ```
+ *
+ * @since 0.1.0
+ * @category transforming
+ */
+export const slice: {
+  (from: number, to: number): <A>(self: DStream<A>) => Effect.Effect<Array<readonly [number, ReadonlyArray<A>]>, unknown, Env>
+  <A>(self: DStream<A>, from: number, to: number): Effect.Effect<Array<readonly [number, ReadonlyArray<A>]>, unknown, Env>
+} = dual(3, <A>(self: DStream<A>, from: number, to: number) =>
+  Effect.suspend(() => {
+    const node = self.node
+    if (node.zeroTime === undefined) {
+      return Effect.fail(new ValidationError({ message: `${node.kind} has not been initialized` }))
+    }
+    const zero = node.zeroTime
+    const slide = node.slideMillis
+    const alignedTo = Time.floor(to, slide, zero)
+    const alignedFrom = Time.floor(from, slide, zero)
+    const times: Array<number> = []
+    for (let t = alignedFrom; t <= alignedTo; t += slide) if (t > zero) times.push(t)
+    return Effect.map(
+      Effect.forEach(times, (t) => Effect.map(node.getOrCompute(t), (b) => [t, b] as const)),
+      (pairs) => pairs.filter((p): p is readonly [number, ReadonlyArray<A>] => p[1] !== undefined),
+    )
+  }))
+
+// ---- keyed operators ----------------------------------------------------------------------------
+
+/**
+ * The per-key fold behind reduceByKey / groupByKey / combineByKey: one table lookup and one
+ * store per pair.
+ * @internal
+ */
+export const combineFold = <K, V, C>(
+  create: (v: V) => C,
+  merge: (c: C, v: V) => C,
+): Fold<readonly [K, V], readonly [K, C]> => {
+  // Fast path: a native Map while every key is a string or number; the structural KeyMap
+  // takes over from the first other key.
+  let fast: Map<K, C> | undefined = new Map()
+  let table: KeyMap<K, C> | undefined
+  return {
+    push: (kv) => {
+      const k = kv[0]
+      if (fast !== undefined) {
+        if (typeof k === "string" || typeof k === "number") {
+          const c = fast.get(k)
+          fast.set(k, c === undefined && !fast.has(k) ? create(kv[1]) : merge(c as C, kv[1]))
+          return
+        }
+        table = new KeyMap<K, C>()
+        fast.forEach((c, key) => table!.set(key, c))
+        fast = undefined
+      }
+      const c = table!.get(k)
+      table!.set(k, c === undefined && !table!.has(k) ? create(kv[1]) : merge(c as C, kv[1]))
+    },
+    result: () => {
+      if (fast === undefined) return table!.entries()
+      const out: Array<readonly [K, C]> = []
+      fast.forEach((c, k) => out.push([k, c]))
+      return out
+    },
+  }
+}
+
+const identity = <A>(a: A): A => a
+
+/**
+ * Merges the values of each key with `f`, per batch (Spark's `reduceByKey`).
+ *
+ * @example
+ * ```ts
+ * pairs.pipe(DStream.reduceByKey((a: number, b: number) => a + b))
+ * ```
+ *
+ * @since 0.1.0
+ * @category keyed
+ */
+export const reduceByKey: {
+  <V>(f: (a: V, b: V) => V): <K>(self: DStream<readonly [K, V]>) => DStream<readonly [K, V]>
+  <K, V>(self: DStream<readonly [K, V]>, f: (a: V, b: V) => V): DStream<readonly [K, V]>
+} = dual(2, <K, V>(self: DStream<readonly [K, V]>, f: (a: V, b: V) => V): DStream<readonly [K, V]> =>
+  foldNode<readonly [K, V], readonly [K, V]>(self, () => combineFold<K, V, V>(identity, f), "ShuffledDStream"))
+
+/**
+ * Collects each key's values per batch, in arrival order.
+ *
+ * @example
+ * ```ts
+ * pairs.pipe(DStream.groupByKey)
+ * ```
+ *
+ * @since 0.1.0
+ * @category keyed
+ */
+export const groupByKey = <K, V>(self: DStream<readonly [K, V]>): DStream<readonly [K, ReadonlyArray<V>]> =>
+  foldNode<readonly [K, V], readonly [K, ReadonlyArray<V>]>(self, () =>
+    combineFold<K, V, Array<V>>((v) => [v], (c, v) => {
+      c.push(v)
+      return c
+    }), "ShuffledDStream")
+
+/**
+ * Spark's `combineByKey`: build a combiner from a key's first value, merge further values in.
+ * (`mergeCombiners` is accepted for Spark compatibility; one partition per batch never needs it.)
+ *
+ * @example
+ * ```ts
+ * pairs.pipe(DStream.combineByKey((v: number) => [v, 1] as const, ([s, n], v) => [s + v, n + 1] as const, ([a, b], [c, d]) => [a + c, b + d] as const))
+ * ```
+ *
+ * @since 0.1.0
+ * @category keyed
+ */
+export const combineByKey: {
+  <V, C>(
+    createCombiner: (v: V) => C,
+    mergeValue: (c: C, v: V) => C,
+    mergeCombiners: (a: C, b: C) => C,
+  ): <K>(self: DStream<readonly [K, V]>) => DStream<readonly [K, C]>
+  <K, V, C>(
+    self: DStream<readonly [K, V]>,
+    createCombiner: (v: V) => C,
+    mergeValue: (c: C, v: V) => C,
+    mergeCombiners: (a: C, b: C) => C,
+  ): DStream<readonly [K, C]>
+} = dual(4, <K, V, C>(
+  self: DStream<readonly [K, V]>,
+  createCombiner: (v: V) => C,
+  mergeValue: (c: C, v: V) => C,
+  _mergeCombiners: (a: C, b: C) => C,
+): DStream<readonly [K, C]> =>
+  foldNode<readonly [K, V], readonly [K, C]>(self, () => combineFold<K, V, C>(createCombiner, mergeValue), "ShuffledDStream"))
+
+/**
+ * Applies `f` to every value, keeping the keys.
+ *
+ * @example
+ * ```ts
+ * pairs.pipe(DStream.mapValues((n: number) => n * 2))
+ * ```
+ *
+ * @since 0.1.0
+ * @category keyed
+ */
+export const mapValues: {
+  <V, W>(f: (v: V) => W): <K>(self: DStream<readonly [K, V]>) => DStream<readonly [K, W]>
+  <K, V, W>(self: DStream<readonly [K, V]>, f: (v: V) => W): DStream<readonly [K, W]>
+} = dual(2, <K, V, W>(self: DStream<readonly [K, V]>, f: (v: V) => W): DStream<readonly [K, W]> =>
+  pipeNode<readonly [K, V], readonly [K, W]>(self, (push) => (kv) => push([kv[0], f(kv[1])]), "MappedValuesDStream"))
+
+/**
+ * Applies `f` to every value and flattens, keeping the keys.
+ *
+ * @example
+ * ```ts
+ * pairs.pipe(DStream.flatMapValues((s: string) => s.split(",")))
+ * ```
+ *
+ * @since 0.1.0
+ * @category keyed
+ */
+export const flatMapValues: {
+  <V, W>(f: (v: V) => Iterable<W>): <K>(self: DStream<readonly [K, V]>) => DStream<readonly [K, W]>
+  <K, V, W>(self: DStream<readonly [K, V]>, f: (v: V) => Iterable<W>): DStream<readonly [K, W]>
+} = dual(2, <K, V, W>(self: DStream<readonly [K, V]>, f: (v: V) => Iterable<W>): DStream<readonly [K, W]> =>
+  pipeNode<readonly [K, V], readonly [K, W]>(self, (push) => (kv) => {
+    for (const w of f(kv[1])) push([kv[0], w])
+  }, "FlatMappedValuesDStream"))
+
+const groupSide = <K, V>(batch: ReadonlyArray<readonly [K, V]>): KeyMap<K, Array<V>> => {
+  const table = new KeyMap<K, Array<V>>()
+  for (let i = 0; i < batch.length; i++) {
+    const [k, v] = batch[i]
+    const vs = table.get(k)
+    if (vs === undefined) table.set(k, [v])
+    else vs.push(v)
+  }
+  return table
+}
+
+type JoinKind = "inner" | "left" | "right" | "full"
+
+const joinBatches = <K, V, W>(
+  left: ReadonlyArray<readonly [K, V]>,
+  right: ReadonlyArray<readonly [K, W]>,
+  kind: JoinKind,
+): Array<readonly [K, readonly [unknown, unknown]]> => {
+  const ls = groupSide(left)
+  const rs = groupSide(right)
+  const out: Array<readonly [K, readonly [unknown, unknown]]> = []
+  const wrapL = kind === "right" || kind === "full"
+  const wrapR = kind === "left" || kind === "full"
+  ls.forEach((vs, k) => {
+    const ws = rs.get(k)
+    if (ws === undefined) {
+      if (wrapR) for (const v of vs) out.push([k, [wrapL ? Option.some(v) : v, Option.none()]])
+      return
+    }
+    for (const v of vs) {
+      for (const w of ws) out.push([k, [wrapL ? Option.some(v) : v, wrapR ? Option.some(w) : w]])
+    }
+  })
+  if (wrapL) {
+    rs.forEach((ws, k) => {
+      if (ls.has(k)) return
+      for (const w of ws) out.push([k, [Option.none(), wrapR ? Option.some(w) : w]])
+    })
+  }
+  return out
+}
+
+const joinWith = (kind: JoinKind) => (self: DStream<readonly [any, any]>, that: DStream<readonly [any, any]>) =>
+  batchNode<any>(
+    [self, that],
+    ([a, b]) => joinBatches(a as any, b as any, kind),
+    "JoinedDStream",
+    "Could not generate a batch from a parent for joining at time",
+  )
+
+/**
+ * Inner join of the batches of the same time: `[k, [v, w]]` for every matching pair.
+ *
+ * @example
+ * ```ts
+ * clicks.pipe(DStream.join(impressions))
+ * ```
+ *
+ * @since 0.1.0
+ * @category keyed
+ */
+export const join: {
+  <K, W>(that: DStream<readonly [K, W]>): <V>(self: DStream<readonly [K, V]>) => DStream<readonly [K, readonly [V, W]]>
+  <K, V, W>(self: DStream<readonly [K, V]>, that: DStream<readonly [K, W]>): DStream<readonly [K, readonly [V, W]]>
+} = dual(2, joinWith("inner"))
+
+/**
+ * Left outer join: every left pair, with `Option.none()` when the key has no right value.
+ *
+ * @example
+ * ```ts
+ * orders.pipe(DStream.leftOuterJoin(payments))
+ * ```
+ *
+ * @since 0.1.0
+ * @category keyed
+ */
+export const leftOuterJoin: {
+  <K, W>(
+    that: DStream<readonly [K, W]>,
+  ): <V>(self: DStream<readonly [K, V]>) => DStream<readonly [K, readonly [V, Option.Option<W>]]>
+  <K, V, W>(self: DStream<readonly [K, V]>, that: DStream<readonly [K, W]>): DStream<readonly [K, readonly [V, Option.Option<W>]]>
+} = dual(2, joinWith("left"))
+
+/**
+ * Right outer join: every right pair, with `Option.none()` when the key has no left value.
+ *
+ * @example
+ * ```ts
+ * orders.pipe(DStream.rightOuterJoin(payments))
+ * ```
+ *
+ * @since 0.1.0
+ * @category keyed
+ */
+export const rightOuterJoin: {
+  <K, W>(
+    that: DStream<readonly [K, W]>,
+  ): <V>(self: DStream<readonly [K, V]>) => DStream<readonly [K, readonly [Option.Option<V>, W]]>
+  <K, V, W>(self: DStream<readonly [K, V]>, that: DStream<readonly [K, W]>): DStream<readonly [K, readonly [Option.Option<V>, W]]>
+} = dual(2, joinWith("right"))
+
+/**
+ * Full outer join: every key of either side; the missing side is `Option.none()`.
+ *
+ * @example
+ * ```ts
+ * a.pipe(DStream.fullOuterJoin(b))
+ * ```
+ *
+ * @since 0.1.0
+ * @category keyed
+ */
+export const fullOuterJoin: {
+  <K, W>(
+    that: DStream<readonly [K, W]>,
+  ): <V>(self: DStream<readonly [K, V]>) => DStream<readonly [K, readonly [Option.Option<V>, Option.Option<W>]]>
+  <K, V, W>(
+    self: DStream<readonly [K, V]>,
+    that: DStream<readonly [K, W]>,
+  ): DStream<readonly [K, readonly [Option.Option<V>, Option.Option<W>]]>
+} = dual(2, joinWith("full"))
+
+/**
+ * Groups both streams' values per key: `[k, [vs, ws]]`; a key on one side only gets an empty
+ * array on the other.
+ *
+ * @example
+ * ```ts
+ * a.pipe(DStream.cogroup(b))
+ * ```
+ *
+ * @since 0.1.0
+ * @category keyed
+ */
+export const cogroup: {
+  <K, W>(
+    that: DStream<readonly [K, W]>,
+  ): <V>(self: DStream<readonly [K, V]>) => DStream<readonly [K, readonly [ReadonlyArray<V>, ReadonlyArray<W>]]>
+  <K, V, W>(
+    self: DStream<readonly [K, V]>,
+    that: DStream<readonly [K, W]>,
+  ): DStream<readonly [K, readonly [ReadonlyArray<V>, ReadonlyArray<W>]]>
+} = dual(2, <K, V, W>(self: DStream<readonly [K, V]>, that: DStream<readonly [K, W]>) =>
+  batchNode<readonly [K, readonly [ReadonlyArray<V>, ReadonlyArray<W>]]>(
+    [self, that],
+    ([a, b]) => {
+      const ls = groupSide(a as ReadonlyArray<readonly [K, V]>)
+      const rs = groupSide(b as ReadonlyArray<readonly [K, W]>)
+      const out: Array<readonly [K, readonly [ReadonlyArray<V>, ReadonlyArray<W>]]> = []
+      ls.forEach((vs, k) => out.push([k, [vs, rs.get(k) ?? []]]))
+      rs.forEach((ws, k) => {
+        if (!ls.has(k)) out.push([k, [[], ws]])
+      })
+      return out
+    },
+    "CoGroupedDStream",
+    "Could not generate a batch from a parent for cogrouping at time",
+  ))
+
+// ---- output operations ------------------------------------------------------------------------
+
+const toEffect = (result: OutputResult): Effect.Effect<void, unknown, Env> =>
+  Effect.isEffect(result) ? Effect.asVoid(result as Effect.Effect<unknown, unknown, Env>) : Effect.void
+
+/**
+ * Registers an output operation running `f` on every batch with its time; `f` may return an
+ * Effect. A failure fails the batch and surfaces in `awaitTermination`.
+ *
+ * @example
+ * ```ts
+ * counts.pipe(DStream.foreachBatch((batch, time) => Console.log(time, batch.length)))
+ * ```
+ *
+ * @since 0.1.0
+ * @category output
+ */
+export const foreachBatch: {
+  <A>(f: (batch: ReadonlyArray<A>, time: number) => OutputResult): (self: DStream<A>) => void
+  <A>(self: DStream<A>, f: (batch: ReadonlyArray<A>, time: number) => OutputResult): void
+} = dual(2, <A>(self: DStream<A>, f: (batch: ReadonlyArray<A>, time: number) => OutputResult): void => {
+  new OutputNode<A>(self.node, (batch, time) => Effect.suspend(() => toEffect(f(batch, time))), "foreachBatch")
+})
+
+/**
+ * Alias of {@link foreachBatch} (Spark's name).
+ *
+ * @example
+ * ```ts
+ * counts.pipe(DStream.foreachRDD((batch) => console.log(batch)))
+ * ```
+ *
+ * @since 0.1.0
+ * @category output
+ */
+export const foreachRDD = foreachBatch
+
+/**
+ * Prints the first `num` (default 10) elements of every batch in Spark's format: 43 dashes,
+ * `Time: <ms> ms`, 43 dashes, the elements, `...` when there are more, a blank line. The
+ * header prints for empty batches too.
+ *
+ * @example
+ * ```ts
+ * counts.pipe(DStream.print())
+ * ```
+ *
+ * @since 0.1.0
+ * @category output
+ */
+export const print: {
+  (num?: number): <A>(self: DStream<A>) => void
+  <A>(self: DStream<A>, num?: number): void
+} = dual((args) => isDStream(args[0]), <A>(self: DStream<A>, num = 10): void => {
+  if (!Number.isInteger(num) || num < 0) {
+    throw new ValidationError({ message: `Number of elements to print must be a non-negative integer: ${num}` })
+  }
+  new OutputNode<A>(self.node, (batch, time) => Console.log(formatPrintBlock(time, batch, num).slice(0, -1)), "print")
+})
+
+/**
+ * Spark's `rddToFileName`: `prefix-<ms>[.suffix]`, without the dash when the prefix is empty.
+ *
+ * @since 0.1.0
+ * @category output
+ */
+export const batchFileName = (prefix: string, suffix: string | undefined, time: number): string => {
+  let name = String(time)
+  if (prefix.length > 0) name = `${prefix}-${name}`
+  if (suffix !== undefined && suffix.length > 0) name = `${name}.${suffix}`
+  return name
+}
+
+/**
+ * Writes every batch (empty ones too) to the directory `prefix-<ms>[.suffix]` holding
+ * `part-00000` (one element per line, formatted as `print` does) and `_SUCCESS`. The
+ * directory is written under a temporary name and renamed into place, so readers never see a
+ * partial batch; a re-run batch (after recovery) replaces it.
+ *
+ * @example
+ * ```ts
+ * counts.pipe(DStream.saveAsTextFiles("out/counts", "txt"))
+ * ```
+ *
+ * @since 0.1.0
+ * @category output
+ */
+export const saveAsTextFiles: {
+  (prefix: string, suffix?: string): <A>(self: DStream<A>) => void
+  <A>(self: DStream<A>, prefix: string, suffix?: string): void
+} = dual((args) => isDStream(args[0]), <A>(self: DStream<A>, prefix: string, suffix?: string): void => {
+  new OutputNode<A>(self.node, (batch, time) =>
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const path = yield* Path.Path
+      const target = batchFileName(prefix, suffix, time)
+      const dir = path.dirname(target)
+      yield* fs.makeDirectory(dir, { recursive: true })
+      const tmp = path.join(dir, `.${path.basename(target)}.tmp-${Date.now()}-${Math.random().toString(36).slice(2)}`)
+      yield* fs.makeDirectory(tmp)
+      let text = ""
+      for (let i = 0; i < batch.length; i++) text += formatLine(batch[i]) + "\n"
+      yield* fs.writeFileString(path.join(tmp, "part-00000"), text)
+      yield* fs.writeFileString(path.join(tmp, "_SUCCESS"), "")
+      if (yield* fs.exists(target)) yield* fs.remove(target, { recursive: true })
+      yield* fs.rename(tmp, target)
+    }), "saveAsTextFiles")
+})
+
+const formatLine = (u: unknown): string => formatPrintBlock(0, [u], 1).split("\n")[3]
+
+/**
+ * The stream's batches as an Effect `Stream` of `[time, batch]`, for composition with other
+ * Effect code. Registers an output operation, so call it before `start`. A bounded buffer
+ * (default 16 batches) applies backpressure: a batch's job waits while the consumer is
+ * behind. The stream ends when the context stops.
+ *
+ * @example
+ * ```ts
+ * const results = counts.pipe(DStream.toStream())
+ * yield* ssc.start
+ * yield* results.pipe(Stream.take(3), Stream.runCollect)
+ * ```
+ *
+ * @since 0.1.0
+ * @category output
+ */
+export const toStream: {
+  (options?: { readonly capacity?: number }): <A>(self: DStream<A>) => Stream.Stream<readonly [number, ReadonlyArray<A>]>
+  <A>(self: DStream<A>, options?: { readonly capacity?: number }): Stream.Stream<readonly [number, ReadonlyArray<A>]>
+} = dual((args) => isDStream(args[0]), <A>(self: DStream<A>, options?: { readonly capacity?: number }) => {
+  const capacity = options?.capacity ?? 16
+  const queue = Effect.runSync(Queue.bounded<readonly [number, ReadonlyArray<A>], Cause.Done>(capacity))
+  const node = new OutputNode<A>(self.node, (batch, time) => Queue.offer(queue, [time, batch]), "toStream")
+  node.ctx.onStop(() => Queue.end(queue))
+  return Stream.fromQueue(queue)
+})

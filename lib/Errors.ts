@@ -1,0 +1,92 @@
+/**
+ * Typed errors of effect-dstream. Expected failures are `Data.TaggedError`s carrying the
+ * facts as fields; their messages follow Spark's wording where Spark has one.
+ *
+ * @module
+ */
+import { Data } from "effect"
+
+/**
+ * An operation is not allowed in the context's current state (Spark's `IllegalStateException`),
+ * e.g. starting a stopped context or adding a DStream after `start`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class IllegalStateError extends Data.TaggedError("IllegalStateError")<{
+  readonly message: string
+}> {}
+
+/**
+ * A pipeline or argument failed validation (Spark's `requirement failed: …`), e.g. a window
+ * that is not a multiple of its parent's slide, or a start with no output operation.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ValidationError extends Data.TaggedError("ValidationError")<{
+  readonly message: string
+}> {}
+
+/**
+ * A batch could not be computed or one of its output operations failed. Surfaces in
+ * `awaitTermination` and stops the context.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class BatchJobError extends Data.TaggedError("BatchJobError")<{
+  /** Batch time in epoch milliseconds. */
+  readonly batchTime: number
+  /** Registration index of the failed output operation, or -1 for graph computation. */
+  readonly outputId: number
+  readonly cause: unknown
+}> {
+  override get message(): string {
+    const where = this.outputId >= 0 ? `output operation ${this.outputId}` : "graph computation"
+    return `Batch ${this.batchTime} ms failed in ${where}: ${describeCause(this.cause)}`
+  }
+}
+
+/**
+ * A receiver failed (connect error, end of data, bad input, a throwing user function). The
+ * supervisor reports it as a listener event and restarts the receiver per its policy.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ReceiverError extends Data.TaggedError("ReceiverError")<{
+  /** Name of the receiver, e.g. `socket localhost:9999`. */
+  readonly receiver: string
+  readonly message: string
+  readonly cause?: unknown
+  /** Set by `store.restart(message, cause, delay)`: wait this long instead of the schedule's delay. */
+  readonly restartDelayMillis?: number | undefined
+}> {}
+
+/**
+ * A line received from a socket (or read from a file) exceeded the configured limit. The
+ * receiver rejects it instead of buffering without bound.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class LineTooLongError extends Data.TaggedError("LineTooLongError")<{
+  readonly source: string
+  readonly limit: number
+}> {
+  override get message(): string {
+    return `Line from ${this.source} exceeds the limit of ${this.limit} bytes`
+  }
+}
+
+/** @internal */
+export const describeCause = (cause: unknown): string => {
+  if (cause instanceof Error) return cause.message
+  if (typeof cause === "string") return cause
+  try {
+    return JSON.stringify(cause) ?? String(cause)
+  } catch {
+    return String(cause)
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * Streaming listener events (Spark's `StreamingListener`): published by the running context
+ * and readable as an Effect `Stream` (`ssc.events`) or through a callback
+ * (`ssc.addStreamingListener`). Batch events carry Spark's `BatchInfo` figures.
+ *
+ * @module
+ */
+
+/**
+ * Records one input stream contributed to a batch (Spark's `StreamInputInfo`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StreamInputInfo {
+  readonly streamId: number
+  readonly name: string
+  readonly numRecords: number
+  readonly metadata?: Record<string, unknown> | undefined
+}
+
+/**
+ * One output operation's run within a batch (Spark's `OutputOperationInfo`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface OutputOperationInfo {
+  readonly batchTime: number
+  /** Registration index of the output operation. */
+  readonly id: number
+  /** `print`, `foreachBatch`, `saveAsTextFiles`, `toStream`, … */
+  readonly name: string
+  readonly startTime: number | undefined
+  readonly endTime: number | undefined
+  readonly failureReason: string | undefined
+}
+
+/**
+ * A batch's timing and size (Spark's `BatchInfo`). Delays are in milliseconds.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface BatchInfo {
+  readonly batchTime: number
+  readonly streamIdToInputInfo: Readonly<Record<number, StreamInputInfo>>
+  /** When the batch was cut by the clock and queued. */
+  readonly submissionTime: number
+  readonly processingStartTime: number | undefined
+  readonly processingEndTime: number | undefined
+  readonly outputOperationInfos: ReadonlyArray<OutputOperationInfo>
+  /** `processingStartTime − submissionTime`. */
+  readonly schedulingDelay: number | undefined
+  /** `processingEndTime − processingStartTime`. */
+  readonly processingDelay: number | undefined
+  /** `schedulingDelay + processingDelay`. */
+  readonly totalDelay: number | undefined
+  /** Records of all inputs in this batch. */
+  readonly numRecords: number
+}
+
+/**
+ * What a receiver looks like in events (Spark's `ReceiverInfo`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ReceiverInfo {
+  readonly streamId: number
+  readonly name: string
+  readonly active: boolean
+  readonly lastErrorMessage: string | undefined
+  readonly lastError: unknown
+  readonly lastErrorTime: number | undefined
+}
+
+/**
+ * Every event the context publishes.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type StreamingEvent =
+  | { readonly _tag: "StreamingStarted"; readonly time: number }
+  | { readonly _tag: "ReceiverStarted"; readonly receiverInfo: ReceiverInfo }
+  | { readonly _tag: "ReceiverError"; readonly receiverInfo: ReceiverInfo }
+  | { readonly _tag: "ReceiverStopped"; readonly receiverInfo: ReceiverInfo }
+  | { readonly _tag: "BatchSubmitted"; readonly batchInfo: BatchInfo }
+  | { readonly _tag: "BatchStarted"; readonly batchInfo: BatchInfo }
+  | { readonly _tag: "BatchCompleted"; readonly batchInfo: BatchInfo }
+  | { readonly _tag: "OutputOperationStarted"; readonly outputOperationInfo: OutputOperationInfo }
+  | { readonly _tag: "OutputOperationCompleted"; readonly outputOperationInfo: OutputOperationInfo }
+  | { readonly _tag: "StreamingStopped"; readonly time: number }
+
+/**
+ * Builds a `BatchInfo`, deriving the delays and the record count.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeBatchInfo = (fields: {
+  readonly batchTime: number
+  readonly streamIdToInputInfo: Readonly<Record<number, StreamInputInfo>>
+  readonly submissionTime: number
+  readonly processingStartTime?: number | undefined
+  readonly processingEndTime?: number | undefined
+  readonly outputOperationInfos?: ReadonlyArray<OutputOperationInfo> | undefined
+}): BatchInfo => {
+  const schedulingDelay = fields.processingStartTime === undefined
+    ? undefined
+    : fields.processingStartTime - fields.submissionTime
+  const processingDelay = fields.processingStartTime === undefined || fields.processingEndTime === undefined
+    ? undefined
+    : fields.processingEndTime - fields.processingStartTime
+  let numRecords = 0
+  for (const info of Object.values(fields.streamIdToInputInfo)) numRecords += info.numRecords
+  return {
+    batchTime: fields.batchTime,
+    streamIdToInputInfo: fields.streamIdToInputInfo,
+    submissionTime: fields.submissionTime,
+    processingStartTime: fields.processingStartTime,
+    processingEndTime: fields.processingEndTime,
+    outputOperationInfos: fields.outputOperationInfos ?? [],
+    schedulingDelay,
+    processingDelay,
+    totalDelay: schedulingDelay === undefined || processingDelay === undefined
+      ? undefined
+      : schedulingDelay + processingDelay,
+    numRecords,
+  }
+}
+
+/**
+ * One concise line per completed batch, for `logProgress`.
+ *
+ * @since 0.1.0
+ * @category formatting
+ */
+export const formatProgress = (info: BatchInfo): string =>
+  `Batch ${info.batchTime} ms: ${info.numRecords} records, scheduling delay ${info.schedulingDelay ?? "-"} ms, ` +
+  `processing ${info.processingDelay ?? "-"} ms, total delay ${info.totalDelay ?? "-"} ms`

@@ -1,0 +1,401 @@
+/**
+ * The DStream graph's nodes (Spark's `DStream` class hierarchy): each node has parents, a slide
+ * duration and `compute(t)` returning the batch for time `t`, or `undefined` when the node has
+ * no batch at `t`. Results are memoised per batch time and forgotten after the remember
+ * duration. Everything here runs inside one batch on the job fiber: plain loops, no
+ * per-element Effect.
+ * @internal
+ */
+import { Effect } from "effect"
+import type { FileSystem, Path, Scope } from "effect"
+import { IllegalStateError, ValidationError } from "../Errors.ts"
+import type { StreamingEvent } from "../Listener.ts"
+import * as Time from "../Time.ts"
+
+/** Services a node's computation may use. @internal */
+export type NodeEnv = FileSystem.FileSystem | Path.Path
+
+/** What an input gets from the running context at start. @internal */
+export interface InputRuntime {
+  readonly publish: (event: StreamingEvent) => Effect.Effect<void>
+  readonly startTime: number
+}
+
+/** A batch: a plain array. @internal */
+export type Batch<A> = ReadonlyArray<A>
+
+/** What a node needs to know of its context. @internal */
+export interface NodeContext {
+  readonly batchMillis: number
+  readonly lifecycle: () => "INITIALIZED" | "ACTIVE" | "STOPPED"
+  readonly register: (node: Node<any>) => void
+  readonly checkpointDir: () => string | undefined
+  /** Runs `finalizer` when the context stops (or now, if it already has). */
+  readonly onStop: (finalizer: () => Effect.Effect<unknown>) => void
+}
+
+let nextNodeId = 0
+
+/** @internal */
+export abstract class Node<A> {
+  readonly id = nextNodeId++
+  abstract readonly kind: string
+  zeroTime: number | undefined = undefined
+  rememberMillis: number | undefined = undefined
+  checkpointMillis: number | undefined = undefined
+  /** A lower bound for the remember duration (`DStream.remember`). */
+  minRememberMillis: number | undefined = undefined
+  /** Stateful nodes that need a checkpoint directory (Spark's `mustCheckpoint`). */
+  mustCheckpoint = false
+  readonly generated = new Map<number, Batch<A>>()
+
+  constructor(
+    readonly ctx: NodeContext,
+    readonly parents: ReadonlyArray<Node<any>>,
+    readonly slideMillis: number,
+  ) {
+    const state = ctx.lifecycle()
+    if (state === "ACTIVE") {
+      throw new IllegalStateError({
+        message:
+          "Cannot add new inputs, transformations, or output operations after starting a context",
+      })
+    }
+    if (state === "STOPPED") {
+      throw new IllegalStateError({
+        message:
+          "Cannot add new inputs, transformations, or output operations after stopping a context",
+      })
+    }
+    for (const p of parents) {
+      if (p.ctx !== ctx) throw new ValidationError({ message: "Some of the DStreams belong to different contexts" })
+    }
+    ctx.register(this)
+  }
+
+  /** Computes the batch for a valid time `t`. */
+  abstract compute(t: number): Effect.Effect<Batch<A> | undefined, unknown, NodeEnv>
+
+  /** How long the parents must remember (windows ask for more). */
+  parentRememberMillis(): number {
+    return this.rememberMillis!
+  }
+
+  toString(): string {
+    return this.kind
+  }
+
+  isTimeValid(t: number): boolean {
+    if (this.zeroTime === undefined) {
+      throw new IllegalStateError({ message: `${this.kind} has not been initialized` })
+    }
+    return t > this.zeroTime && (t - this.zeroTime) % this.slideMillis === 0
+  }
+
+  /** Spark's `getOrCompute`: memoised per time, `undefined` at invalid times. */
+  getOrCompute(t: number): Effect.Effect<Batch<A> | undefined, unknown, NodeEnv> {
+    return Effect.suspend(() => {
+      if (!this.isTimeValid(t)) return Effect.succeed(undefined)
+      const cached = this.generated.get(t)
+      if (cached !== undefined) return Effect.succeed(cached)
+      return Effect.map(this.compute(t), (batch) => {
+        if (batch !== undefined) this.generated.set(t, batch)
+        return batch
+      })
+    })
+  }
+
+  /** Spark's `initialize(zeroTime)`: zero time, default checkpoint interval and remember duration. */
+  initialize(zero: number): void {
+    if (this.zeroTime !== undefined && this.zeroTime !== zero) {
+      throw new IllegalStateError({
+        message: `Zero time of ${this.kind} is already ${Time.format(this.zeroTime)}, cannot initialize it again to ${Time.format(zero)}`,
+      })
+    }
+    this.zeroTime = zero
+    if (this.mustCheckpoint && this.checkpointMillis === undefined) {
+      this.checkpointMillis = this.defaultCheckpointMillis()
+    }
+    if (this.rememberMillis === undefined) {
+      this.rememberMillis = this.checkpointMillis !== undefined && this.checkpointMillis >= this.slideMillis
+        ? 2 * this.checkpointMillis
+        : this.slideMillis
+      if (this.minRememberMillis !== undefined && this.minRememberMillis > this.rememberMillis) {
+        this.rememberMillis = this.minRememberMillis
+      }
+    }
+    for (const p of this.parents) p.initialize(zero)
+  }
+
+  /** Spark's default for streams that must checkpoint: a slide multiple of at least 10 s. */
+  defaultCheckpointMillis(): number {
+    return this.slideMillis * Math.ceil(10_000 / this.slideMillis)
+  }
+
+  /** Spark's `remember(duration)`: raise the remember duration, then propagate to parents. */
+  remember(ms: number | undefined): void {
+    if (ms !== undefined && (this.rememberMillis === undefined || ms > this.rememberMillis)) {
+      this.rememberMillis = ms
+    }
+    for (const p of this.parents) p.remember(this.parentRememberMillis())
+  }
+
+  /** Spark's `clearMetadata(time)`: forget batches with time <= t − remember. */
+  clearMetadata(t: number): void {
+    const limit = t - (this.rememberMillis ?? this.slideMillis)
+    for (const time of this.generated.keys()) {
+      if (time <= limit) this.generated.delete(time)
+    }
+    for (const p of this.parents) p.clearMetadata(t)
+  }
+
+  /** Checks made when the context starts; throws `ValidationError`. */
+  validateAtStart(): void {
+    if (this.mustCheckpoint && this.ctx.checkpointDir() === undefined) {
+      throw new ValidationError({
+        message:
+          `Cannot start: ${this.kind} needs a checkpoint directory; set it with ssc.checkpoint(directory)`,
+      })
+    }
+    if (this.checkpointMillis !== undefined) {
+      if (this.checkpointMillis < this.slideMillis) {
+        throw new ValidationError({
+          message: `The checkpoint interval of ${this.kind} (${Time.format(this.checkpointMillis)}) is lower than its slide (${Time.format(this.slideMillis)}); set it to at least ${Time.format(this.slideMillis)}`,
+        })
+      }
+      if (this.checkpointMillis % this.slideMillis !== 0) {
+        throw new ValidationError({
+          message: `The checkpoint interval of ${this.kind} (${Time.format(this.checkpointMillis)}) is not a multiple of its slide (${Time.format(this.slideMillis)})`,
+        })
+      }
+    }
+    for (const p of this.parents) p.validateAtStart()
+  }
+
+  /** All nodes reachable from this one (itself included). */
+  collect(into: Set<Node<any>> = new Set()): Set<Node<any>> {
+    if (into.has(this)) return into
+    into.add(this)
+    for (const p of this.parents) p.collect(into)
+    return into
+  }
+}
+
+/** A per-element stage: given the downstream push, the upstream push. @internal */
+export type Stage<A, B> = (push: (b: B) => void) => (a: A) => void
+
+/**
+ * Narrow per-element operators (map, filter, flatMap, mapToPair, …) fused into one loop: a
+ * chain of them reads the parent batch once and allocates only the output array.
+ * @internal
+ */
+export class PipeNode<A, B> extends Node<B> {
+  constructor(
+    ctx: NodeContext,
+    readonly source: Node<A>,
+    readonly stage: Stage<A, B>,
+    readonly kind: string,
+  ) {
+    super(ctx, [source], source.slideMillis)
+  }
+
+  static make<A, B>(parent: Node<A>, stage: Stage<A, B>, kind: string): Node<B> {
+    // Fuse with a parent pipe: compose stages, read the grandparent directly.
+    if (parent instanceof PipeNode && parent.rememberMillis === undefined) {
+      const inner = parent.stage as Stage<any, A>
+      return new PipeNode(parent.ctx, parent.source, (push: (b: B) => void) => inner(stage(push)), kind)
+    }
+    return new PipeNode(parent.ctx, parent, stage, kind)
+  }
+
+  compute(t: number): Effect.Effect<Batch<B> | undefined, unknown, NodeEnv> {
+    return Effect.map(this.source.getOrCompute(t), (input) => {
+      if (input === undefined) return undefined
+      const out: Array<B> = []
+      const push = this.stage((b) => {
+        out.push(b)
+      })
+      for (let i = 0; i < input.length; i++) push(input[i])
+      return out
+    })
+  }
+}
+
+/** An accumulator a {@link FoldNode} pushes one batch's elements into. @internal */
+export interface Fold<A, B> {
+  readonly push: (a: A) => void
+  readonly result: () => Batch<B>
+}
+
+/**
+ * A per-batch aggregation (reduceByKey, countByValue, groupByKey, …) that reads its input
+ * through the parent's fused pipe, so `flatMap → mapToPair → reduceByKey` is one loop with
+ * no intermediate arrays.
+ * @internal
+ */
+export class FoldNode<A, B> extends Node<B> {
+  readonly source: Node<any>
+  readonly stage: Stage<any, A> | undefined
+
+  constructor(
+    parent: Node<A>,
+    readonly makeFold: (time: number) => Fold<A, B>,
+    readonly kind: string,
+  ) {
+    const fused = parent instanceof PipeNode && parent.rememberMillis === undefined
+    super(parent.ctx, [fused ? parent.source : parent], parent.slideMillis)
+    this.source = fused ? parent.source : parent
+    this.stage = fused ? parent.stage : undefined
+  }
+
+  compute(t: number): Effect.Effect<Batch<B> | undefined, unknown, NodeEnv> {
+    return Effect.map(this.source.getOrCompute(t), (input) => {
+      if (input === undefined) return undefined
+      const fold = this.makeFold(t)
+      const push = this.stage === undefined ? fold.push : this.stage(fold.push)
+      for (let i = 0; i < input.length; i++) push(input[i])
+      return fold.result()
+    })
+  }
+}
+
+/** A whole-batch function of one or more parents' batches and the batch time. @internal */
+export type BatchFunction<A> = (
+  inputs: ReadonlyArray<Batch<any>>,
+  time: number,
+) => Batch<A> | Effect.Effect<Batch<A>, unknown, NodeEnv>
+
+/**
+ * Whole-batch operators (mapPartitions, glom, union, transform, keyed aggregations, joins).
+ * `missing` decides what happens when a parent has no batch: `"none"` gives no batch, a
+ * string fails with that message followed by the time.
+ * @internal
+ */
+export class BatchNode<A> extends Node<A> {
+  constructor(
+    ctx: NodeContext,
+    parents: ReadonlyArray<Node<any>>,
+    readonly fn: BatchFunction<A>,
+    readonly kind: string,
+    readonly missing: "none" | string = "none",
+  ) {
+    super(ctx, parents, sameSlide(parents))
+  }
+
+  compute(t: number): Effect.Effect<Batch<A> | undefined, unknown, NodeEnv> {
+    return Effect.flatMap(
+      Effect.forEach(this.parents, (p) => p.getOrCompute(t)),
+      (inputs): Effect.Effect<Batch<A> | undefined, unknown, NodeEnv> => {
+        for (const input of inputs) {
+          if (input === undefined) {
+            return this.missing === "none"
+              ? Effect.succeed(undefined)
+              : Effect.fail(new IllegalStateError({ message: `${this.missing} ${Time.format(t)}` }))
+          }
+        }
+        const result = this.fn(inputs as ReadonlyArray<Batch<any>>, t)
+        if (Effect.isEffect(result)) return result as Effect.Effect<Batch<A>, unknown, NodeEnv>
+        if (result === null || result === undefined) {
+          return Effect.fail(
+            new IllegalStateError({
+              message: `Transform function of ${this.kind} returned ${result}; return an empty array for no elements`,
+            }),
+          )
+        }
+        return Effect.succeed(result)
+      },
+    )
+  }
+}
+
+/** Parents of a multi-parent operator must share one slide duration. @internal */
+export const sameSlide = (parents: ReadonlyArray<Node<any>>): number => {
+  if (parents.length === 0) throw new ValidationError({ message: "The list of DStreams to combine is empty" })
+  const slide = parents[0].slideMillis
+  for (const p of parents) {
+    if (p.slideMillis !== slide) {
+      throw new ValidationError({
+        message: `Cannot combine DStreams with different slide durations: ${parents.map((q) => Time.format(q.slideMillis)).join(", ")}`,
+      })
+    }
+  }
+  return slide
+}
+
+/**
+ * An output operation (Spark's `ForEachDStream`): at each valid time with a parent batch, runs
+ * its function once.
+ * @internal
+ */
+export class OutputNode<A> extends Node<never> {
+  readonly kind = "ForEachDStream"
+  constructor(
+    readonly parent: Node<A>,
+    readonly fn: (batch: Batch<A>, time: number) => Effect.Effect<void, unknown, NodeEnv>,
+    readonly label: string,
+  ) {
+    super(parent.ctx, [parent], parent.slideMillis)
+  }
+
+  compute(): Effect.Effect<undefined> {
+    return Effect.succeed(undefined)
+  }
+
+  /** The job for time `t`, or `undefined` when the parent has no batch then. */
+  generateJob(t: number): Effect.Effect<Effect.Effect<void, unknown, NodeEnv> | undefined, unknown, NodeEnv> {
+    return Effect.map(this.parent.getOrCompute(t), (batch) => batch === undefined ? undefined : this.fn(batch, t))
+  }
+}
+
+/** Information about one input's batch (Spark's `StreamInputInfo`). @internal */
+export interface InputInfo {
+  readonly numRecords: number
+  readonly metadata?: Record<string, unknown> | undefined
+}
+
+/**
+ * An input stream (Spark's `InputDStream`): started with the context, told about each batch
+ * time at the tick (`allocate`), computed like any node.
+ * @internal
+ */
+export abstract class InputNode<A> extends Node<A> {
+  streamId = -1
+  /** Per-batch input info, read by the scheduler for `BatchInfo`. */
+  readonly inputInfo = new Map<number, InputInfo>()
+
+  constructor(ctx: NodeContext) {
+    super(ctx, [], ctx.batchMillis)
+  }
+
+  abstract readonly name: string
+
+  /** Starts the source in the context's scope (receivers fork their supervisors here). */
+  start(_rt: InputRuntime): Effect.Effect<void, unknown, Scope.Scope | NodeEnv> {
+    return Effect.void
+  }
+
+  /** Called at the tick of batch `t`, before the batch is queued (Spark's block allocation). */
+  allocate(_t: number): Effect.Effect<void> {
+    return Effect.void
+  }
+
+  /** Stops receiving (graceful stop calls this first). */
+  stopReceiving(): Effect.Effect<void> {
+    return Effect.void
+  }
+
+  /** `true` while the source holds records not yet allocated to a batch. */
+  hasPending(): boolean {
+    return false
+  }
+
+  protected record(t: number, numRecords: number, metadata?: Record<string, unknown>): void {
+    this.inputInfo.set(t, { numRecords, metadata })
+  }
+
+  override clearMetadata(t: number): void {
+    super.clearMetadata(t)
+    const limit = t - (this.rememberMillis ?? this.slideMillis)
+    for (const time of this.inputInfo.keys()) if (time <= limit) this.inputInfo.delete(time)
+  }
+}

@@ -1,0 +1,32 @@
+/**
+ * effect-dstream: Spark Streaming's DStream model — micro-batches cut by a batch clock, typed
+ * operators, sliding windows, keyed state with checkpoints, receivers — as a type-safe fluent
+ * TypeScript DSL on Effect, for Deno and Bun.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { StreamingContext } from "effect-dstream"
+ *
+ * StreamingContext.runMain(Effect.gen(function* () {
+ *   const ssc = yield* StreamingContext.make({ batchInterval: "1 second" })
+ *   ssc.socketTextStream("localhost", 9999)
+ *     .flatMap((line) => line.split(" "))
+ *     .mapToPair((w) => [w, 1])
+ *     .reduceByKey((a, b) => a + b)
+ *     .print()
+ *   yield* ssc.start
+ *   yield* ssc.awaitTermination
+ * }))
+ * ```
+ *
+ * @module
+ */
+export * as BatchClock from "./lib/BatchClock.ts"
+export * as DStream from "./lib/DStream.ts"
+export * from "./lib/Errors.ts"
+export * as Listener from "./lib/Listener.ts"
+export * as Receiver from "./lib/Receiver.ts"
+export * as StreamingContext from "./lib/StreamingContext.ts"
+export * as Testing from "./lib/Testing.ts"
+export * as Time from "./lib/Time.ts"

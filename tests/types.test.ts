@@ -1,0 +1,81 @@
+/**
+ * Type tests: `deno check` runs them. Each `@ts-expect-error` line proves a misuse does not
+ * compile (if it ever compiled, the unused directive would fail the check); the runtime test
+ * below only builds the pipelines.
+ */
+import { describe, it } from "node:test"
+import assert from "node:assert/strict"
+import { Effect, Option } from "effect"
+import { DStream, StreamingContext } from "../mod.ts"
+
+type Equals<X, Y> = (<T>() => T extends X ? 1 : 2) extends (<T>() => T extends Y ? 1 : 2) ? true : false
+const expectType = <T>(_value: T) => ({ toBe: <U>(_check: Equals<T, U>) => {} })
+
+const build = (ssc: StreamingContext.StreamingContext) => {
+  const lines = ssc.queueStream<string>([["a b"]])
+  const words = lines.flatMap((l) => l.split(" "))
+  expectType(words).toBe<DStream.DStream<string>>(true)
+
+  // mapToPair / keyBy widen literal value types.
+  const pairs = words.mapToPair((w) => [w, 1])
+  expectType(pairs).toBe<DStream.DStream<readonly [string, number]>>(true)
+  const keyed = words.keyBy((w) => w.length)
+  expectType(keyed).toBe<DStream.DStream<readonly [number, string]>>(true)
+
+  const counts = pairs.reduceByKey((a, b) => a + b)
+  expectType(counts).toBe<DStream.DStream<readonly [string, number]>>(true)
+  expectType(pairs.groupByKey()).toBe<DStream.DStream<readonly [string, ReadonlyArray<number>]>>(true)
+  expectType(pairs.mapValues((n) => String(n))).toBe<DStream.DStream<readonly [string, string]>>(true)
+
+  const other = words.mapToPair((w) => [w, true])
+  expectType(pairs.join(other)).toBe<DStream.DStream<readonly [string, readonly [number, boolean]]>>(true)
+  expectType(pairs.leftOuterJoin(other)).toBe<
+    DStream.DStream<readonly [string, readonly [number, Option.Option<boolean>]]>
+  >(true)
+  expectType(pairs.fullOuterJoin(other)).toBe<
+    DStream.DStream<readonly [string, readonly [Option.Option<number>, Option.Option<boolean>]]>
+  >(true)
+  expectType(pairs.cogroup(other)).toBe<
+    DStream.DStream<readonly [string, readonly [ReadonlyArray<number>, ReadonlyArray<boolean>]]>
+  >(true)
+  expectType(words.count()).toBe<DStream.DStream<number>>(true)
+  expectType(words.union(ssc.queueStream<number>([]))).toBe<DStream.DStream<string | number>>(true)
+  expectType(words.filter((w): w is "a" => w === "a")).toBe<DStream.DStream<"a">>(true)
+
+  // Keyed operators do not compile on a stream of non-pairs. (Never called: type-level only.)
+  const misuse = () => {
+  // @ts-expect-error reduceByKey needs DStream<readonly [K, V]>
+  words.reduceByKey((a: string, b: string) => a + b)
+  // @ts-expect-error groupByKey needs DStream<readonly [K, V]>
+  words.groupByKey()
+  // @ts-expect-error join needs pairs on both sides
+  words.join(pairs)
+  // @ts-expect-error the reduce function must take the value type
+  pairs.reduceByKey((a: string, b: string) => a + b)
+  // @ts-expect-error join keys must have the same type
+  pairs.join(keyed)
+  // @ts-expect-error the pipeable form is restricted the same way
+  words.pipe(DStream.groupByKey)
+  // @ts-expect-error map's function must accept the element type
+  words.map((n: number) => n + 1)
+  // @ts-expect-error union's argument must be a DStream
+  words.union([1, 2])
+  // @ts-expect-error transform must return an array or an Effect of one
+  words.transform(() => 1)
+  }
+  void misuse
+
+  // Effect-returning batch functions and outputs are accepted.
+  words.transform((batch) => Effect.succeed(batch.length > 0 ? [batch.length] : []))
+  counts.foreachBatch((batch, time) => Effect.log(`${time}: ${batch.length}`))
+  counts.print()
+  return counts
+}
+
+describe("type-level API", () => {
+  it("well-typed pipelines build", async () => {
+    const ssc = await Effect.runPromise(StreamingContext.make({ batchInterval: "1 second" }))
+    assert.ok(DStream.isDStream(build(ssc)))
+    await Effect.runPromise(ssc.stop())
+  })
+})
