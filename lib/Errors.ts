@@ -80,6 +80,24 @@ export class LineTooLongError extends Data.TaggedError("LineTooLongError")<{
   }
 }
 
+/**
+ * Bytes received from a socket (or read from a file) were not valid UTF-8. The invalid
+ * sequences are replaced with U+FFFD and receiving continues; the receiver reports this error
+ * as a receiver-error event.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class MalformedInputError extends Data.TaggedError("MalformedInputError")<{
+  readonly source: string
+  /** Invalid sequences in the reported chunk. */
+  readonly count: number
+}> {
+  override get message(): string {
+    return `Invalid UTF-8 from ${this.source}: ${this.count} malformed sequence(s) replaced with U+FFFD`
+  }
+}
+
 /** @internal */
 export const describeCause = (cause: unknown): string => {
   if (cause instanceof Error) return cause.message

@@ -9,6 +9,7 @@
 import { Duration, Effect, Schedule } from "effect"
 import type { Scope } from "effect"
 import { ReceiverError } from "./Errors.ts"
+import type { PIDOptions } from "./RateEstimator.ts"
 
 /**
  * Handed to a receiver's `run`: call it to store one record (`yield* store(line)`), or use
@@ -38,17 +39,91 @@ export interface Store<A> {
 }
 
 /**
+ * Where a receiver's blocks live until their batch runs (Spark's `StorageLevel`):
+ * `"memory"` keeps them in memory and makes `store` wait while `maxBufferedRecords` records
+ * are held; `"memoryAndDisk"` writes blocks beyond that budget to files instead, so `store`
+ * does not wait for memory and the heap stays bounded.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type StorageLevel = "memory" | "memoryAndDisk"
+
+/**
+ * Block, rate and storage settings of receivers (Spark's `spark.streaming.blockInterval`,
+ * `receiver.maxRate`, `backpressure.*`, storage level and `receiver.writeAheadLog.enable`).
+ * Set them for every receiver of a context (`StreamingContext.make({ receivers })`) or on one
+ * receiver (its own settings win).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ReceiverSettings {
+  /** How often stored records are cut into a block (default 200 ms). */
+  readonly blockInterval?: Duration.Input | undefined
+  /** Upper bound on records stored per second (default unlimited). */
+  readonly maxRate?: number | undefined
+  /** Adapt the rate to the processing speed with Spark's PID estimator (default off). */
+  readonly backpressure?: boolean | PIDOptions | undefined
+  /** With backpressure, the rate before the first estimate (default `maxRate`). */
+  readonly initialRate?: number | undefined
+  /**
+   * Records a receiver may hold in memory: stored and not yet processed (default 1,000,000).
+   * With `"memory"` storage `store` waits while the buffer is full.
+   */
+  readonly maxBufferedRecords?: number | undefined
+  /** Where blocks live (default `"memory"`). */
+  readonly storage?: StorageLevel | undefined
+  /** Directory for spilled blocks (default: a temporary directory removed at stop). */
+  readonly spillDirectory?: string | undefined
+  /**
+   * Write every block to a write-ahead log under the checkpoint directory
+   * (`<checkpointDir>/receivedData/<streamId>/`) before it counts as stored, so `getOrCreate`
+   * replays what was stored but not processed (default off; needs `ssc.checkpoint(dir)`).
+   * Each `store` / `store.all` call then makes one block and returns once it is on disk: store
+   * arrays, not single records. `rollingInterval`: how often a new log segment is started
+   * (Spark's `writeAheadLog.rollingIntervalSecs`, default 60 s); segments whose batches are
+   * all checkpointed are deleted.
+   */
+  readonly writeAheadLog?: boolean | { readonly rollingInterval?: Duration.Input | undefined } | undefined
+}
+
+/**
+ * Turns a block of records into bytes and back, for spilled blocks and the write-ahead log.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Serializer<A> {
+  readonly encode: (records: ReadonlyArray<A>) => Uint8Array
+  readonly decode: (bytes: Uint8Array) => ReadonlyArray<A>
+}
+
+/**
+ * The default serializer: a block is one JSON array.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const jsonSerializer: Serializer<any> = {
+  encode: (records) => new TextEncoder().encode(JSON.stringify(records)),
+  decode: (bytes) => JSON.parse(new TextDecoder().decode(bytes)),
+}
+
+/**
  * A receiver: a name and a scoped `run` that loops, storing records, until it fails, ends or
  * is interrupted. Ending or failing leads to a restart after the restart schedule's delay.
  *
  * @since 0.1.0
  * @category models
  */
-export interface Receiver<A> {
+export interface Receiver<A> extends ReceiverSettings {
   readonly name: string
   readonly run: (store: Store<A>) => Effect.Effect<void, unknown, Scope.Scope>
   /** Delay policy between restarts. Default: Spark's `spark.streaming.receiverRestartDelay`, 2 s. */
   readonly restartSchedule?: Schedule.Schedule<unknown, unknown> | undefined
+  /** How blocks are written to disk (spill, write-ahead log); default {@link jsonSerializer}. */
+  readonly serializer?: Serializer<A> | undefined
 }
 
 /**
@@ -67,17 +142,14 @@ export const defaultRestartDelay: Duration.Duration = Duration.seconds(2)
  * const numbers = Receiver.make<number>({
  *   name: "numbers",
  *   run: (store) => Effect.forever(Effect.andThen(Effect.sleep("10 millis"), store(1))),
+ *   maxRate: 50,
  * })
  * ```
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = <A>(options: {
-  readonly name: string
-  readonly run: (store: Store<A>) => Effect.Effect<void, unknown, Scope.Scope>
-  readonly restartSchedule?: Schedule.Schedule<unknown, unknown> | undefined
-}): Receiver<A> => options
+export const make = <A>(options: Receiver<A>): Receiver<A> => options
 
 /** @internal */
 export const restartFailure = (

@@ -28,16 +28,18 @@ import * as NodePath from "@effect/platform-node/NodePath"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import * as BatchClock from "./BatchClock.ts"
+import * as Checkpoint from "./Checkpoint.ts"
 import * as DStream from "./DStream.ts"
 import { type BatchJobError, IllegalStateError, ValidationError } from "./Errors.ts"
 import { formatProgress, type StreamingEvent } from "./Listener.ts"
-import type { Receiver } from "./Receiver.ts"
+import type { Receiver, ReceiverSettings } from "./Receiver.ts"
 import * as Time from "./Time.ts"
 import { FileInputNode, type FileStreamOptions } from "./_internal/fileInput.ts"
 import { Graph } from "./_internal/graph.ts"
 import { QueueInputNode, type QueueSource, ReceiverInputNode } from "./_internal/inputs.ts"
 import { InputNode, type Node, type NodeContext, type NodeEnv, OutputNode } from "./_internal/node.ts"
 import { JobScheduler } from "./_internal/scheduler.ts"
+import * as Checkpointing from "./_internal/checkpointing.ts"
 import { type SocketOptions, socketReceiver, socketTextReceiver } from "../receivers/socket.ts"
 
 /**
@@ -61,6 +63,8 @@ export interface Options {
   readonly logProgress?: boolean | undefined
   /** Graceful stop's bound (Spark's `spark.streaming.gracefulStopTimeout`); default 10 × batch. */
   readonly gracefulStopTimeout?: Duration.Input | undefined
+  /** Block interval, rate limits, backpressure and storage for every receiver of the context. */
+  readonly receivers?: ReceiverSettings | undefined
 }
 
 /**
@@ -91,7 +95,7 @@ export interface StreamingContext {
    * `IllegalStateError` after a stop or while another context is active, and with
    * `ValidationError` when the graph is invalid (the context is then STOPPED).
    */
-  readonly start: Effect.Effect<void, IllegalStateError | ValidationError>
+  readonly start: Effect.Effect<void, IllegalStateError | ValidationError | Checkpoint.CheckpointError>
   /**
    * Waits until the context stops; fails with the `BatchJobError` that stopped it. If the
    * waiting fiber is interrupted (Ctrl-C under `runMain`), the context is stopped gracefully.
@@ -177,6 +181,9 @@ class ContextImpl implements StreamingContext, NodeContext {
   private scheduler: JobScheduler | undefined
   private stopping: Effect.Effect<void> | undefined
   private readonly gracefulTimeoutMillis: number
+  /** The checkpoint `getOrCreate` recovers from. */
+  recovered: Checkpoint.Checkpoint | undefined = undefined
+  readonly receiverSettings: ReceiverSettings | undefined
 
   constructor(
     options: Options,
@@ -188,6 +195,7 @@ class ContextImpl implements StreamingContext, NodeContext {
     this.gracefulTimeoutMillis = options.gracefulStopTimeout === undefined
       ? 10 * this.batchMillis
       : Time.millis(options.gracefulStopTimeout, "Graceful stop timeout")
+    this.receiverSettings = options.receivers
     if (options.logProgress) {
       this.listeners.push((e) => e._tag === "BatchCompleted" ? Effect.logInfo(formatProgress(e.batchInfo)) : undefined)
     }
@@ -218,7 +226,7 @@ class ContextImpl implements StreamingContext, NodeContext {
     return Effect.sync(() => this.lifecycleState)
   }
 
-  get start(): Effect.Effect<void, IllegalStateError | ValidationError> {
+  get start(): Effect.Effect<void, IllegalStateError | ValidationError | Checkpoint.CheckpointError> {
     return Effect.gen({ self: this }, function*() {
       if (this.lifecycleState === "ACTIVE") {
         return yield* Effect.logWarning("StreamingContext has already been started")
@@ -233,7 +241,10 @@ class ContextImpl implements StreamingContext, NodeContext {
       }
       const now = yield* Clock.currentTimeMillis
       const first = BatchClock.firstBatchTime(now, this.batchMillis)
-      const zero = first - this.batchMillis
+      // A context recovered by getOrCreate keeps the zero time of the run it continues.
+      const zero = this.recovered !== undefined
+        ? Checkpointing.payloadOf(this.recovered, this.checkpointPath ?? "").zeroTime
+        : first - this.batchMillis
       try {
         this.graph.start(zero)
       } catch (error) {
@@ -245,8 +256,19 @@ class ContextImpl implements StreamingContext, NodeContext {
       const scope = yield* Scope.make()
       this.scope = scope
       const env = yield* platformServices(scope)
+      // ---- checkpointing (stateful streams): open the store, restore a recovered snapshot ----
+      const checkpoints = yield* Checkpointing.prepare(this.graph, this.checkpointPath, this.recovered).pipe(
+        Effect.provideContext(env),
+        Effect.tapError(() =>
+          Effect.andThen(
+            Effect.logError("Error starting the context, marking it as stopped"),
+            Effect.andThen(Effect.sync(() => (this.lifecycleState = "STOPPED")), Scope.close(scope, Exit.void)),
+          )
+        ),
+      )
       const scheduler = new JobScheduler(this.graph, this.publish, (error) => this.failWith(error))
       this.scheduler = scheduler
+      scheduler.afterBatch = checkpoints?.afterBatch
       this.lifecycleState = "ACTIVE"
       active = { ctx: this, startedAt: new Date(now).toISOString() }
       const rt = { publish: this.publish, startTime: now }
@@ -255,7 +277,7 @@ class ContextImpl implements StreamingContext, NodeContext {
           for (const input of this.graph.inputs) {
             yield* Scope.provide(input.start(rt), scope)
           }
-          yield* scheduler.start(first, scope)
+          yield* scheduler.start(first, scope, checkpoints?.recoverTimes(first))
         }),
         env,
       ).pipe(Effect.orDie)
@@ -481,3 +503,58 @@ export const runMain = <E>(program: Effect.Effect<void, E, NodeServices.NodeServ
  * @category constructors
  */
 export const getActive: Effect.Effect<StreamingContext | undefined> = Effect.sync(() => active?.ctx)
+
+// ---- recovery (getOrCreate) ----------------------------------------------------------------------
+
+/**
+ * Spark's `StreamingContext.getOrCreate`: if `directory` holds a checkpoint, builds a context
+ * that continues from it — its state restored at start, the batches pending at the crash and
+ * those missed while the process was down run first — otherwise a fresh one. Either way
+ * `create` builds the pipeline on it (closures are not checkpointed; the graph is rebuilt from
+ * code), and the context checkpoints into `directory`. The batch interval comes from the
+ * checkpoint when there is one, else from `options` (default 1 second). A corrupt newest
+ * checkpoint falls back to the previous one; when none is readable it fails with a
+ * `CheckpointError`.
+ *
+ * @example
+ * ```ts
+ * const ssc = yield* StreamingContext.getOrCreate("checkpoint", (ssc) => {
+ *   ssc.socketTextStream("localhost", 9999).flatMap((l) => l.split(" ")).mapToPair((w) => [w, 1])
+ *     .updateStateByKey((values, state) => Option.some(values.reduce((a, b) => a + b, Option.getOrElse(state, () => 0))))
+ *     .print()
+ * })
+ * yield* ssc.start
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const getOrCreate = <E = never, R = never>(
+  directory: string,
+  create: (ssc: StreamingContext) => void | Effect.Effect<void, E, R>,
+  options?: Partial<Options>,
+): Effect.Effect<StreamingContext, E | Checkpoint.CheckpointError | ValidationError, R> =>
+  Effect.gen(function*() {
+    const latest = yield* Effect.scoped(
+      Effect.flatMap(Effect.scope, (scope) =>
+        Effect.flatMap(platformServices(scope), (env) =>
+          Effect.provideContext(
+            Effect.flatMap(Checkpointing.storeFor(directory), Checkpoint.readLatest),
+            env,
+          ))),
+    )
+    let batchInterval: Duration.Input = options?.batchInterval ?? "1 second"
+    if (latest._tag === "Some") {
+      const payload = yield* Effect.try({
+        try: () => Checkpointing.payloadOf(latest.value, directory),
+        catch: (e) => e as Checkpoint.CheckpointError,
+      })
+      batchInterval = payload.batchMillis
+    }
+    const ssc = yield* make({ ...options, batchInterval })
+    if (latest._tag === "Some") (ssc as ContextImpl).recovered = latest.value
+    ssc.checkpoint(directory)
+    const built = create(ssc)
+    if (Effect.isEffect(built)) yield* built
+    return ssc
+  })

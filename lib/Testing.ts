@@ -19,6 +19,7 @@
 import { Clock, Duration, Effect } from "effect"
 import { TestClock } from "effect/testing"
 import * as BatchClock from "./BatchClock.ts"
+import * as Checkpoint from "./Checkpoint.ts"
 import * as DStream from "./DStream.ts"
 import type { BatchJobError, IllegalStateError, ValidationError } from "./Errors.ts"
 import * as StreamingContext from "./StreamingContext.ts"
@@ -75,7 +76,10 @@ export interface RunOptions {
   readonly batchInterval?: Duration.Input | undefined
   /** How many batch times to advance. */
   readonly numBatches: number
-  /** Set a checkpoint directory before start (stateful operators need one). */
+  /**
+   * Set a checkpoint directory before start (stateful operators need one). Checkpoints go to
+   * the environment's `CheckpointStore`, else to a fresh in-memory one.
+   */
   readonly checkpoint?: string | undefined
 }
 
@@ -96,7 +100,7 @@ export interface RunOptions {
 export const runWithTimes = <B>(
   build: (ssc: StreamingContext.StreamingContext) => DStream.DStream<B> | Effect.Effect<DStream.DStream<B>>,
   options: RunOptions,
-): Effect.Effect<Array<readonly [number, ReadonlyArray<B>]>, BatchJobError | IllegalStateError | ValidationError> =>
+): Effect.Effect<Array<readonly [number, ReadonlyArray<B>]>, BatchJobError | IllegalStateError | ValidationError | Checkpoint.CheckpointError> =>
   Effect.gen(function*() {
     const batchInterval = options.batchInterval ?? "1 second"
     const batchMillis = Time.millis(batchInterval)
@@ -110,7 +114,11 @@ export const runWithTimes = <B>(
     })
     const now = yield* Clock.currentTimeMillis
     const first = BatchClock.firstBatchTime(now, batchMillis)
-    yield* ssc.start
+    // Checkpoints go to an in-memory store unless the caller provides one.
+    yield* Effect.flatMap(
+      Effect.serviceOption(Checkpoint.CheckpointStore),
+      (store) => store._tag === "Some" ? ssc.start : Effect.provide(ssc.start, Checkpoint.layerMemory),
+    )
     for (let k = 0; k < options.numBatches; k++) {
       yield* TestClock.adjust(batchMillis)
       yield* ssc.awaitBatch(first + k * batchMillis)
@@ -135,7 +143,7 @@ export const runWithTimes = <B>(
 export const run = <B>(
   build: (ssc: StreamingContext.StreamingContext) => DStream.DStream<B> | Effect.Effect<DStream.DStream<B>>,
   options: RunOptions,
-): Effect.Effect<Array<ReadonlyArray<B>>, BatchJobError | IllegalStateError | ValidationError> =>
+): Effect.Effect<Array<ReadonlyArray<B>>, BatchJobError | IllegalStateError | ValidationError | Checkpoint.CheckpointError> =>
   Effect.map(runWithTimes(build, options), (out) => out.map(([, batch]) => batch))
 
 /**
@@ -155,7 +163,7 @@ export const runOperation = <A, B>(
   batches: ReadonlyArray<ReadonlyArray<A> | null>,
   operation: (input: DStream.DStream<A>) => DStream.DStream<B>,
   options?: Partial<RunOptions>,
-): Effect.Effect<Array<ReadonlyArray<B>>, BatchJobError | IllegalStateError | ValidationError> =>
+): Effect.Effect<Array<ReadonlyArray<B>>, BatchJobError | IllegalStateError | ValidationError | Checkpoint.CheckpointError> =>
   run((ssc) => operation(input(ssc, batches)), { numBatches: batches.length, ...options })
 
 /**
@@ -175,7 +183,7 @@ export const runOperation2 = <A, B, C>(
   batches2: ReadonlyArray<ReadonlyArray<B> | null>,
   operation: (a: DStream.DStream<A>, b: DStream.DStream<B>) => DStream.DStream<C>,
   options?: Partial<RunOptions>,
-): Effect.Effect<Array<ReadonlyArray<C>>, BatchJobError | IllegalStateError | ValidationError> =>
+): Effect.Effect<Array<ReadonlyArray<C>>, BatchJobError | IllegalStateError | ValidationError | Checkpoint.CheckpointError> =>
   run((ssc) => operation(input(ssc, batches1), input(ssc, batches2)), {
     numBatches: Math.max(batches1.length, batches2.length),
     ...options,

@@ -3,11 +3,24 @@
  * that runs a receiver as a scoped resource and restarts it on failure.
  * @internal
  */
-import { Clock, Duration, Effect, Exit, Fiber, Queue, Schedule, Scope } from "effect"
-import { describeCause, ReceiverError } from "../Errors.ts"
-import type { ReceiverInfo } from "../Listener.ts"
-import { defaultRestartSchedule, type Receiver, restartFailure, type Store } from "../Receiver.ts"
+import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, FileSystem, Path, Queue, Schedule, Scope } from "effect"
+import { describeCause, ReceiverError, ValidationError } from "../Errors.ts"
+import type { BatchInfo, ReceiverInfo } from "../Listener.ts"
+import * as RateEstimator from "../RateEstimator.ts"
+import type { PIDOptions } from "../RateEstimator.ts"
+import {
+  defaultRestartSchedule,
+  jsonSerializer,
+  type Receiver,
+  type ReceiverSettings,
+  restartFailure,
+  type Serializer,
+  type StorageLevel,
+  type Store,
+} from "../Receiver.ts"
+import * as Time from "../Time.ts"
 import { type Batch, InputNode, type InputRuntime, type NodeContext, type NodeEnv } from "./node.ts"
+import * as Wal from "./wal.ts"
 
 
 /** @internal */
@@ -57,57 +70,389 @@ export class QueueInputNode<A> extends InputNode<A> {
 }
 
 /**
- * A receiver-based input: the receiver stores records into a buffer; at each tick the buffer
- * becomes the batch of that time (Spark's block allocation at batch time).
+ * Spark's `RateLimiter` (Guava's smooth limiter without stored permits): `acquire(n)` lets the
+ * caller go now and makes the next caller wait until those `n` records have been paid for at
+ * the current rate. A rate of `Infinity` never waits.
+ * @internal
+ */
+export class RateLimiter {
+  private nextFree = 0
+
+  constructor(public rate: number) {}
+
+  /** Records one `acquire` may take at once: about 100 ms of the rate. */
+  get chunk(): number {
+    return Number.isFinite(this.rate) ? Math.max(1, Math.floor(this.rate / 10)) : Infinity
+  }
+
+  acquire(n: number): Effect.Effect<void> {
+    if (!Number.isFinite(this.rate)) return Effect.void
+    return Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      const wait = this.nextFree - now
+      this.nextFree = Math.max(this.nextFree, now) + n * 1000 / this.rate
+      return wait > 0 ? Effect.sleep(Duration.millis(wait)) : Effect.void
+    })
+  }
+}
+
+/**
+ * A block of stored records (Spark's `ReceivedBlockInfo`): in memory, spilled to a file, or
+ * (with the write-ahead log) read back from its log record.
+ * @internal
+ */
+interface Block<A> {
+  readonly id: number
+  readonly count: number
+  records: ReadonlyArray<A> | undefined
+  file: string | undefined
+  /** Where the write-ahead log holds the block. */
+  logged: Wal.BlockLocation | undefined
+  /** Stored: spilled / logged as needed; only ready blocks are allocated. */
+  ready: boolean
+}
+
+/** Receiver settings with the defaults applied. @internal */
+export interface ResolvedSettings {
+  readonly blockMillis: number
+  readonly maxRate: number
+  readonly backpressure: PIDOptions | undefined
+  readonly initialRate: number | undefined
+  readonly maxBufferedRecords: number
+  readonly storage: StorageLevel
+  readonly spillDirectory: string | undefined
+  readonly writeAheadLog: boolean
+  /** Write-ahead log segment rolling interval. */
+  readonly walRollMillis: number
+}
+
+/** Spark's `spark.streaming.blockInterval` default. @internal */
+export const defaultBlockIntervalMillis = 200
+/** Default bound on the records a receiver holds in memory. @internal */
+export const defaultMaxBufferedRecords = 1_000_000
+
+/** @internal */
+export const resolveSettings = (own: ReceiverSettings, context: ReceiverSettings | undefined): ResolvedSettings => {
+  const pick = <K extends keyof ReceiverSettings>(key: K): ReceiverSettings[K] => own[key] ?? context?.[key]
+  const blockInterval = pick("blockInterval")
+  const blockMillis = blockInterval === undefined ? defaultBlockIntervalMillis : Time.millis(blockInterval, "Block interval")
+  const maxRate = pick("maxRate") ?? Infinity
+  const maxBufferedRecords = pick("maxBufferedRecords") ?? defaultMaxBufferedRecords
+  const check = (ok: boolean, message: string) => {
+    if (!ok) throw new ValidationError({ message })
+  }
+  check(maxRate > 0, `Receiver maxRate must be positive, got ${maxRate}`)
+  check(Number.isSafeInteger(maxBufferedRecords) && maxBufferedRecords > 0, `Receiver maxBufferedRecords must be a positive integer, got ${maxBufferedRecords}`)
+  const initialRate = pick("initialRate")
+  check(initialRate === undefined || initialRate > 0, `Receiver initialRate must be positive, got ${initialRate}`)
+  const backpressure = pick("backpressure")
+  const wal = pick("writeAheadLog")
+  const rolling = typeof wal === "object" ? wal.rollingInterval : undefined
+  return {
+    blockMillis,
+    maxRate,
+    backpressure: backpressure === true ? {} : backpressure === false || backpressure === undefined ? undefined : backpressure,
+    initialRate,
+    maxBufferedRecords,
+    storage: pick("storage") ?? "memory",
+    spillDirectory: pick("spillDirectory"),
+    writeAheadLog: wal !== undefined && wal !== false,
+    walRollMillis: rolling === undefined ? Wal.defaultRollMillis : Time.millis(rolling, "Write-ahead log rolling interval"),
+  }
+}
+
+/**
+ * A receiver-based input (Spark's `ReceiverInputDStream` with its `BlockGenerator` and
+ * `ReceivedBlockTracker`): stored records go into the current block; every block interval
+ * (and at each batch time) the current block is sealed; at the tick of batch `t` every sealed
+ * block is allocated to `t`, and the allocation is recorded. `store` waits for the rate
+ * limiter and, with memory storage, while `maxBufferedRecords` records are held; with
+ * memory-and-disk storage, blocks beyond that budget are written to files.
  * @internal
  */
 export class ReceiverInputNode<A> extends InputNode<A> {
   readonly kind = "ReceiverInputDStream"
-  private buffer: Array<A> = []
-  private readonly allocated = new Map<number, Batch<A>>()
+  private current: Array<A> = []
+  /** Sealed blocks not yet allocated, oldest first. */
+  private blocks: Array<Block<A>> = []
+  /** Spark's `ReceivedBlockTracker` allocation: the blocks of each batch time. */
+  readonly allocations = new Map<number, ReadonlyArray<Block<A>>>()
+  private nextBlockId = 0
+  /** Records held in memory: the current block, sealed and allocated in-memory blocks. */
+  private held = 0
+  private space: Deferred.Deferred<void> = Deferred.makeUnsafe()
   private fiber: Fiber.Fiber<void> | undefined
   private stopped = false
+  private fs: FileSystem.FileSystem | undefined
+  private path: Path.Path | undefined
+  private spillDir: string | undefined
+  private estimator: RateEstimator.RateEstimator | undefined
+  /** The write-ahead log, when enabled (opened at start). */
+  wal: Wal.WriteAheadLog | undefined
+  /** Batches after the recovered checkpoint whose blocks the log recorded: they get them again. */
+  private replayed = new Map<number, Array<Block<A>>>()
+  /** The graph checkpoint this input was restored from (set before start). */
+  private restoredFrom: { readonly time: number; readonly nextBlockId: number } | undefined
+  settings!: ResolvedSettings
+  limiter!: RateLimiter
+  readonly serializer: Serializer<A>
+  /** Peak of `held` since start (tests and `inputInfo` read it). */
+  peakHeld = 0
   lastError: { message: string; cause: unknown; time: number } | undefined
 
   constructor(ctx: NodeContext, readonly receiver: Receiver<A>) {
     super(ctx)
+    this.serializer = receiver.serializer ?? jsonSerializer
+    this.settings = resolveSettings(receiver, ctx.receiverSettings)
+    this.limiter = new RateLimiter(this.initialRate())
   }
 
   get name(): string {
     return this.receiver.name
   }
 
-  /** Adds records to the current buffer. */
-  storeRecords(records: ReadonlyArray<A>): void {
-    if (records.length === 1) this.buffer.push(records[0])
-    else for (let i = 0; i < records.length; i++) this.buffer.push(records[i])
+  private initialRate(): number {
+    const s = this.settings
+    return s.backpressure !== undefined && s.initialRate !== undefined ? Math.min(s.initialRate, s.maxRate) : s.maxRate
+  }
+
+  /** Records held in memory now. */
+  get heldRecords(): number {
+    return this.held
+  }
+
+  /** Current rate bound in records/s (`Infinity` when unlimited). */
+  get rateLimit(): number {
+    return this.limiter.rate
+  }
+
+  /**
+   * Stores records: waits for the rate limiter and for buffer space, in chunks, so one call
+   * with many records cannot overrun either.
+   */
+  storeRecords(records: ReadonlyArray<A>): Effect.Effect<void> {
+    if (records.length === 0) return Effect.void
+    const s = this.settings
+    // fast path: unlimited rate and room in memory, no write-ahead log
+    if (
+      !s.writeAheadLog && !Number.isFinite(this.limiter.rate) &&
+      this.held + records.length <= s.maxBufferedRecords
+    ) {
+      return Effect.sync(() => this.append(records))
+    }
+    return Effect.gen({ self: this }, function*() {
+      let offset = 0
+      while (offset < records.length) {
+        const n = Math.min(records.length - offset, this.limiter.chunk, s.maxBufferedRecords)
+        const chunk = offset === 0 && n === records.length ? records : records.slice(offset, offset + n)
+        offset += n
+        yield* this.limiter.acquire(n)
+        if (s.storage === "memoryAndDisk" && this.held + n > s.maxBufferedRecords) {
+          // over the memory budget: the current block and this chunk go to disk
+          yield* this.sealCurrent(true)
+          this.held += n
+          yield* this.seal(chunk, true)
+          continue
+        }
+        while (this.held > 0 && this.held + n > s.maxBufferedRecords) {
+          yield* Deferred.await(this.space)
+        }
+        if (s.writeAheadLog) {
+          // a block of its own, stored once the log has it (not via `current`: the block timer
+          // could seal that before this call's records are durable)
+          this.held += n
+          if (this.held > this.peakHeld) this.peakHeld = this.held
+          yield* this.seal(chunk, false)
+          continue
+        }
+        this.append(chunk)
+      }
+    })
+  }
+
+  private append(records: ReadonlyArray<A>): void {
+    const current = this.current
+    if (records.length === 1) current.push(records[0])
+    else for (let i = 0; i < records.length; i++) current.push(records[i])
+    this.held += records.length
+    if (this.held > this.peakHeld) this.peakHeld = this.held
+  }
+
+  private release(n: number): void {
+    if (n === 0) return
+    this.held -= n
+    const space = this.space
+    this.space = Deferred.makeUnsafe()
+    Deferred.doneUnsafe(space, Exit.void)
+  }
+
+  /** Seals the current block (Spark's `BlockGenerator.updateCurrentBuffer`). */
+  private sealCurrent(spill: boolean): Effect.Effect<void> {
+    if (this.current.length === 0) return Effect.void
+    const records = this.current
+    this.current = []
+    return this.seal(records, spill)
+  }
+
+  /** Makes a block of `records` (already counted in `held`) and stores it. */
+  private seal(records: ReadonlyArray<A>, spill: boolean): Effect.Effect<void> {
+    const block: Block<A> = {
+      id: this.nextBlockId++,
+      count: records.length,
+      records,
+      file: undefined,
+      logged: undefined,
+      ready: false,
+    }
+    this.blocks.push(block)
+    if (this.wal !== undefined) return this.log(block, records, spill)
+    if (!spill) {
+      block.ready = true
+      return Effect.void
+    }
+    return Effect.gen({ self: this }, function*() {
+      const dir = yield* this.spillDirectory()
+      const file = this.path!.join(dir, `block-${this.streamId}-${block.id}`)
+      yield* Effect.orDie(this.fs!.writeFile(file, this.serializer.encode(records)))
+      block.file = file
+      block.records = undefined
+      block.ready = true
+      this.release(block.count)
+    })
+  }
+
+  /**
+   * Write-ahead log: appends the block and marks it stored once durable. A spilled block is
+   * then read back from the log, not kept in memory. A failed write drops the block and dies,
+   * so the caller's `store` fails and the supervisor restarts the receiver.
+   */
+  private log(block: Block<A>, records: ReadonlyArray<A>, spill: boolean): Effect.Effect<void> {
+    const wal = this.wal!
+    return Effect.suspend(() => wal.appendBlock(block.id, block.count, this.serializer.encode(records))).pipe(
+      Effect.uninterruptible, // logged means stored: never leave a logged block out of `blocks`
+      Effect.tapCause(() =>
+        Effect.sync(() => {
+          this.blocks = this.blocks.filter((b) => b !== block)
+          block.records = undefined
+          this.release(block.count)
+        })
+      ),
+      Effect.orDie,
+      Effect.map((location) => {
+        block.logged = location
+        if (spill) {
+          block.records = undefined
+          this.release(block.count)
+        }
+        block.ready = true
+      }),
+    )
+  }
+
+  private spillDirectory(): Effect.Effect<string> {
+    if (this.spillDir !== undefined) return Effect.succeed(this.spillDir)
+    const fs = this.fs!
+    const configured = this.settings.spillDirectory
+    const make = configured !== undefined
+      ? Effect.as(fs.makeDirectory(configured, { recursive: true }), configured)
+      : fs.makeTempDirectory({ prefix: "effect-dstream-spill-" }).pipe(
+        Effect.tap((dir) => Effect.sync(() => this.ctx.onStop(() => Effect.ignore(fs.remove(dir, { recursive: true }))))),
+      )
+    return Effect.orDie(make).pipe(Effect.tap((dir) => Effect.sync(() => (this.spillDir = dir))))
   }
 
   override hasPending(): boolean {
-    return this.buffer.length > 0
+    return this.current.length > 0 || this.blocks.length > 0 || this.replayed.size > 0
   }
 
+  /**
+   * At the tick of `t`: seal the current block and allocate every stored block to `t`. With
+   * the write-ahead log the allocation is logged first (Spark's `ReceivedBlockTracker`), and a
+   * batch re-run after recovery gets the blocks the log recorded for it.
+   */
   override allocate(t: number): Effect.Effect<void> {
-    return Effect.sync(() => {
-      const batch = this.buffer
-      this.buffer = []
-      this.allocated.set(t, batch)
-      this.record(t, batch.length)
+    return Effect.gen({ self: this }, function*() {
+      yield* this.sealCurrent(false)
+      let ready: Array<Block<A>> | undefined
+      if (this.replayed.size > 0) {
+        ready = this.replayed.get(t)
+        this.replayed.delete(t)
+        // recorded batches that are not re-run (the clock moved past them) give their blocks back
+        for (const [time, blocks] of this.replayed) {
+          if (time >= t) continue
+          this.replayed.delete(time)
+          this.blocks = [...blocks, ...this.blocks].sort((x, y) => x.id - y.id)
+        }
+      }
+      if (ready === undefined) {
+        ready = this.blocks.filter((b) => b.ready)
+        if (this.wal !== undefined && ready.length > 0) {
+          const logged = yield* Effect.exit(this.wal.appendAllocation(t, ready.map((b) => b.id)))
+          if (Exit.isFailure(logged)) {
+            // not recorded: the blocks wait for the next batch rather than risk being lost
+            yield* Effect.logError(`Cannot log the blocks of batch ${Time.format(t)} of receiver ${this.name}`, logged.cause)
+            ready = []
+          }
+        }
+        const taken = new Set(ready)
+        this.blocks = this.blocks.filter((b) => !taken.has(b))
+      }
+      this.allocations.set(t, ready)
+      let records = 0
+      for (const b of ready) records += b.count
+      this.record(t, records, {
+        blocks: ready.length,
+        spilledBlocks: ready.filter((b) => b.file !== undefined || (b.records === undefined && b.logged !== undefined)).length,
+        rateLimit: this.limiter.rate,
+      })
     })
   }
 
   compute(t: number): Effect.Effect<Batch<A>> {
-    return Effect.sync(() => {
-      const batch = this.allocated.get(t) ?? []
-      this.allocated.delete(t)
-      return batch
+    return Effect.gen({ self: this }, function*() {
+      const blocks = this.allocations.get(t) ?? []
+      const parts: Array<ReadonlyArray<A>> = []
+      for (const block of blocks) {
+        if (block.records !== undefined) parts.push(block.records)
+        else if (block.file !== undefined) {
+          const bytes = yield* Effect.orDie(this.fs!.readFile(block.file))
+          parts.push(this.serializer.decode(bytes))
+          yield* Effect.ignore(this.fs!.remove(block.file))
+        } else if (block.logged !== undefined) {
+          const bytes = yield* Effect.orDie(this.wal!.readBlock(block.logged))
+          parts.push(this.serializer.decode(bytes))
+        }
+      }
+      this.freeBlocks(t)
+      return parts.length === 1 ? parts[0] : parts.length === 0 ? [] : parts.flat() as Batch<A>
     })
+  }
+
+  /** The batch owns its records now: they no longer count against the buffer. */
+  private freeBlocks(t: number): void {
+    const blocks = this.allocations.get(t)
+    if (blocks === undefined) return
+    this.allocations.delete(t)
+    let inMemory = 0
+    for (const b of blocks) {
+      if (b.records !== undefined) inMemory += b.count
+      b.records = undefined
+    }
+    this.release(inMemory)
   }
 
   override clearMetadata(t: number): void {
     super.clearMetadata(t)
     const limit = t - (this.rememberMillis ?? this.slideMillis)
-    for (const time of this.allocated.keys()) if (time <= limit) this.allocated.delete(time)
+    for (const time of [...this.allocations.keys()]) if (time <= limit) this.freeBlocks(time)
+  }
+
+  /** Feeds the rate estimator (Spark's `RateController.onBatchCompleted`). */
+  override batchCompleted(info: BatchInfo): void {
+    if (this.estimator === undefined) return
+    const input = info.streamIdToInputInfo[this.streamId]
+    if (input === undefined || info.processingDelay === undefined || info.schedulingDelay === undefined) return
+    const rate = this.estimator.compute(info.batchTime, input.numRecords, info.processingDelay, info.schedulingDelay)
+    if (rate !== undefined) this.limiter.rate = Math.min(rate, this.settings.maxRate)
   }
 
   info(active: boolean): ReceiverInfo {
@@ -121,8 +466,98 @@ export class ReceiverInputNode<A> extends InputNode<A> {
     }
   }
 
+  /** The write-ahead log needs a checkpoint directory. */
+  override validateAtStart(): void {
+    if (this.settings.writeAheadLog && this.ctx.checkpointDir() === undefined) {
+      throw new ValidationError({
+        message:
+          `Cannot start: receiver "${this.name}" has the write-ahead log enabled, which needs a checkpoint directory; set it with ssc.checkpoint(directory)`,
+      })
+    }
+    super.validateAtStart()
+  }
+
+  /** Checkpoint data (write-ahead log only): the next block id. */
+  walSnapshot(): unknown {
+    return { nextBlockId: this.nextBlockId }
+  }
+
+  /** Restores from the graph checkpoint of `time`, before start. */
+  walRestore(data: unknown, time: number): void {
+    const d = data as { nextBlockId?: unknown }
+    this.restoredFrom = { time, nextBlockId: typeof d?.nextBlockId === "number" ? d.nextBlockId : 0 }
+  }
+
+  /**
+   * After a graph checkpoint of `time` is written: log the marker, then delete the segments
+   * every kept checkpoint covers (`oldestKept`), so falling back to an older one still works.
+   */
+  walCheckpointed(time: number, oldestKept: number): Effect.Effect<void> {
+    const wal = this.wal
+    if (wal === undefined) return Effect.void
+    return Effect.andThen(wal.appendCheckpointed(time), wal.cleanup(oldestKept)).pipe(
+      Effect.catch((error) => Effect.logWarning(`Write-ahead log cleanup of receiver ${this.name} failed: ${error.message}`)),
+    )
+  }
+
+  /**
+   * Opens the write-ahead log and takes back what it holds (Spark's `ReceivedBlockTracker`
+   * recovery). Covered by the checkpoint restored from (or, starting afresh, by the newest
+   * checkpoint marker in the log): blocks allocated up to it, which are dropped. Recovering, a
+   * batch after it gets its recorded blocks again when it re-runs; the other blocks (never
+   * allocated, or allocated in a run whose state is not restored) go to the next batch.
+   * Replayed blocks stay on disk until their batch runs.
+   */
+  private openLog(): Effect.Effect<void, never, Scope.Scope | NodeEnv> {
+    return Effect.gen({ self: this }, function*() {
+      const directory = this.path!.join(this.ctx.checkpointDir()!, "receivedData", String(this.streamId))
+      const wal = yield* Effect.orDie(Wal.open(directory, { rollMillis: this.settings.walRollMillis }))
+      this.wal = wal
+      const contents = wal.recovered
+      for (const tail of contents.ignoredTails) {
+        yield* Effect.logWarning(
+          `Write-ahead log segment "${tail.segment}" of receiver ${this.name}: ignored its last ${tail.bytes} bytes (${tail.reason})`,
+        )
+      }
+      const restored = this.restoredFrom
+      const covered = restored?.time ?? contents.checkpointed ?? -Infinity
+      let maxId = -1
+      let replayedRecords = 0
+      const pool: Array<Block<A>> = []
+      for (const [id, { count, location }] of contents.blocks) {
+        if (id > maxId) maxId = id
+        const time = contents.allocatedTo.get(id)
+        if (time !== undefined && time <= covered) continue
+        const block: Block<A> = { id, count, records: undefined, file: undefined, logged: location, ready: true }
+        replayedRecords += count
+        if (time !== undefined && restored !== undefined) {
+          const blocks = this.replayed.get(time)
+          if (blocks === undefined) this.replayed.set(time, [block])
+          else blocks.push(block)
+        } else {
+          pool.push(block)
+        }
+      }
+      this.blocks = pool.sort((x, y) => x.id - y.id)
+      this.nextBlockId = Math.max(this.nextBlockId, maxId + 1, restored?.nextBlockId ?? 0)
+      if (replayedRecords > 0) {
+        yield* Effect.logInfo(
+          `Receiver ${this.name} replays ${replayedRecords} records from its write-ahead log (${this.replayed.size} recorded batches, ${pool.length} unallocated blocks)`,
+        )
+      }
+    })
+  }
+
   override start(rt: InputRuntime): Effect.Effect<void, never, Scope.Scope | NodeEnv> {
     return Effect.gen({ self: this }, function*() {
+      this.fs = yield* FileSystem.FileSystem
+      this.path = yield* Path.Path
+      const s = this.settings
+      if (s.writeAheadLog) yield* this.openLog()
+      if (s.backpressure !== undefined) this.estimator = RateEstimator.pid(this.slideMillis, s.backpressure)
+      yield* Effect.forkScoped(
+        Effect.forever(Effect.andThen(Effect.sleep(Duration.millis(s.blockMillis)), this.sealCurrent(false))),
+      )
       this.fiber = yield* Effect.forkScoped(supervise(this, rt))
     })
   }
@@ -140,17 +575,15 @@ export class ReceiverInputNode<A> extends InputNode<A> {
 }
 
 const makeStore = <A>(node: ReceiverInputNode<A>, rt: InputRuntime, stored: { count: number }): Store<A> => {
-  const one = (record: A): Effect.Effect<void> =>
-    Effect.sync(() => {
-      node.storeRecords([record])
-      stored.count++
-    })
+  const one = (record: A): Effect.Effect<void> => {
+    stored.count++
+    return node.storeRecords([record])
+  }
   const members = {
-    all: (records: ReadonlyArray<A>) =>
-      Effect.sync(() => {
-        node.storeRecords(records)
-        stored.count += records.length
-      }),
+    all: (records: ReadonlyArray<A>) => {
+      stored.count += records.length
+      return node.storeRecords(records)
+    },
     reportError: (message: string, cause?: unknown) =>
       Effect.flatMap(Clock.currentTimeMillis, (time) => {
         node.lastError = { message, cause, time }
@@ -159,10 +592,11 @@ const makeStore = <A>(node: ReceiverInputNode<A>, rt: InputRuntime, stored: { co
     restart: (message: string, cause?: unknown, delay?: Duration.Input) =>
       restartFailure(node.name, message, cause, delay),
     isStopped: Effect.sync(() => node.isStopped),
-    name: node.name,
     streamId: node.streamId,
   }
-  const store: Store<A> = Object.assign(one, members)
+  // A function's own `name` is read-only: define it rather than assign it.
+  Object.defineProperty(one, "name", { value: node.name })
+  const store: Store<A> = Object.assign(one as typeof one & { readonly name: string }, members)
   return store
 }
 
@@ -201,7 +635,12 @@ const supervise = <A>(node: ReceiverInputNode<A>, rt: InputRuntime): Effect.Effe
         : next.value[1]
       yield* Effect.sleep(delay)
     }
-  }).pipe(Effect.scoped)
+  }).pipe(
+    Effect.scoped,
+    Effect.tapCause((cause) =>
+      Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logError(`Supervisor of receiver ${node.name} failed`, cause)
+    ),
+  )
 
 const receiverErrorOf = (name: string, exit: Exit.Exit<void, unknown>): ReceiverError => {
   if (Exit.isSuccess(exit)) {

@@ -9,7 +9,8 @@
 import { Effect } from "effect"
 import type { FileSystem, Path, Scope } from "effect"
 import { IllegalStateError, ValidationError } from "../Errors.ts"
-import type { StreamingEvent } from "../Listener.ts"
+import type { BatchInfo, StreamingEvent } from "../Listener.ts"
+import type { ReceiverSettings } from "../Receiver.ts"
 import * as Time from "../Time.ts"
 
 /** Services a node's computation may use. @internal */
@@ -32,6 +33,8 @@ export interface NodeContext {
   readonly checkpointDir: () => string | undefined
   /** Runs `finalizer` when the context stops (or now, if it already has). */
   readonly onStop: (finalizer: () => Effect.Effect<unknown>) => void
+  /** Settings for every receiver of the context (receivers' own settings win). */
+  readonly receiverSettings?: ReceiverSettings | undefined
 }
 
 let nextNodeId = 0
@@ -359,7 +362,8 @@ export interface InputInfo {
  * @internal
  */
 export abstract class InputNode<A> extends Node<A> {
-  streamId = -1
+  /** Assigned by the context when the node registers (0, 1, 2, … in creation order). */
+  declare streamId: number
   /** Per-batch input info, read by the scheduler for `BatchInfo`. */
   readonly inputInfo = new Map<number, InputInfo>()
 
@@ -388,6 +392,9 @@ export abstract class InputNode<A> extends Node<A> {
   hasPending(): boolean {
     return false
   }
+
+  /** Told about every completed batch, in order (rate controllers feed on it). */
+  batchCompleted(_info: BatchInfo): void {}
 
   protected record(t: number, numRecords: number, metadata?: Record<string, unknown>): void {
     this.inputInfo.set(t, { numRecords, metadata })

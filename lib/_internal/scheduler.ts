@@ -31,6 +31,8 @@ export class JobScheduler {
   lastCompleted = -Infinity
   /** Time of the last batch the clock cut. */
   lastSubmitted = -Infinity
+  /** Runs after a batch's outputs succeed, before `BatchCompleted` (the checkpoint write). */
+  afterBatch: ((time: number) => Effect.Effect<void, unknown, NodeEnv>) | undefined
 
   constructor(
     readonly graph: Graph,
@@ -38,11 +40,15 @@ export class JobScheduler {
     readonly onError: (error: BatchJobError) => Effect.Effect<void>,
   ) {}
 
-  /** Starts the clock and job fibers in `scope`, the first batch at `firstTime`. */
-  start(firstTime: number, scope: Scope.Scope): Effect.Effect<void, never, NodeEnv> {
+  /**
+   * Starts the clock and job fibers in `scope`, the first batch at `firstTime`; `recovered`
+   * batch times (pending or missed before a restart) are queued first.
+   */
+  start(firstTime: number, scope: Scope.Scope, recovered: ReadonlyArray<number> = []): Effect.Effect<void, never, NodeEnv> {
     return Effect.gen({ self: this }, function*() {
       this.pending = yield* Queue.unbounded<PendingBatch>()
       this.jobFiber = yield* Effect.forkIn(this.runJobs(), scope)
+      for (const t of recovered) yield* this.cut(t)
       this.clockFiber = yield* Effect.forkIn(
         BatchClock.ticks(firstTime, this.graph.batchMillis).pipe(Stream.runForEach((t) => this.cut(t))),
         scope,
@@ -62,7 +68,7 @@ export class JobScheduler {
         batchInfo: makeBatchInfo({ batchTime: time, streamIdToInputInfo: this.inputInfos(time), submissionTime }),
       })
       yield* Queue.offer(this.pending, { time, submissionTime })
-    })
+    }).pipe(Effect.uninterruptible) // allocated records must reach the queue
   }
 
   private inputInfos(time: number): Record<number, StreamInputInfo> {
@@ -130,14 +136,28 @@ export class JobScheduler {
           return yield* this.fail(new BatchJobError({ batchTime: time, outputId: id, cause: failure }))
         }
       }
+      if (this.afterBatch !== undefined) {
+        const written = yield* Effect.exit(this.afterBatch(time))
+        if (Exit.isFailure(written)) {
+          return yield* this.fail(new BatchJobError({ batchTime: time, outputId: -1, cause: causeOf(written) }))
+        }
+      }
       const processingEndTime = yield* Clock.currentTimeMillis
-      yield* this.publish({ _tag: "BatchCompleted", batchInfo: info(processingEndTime) })
+      const completedInfo = info(processingEndTime)
+      for (const input of this.graph.inputs) input.batchCompleted(completedInfo)
+      yield* this.publish({ _tag: "BatchCompleted", batchInfo: completedInfo })
       this.graph.clearMetadata(time)
-      this.completed(time)
-    }).pipe(Effect.onExit(() => Effect.sync(() => {
       this.processing = false
       this.queued--
-    })))
+      this.completed(time)
+    }).pipe(Effect.onExit((exit) =>
+      Effect.sync(() => {
+        if (Exit.isFailure(exit)) {
+          this.processing = false
+          this.queued--
+        }
+      })
+    ))
   }
 
   private fail(error: BatchJobError): Effect.Effect<void> {
@@ -170,12 +190,17 @@ export class JobScheduler {
   }
 
   /**
-   * Graceful drain: waits until no input holds unallocated records and every cut batch has
-   * been processed.
+   * Graceful drain (Spark's `JobGenerator.stop(processReceivedData = true)`): waits until no
+   * input holds unallocated records, stops the clock, then waits until every cut batch has
+   * been processed (with the clock still running, slow batches would never let it go idle).
    */
   drain(): Effect.Effect<void> {
     return Effect.gen({ self: this }, function*() {
-      while (this.graph.inputs.some((i) => i.hasPending()) || !this.idle) {
+      while (this.graph.inputs.some((i) => i.hasPending())) {
+        yield* Deferred.await(this.batchDone)
+      }
+      yield* this.stopClock()
+      while (!this.idle) {
         yield* Deferred.await(this.batchDone)
       }
     })

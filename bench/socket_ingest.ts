@@ -1,0 +1,92 @@
+/**
+ * Socket ingest: lines/s through `socketTextStream` into a per-batch count, against a raw
+ * `node:net` line-reading loop over the same generator, in one run.
+ *
+ *   deno run -A bench/socket_ingest.ts [lines]
+ *   bun bench/socket_ingest.ts [lines]
+ */
+import process from "node:process"
+import * as Net from "node:net"
+import { Effect } from "effect"
+import * as NodeServices from "@effect/platform-node/NodeServices"
+import { StreamingContext } from "../mod.ts"
+
+const total = Number(process.argv[2] ?? 2_000_000)
+
+/** A server that sends `total` numbered lines to each client as fast as it reads, then closes. */
+const startGenerator = async (): Promise<{ port: number; close: () => void }> => {
+  const chunkLines = 10_000
+  const server = Net.createServer((socket) => {
+    socket.on("error", () => {})
+    let sent = 0
+    const pump = () => {
+      while (sent < total) {
+        const n = Math.min(chunkLines, total - sent)
+        let text = ""
+        for (let i = 0; i < n; i++) text += `line ${sent + i} the quick brown fox\n`
+        sent += n
+        if (!socket.write(text)) return void socket.once("drain", pump)
+      }
+      socket.end()
+    }
+    pump()
+  })
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  return { port: (server.address() as Net.AddressInfo).port, close: () => server.close() }
+}
+
+/** The baseline: read the connection, decode UTF-8, split lines, count them. */
+const rawLoop = (port: number): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const started = performance.now()
+    const decoder = new TextDecoder()
+    let tail = ""
+    let lines = 0
+    const socket = Net.connect({ host: "127.0.0.1", port })
+    socket.on("data", (chunk: Uint8Array) => {
+      const parts = (tail + decoder.decode(chunk, { stream: true })).split("\n")
+      tail = parts.pop()!
+      lines += parts.length
+    })
+    socket.on("error", reject)
+    socket.on("end", () => {
+      if (tail.length > 0) lines++
+      if (lines !== total) reject(new Error(`raw loop read ${lines} lines, expected ${total}`))
+      resolve(performance.now() - started)
+    })
+  })
+
+/** The same lines through a socket receiver into `count()`. */
+const throughReceiver = (port: number): Promise<number> =>
+  Effect.runPromise(Effect.gen(function*() {
+    const ssc = yield* StreamingContext.make({ batchInterval: "100 millis" })
+    let counted = 0
+    ssc.socketTextStream("127.0.0.1", port).count().foreachBatch((batch) => {
+      counted += batch[0]
+    })
+    const started = performance.now()
+    yield* ssc.start
+    while (counted < total) yield* Effect.sleep("5 millis")
+    const elapsed = performance.now() - started
+    yield* ssc.stop()
+    if (counted !== total) return yield* Effect.die(new Error(`counted ${counted} lines, expected ${total}`))
+    return elapsed
+  }).pipe(Effect.provide(NodeServices.layer)))
+
+const runtime = typeof (globalThis as any).Bun !== "undefined" ? `bun ${(globalThis as any).Bun.version}` : `deno ${(globalThis as any).Deno?.version?.deno}`
+const rate = (ms: number) => Math.round(total / (ms / 1000))
+
+const best = { raw: Infinity, receiver: Infinity }
+for (let round = 0; round < 3; round++) {
+  const rawServer = await startGenerator()
+  best.raw = Math.min(best.raw, await rawLoop(rawServer.port))
+  rawServer.close()
+  const server = await startGenerator()
+  best.receiver = Math.min(best.receiver, await throughReceiver(server.port))
+  server.close()
+}
+console.log(`socket ingest, ${total} lines, ${runtime} (best of 3)`)
+console.log(`  raw node:net loop : ${rate(best.raw).toLocaleString("en-US")} lines/s`)
+console.log(`  socketTextStream  : ${rate(best.receiver).toLocaleString("en-US")} lines/s`)
+console.log(`  ratio             : ${(best.raw / best.receiver).toFixed(2)} (target >= 0.7)`)
+process.exit(0)
