@@ -1,0 +1,144 @@
+/**
+ * Keyed state at scale (the setup of Spark's published mapWithState benchmark): 1 M keys in
+ * state, 30 k updates per 1-second batch. Prints, in the same run, the per-batch processing
+ * time of mapWithState and of updateStateByKey on the same batches (and their ratio), the heap
+ * used by 1 M numeric states, and the time to write a checkpoint of that state to disk.
+ * Batches are driven by TestClock, so the figures are processing cost, not waiting.
+ *
+ *   deno run -A --v8-flags=--expose-gc bench/state.ts     bun bench/state.ts
+ *   (optional: KEYS=1000000 UPDATES=30000 BATCHES=12)
+ */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as nodePath from "node:path"
+import process from "node:process"
+import { Effect, Layer, Option } from "effect"
+import { TestClock } from "effect/testing"
+import * as NodeServices from "@effect/platform-node/NodeServices"
+import { Checkpoint, type DStream, type State, StateSpec, StreamingContext, Testing } from "../mod.ts"
+import { snapshotNode } from "../lib/_internal/checkpointing.ts"
+
+const numKeys = Number(process.env.KEYS ?? 1_000_000)
+const updatesPerBatch = Number(process.env.UPDATES ?? 30_000)
+const numBatches = Number(process.env.BATCHES ?? 12)
+
+const gc = (): void => {
+  const g = (globalThis as any).gc ?? (globalThis as any).Bun?.gc
+  if (typeof g === "function") g(true)
+}
+const heapMB = (): number => {
+  gc()
+  return process.memoryUsage().heapUsed / 1024 / 1024
+}
+
+let seed = 7
+const next = () => (seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648)
+const key = (i: number) => `key-${i}`
+const batches: Array<Array<readonly [string, number]>> = []
+for (let b = 0; b < numBatches; b++) {
+  const batch: Array<readonly [string, number]> = []
+  for (let u = 0; u < updatesPerBatch; u++) batch.push([key(next() % numKeys), 1])
+  batches.push(batch)
+}
+const initial = (): Array<readonly [string, number]> => Array.from({ length: numKeys }, (_, i) => [key(i), 0] as const)
+
+/** Runs one stateful pipeline over the batches; per-batch time of the stateful operator. */
+const measure = (
+  build: (pairs: DStream.DStream<readonly [string, number]>) => DStream.DStream<unknown>,
+  onStarted?: (stream: DStream.DStream<unknown>) => void,
+) =>
+  Effect.gen(function*() {
+    const ssc = yield* StreamingContext.make({ batchInterval: "1 second" })
+    ssc.checkpoint("bench-checkpoint")
+    const times: Array<number> = []
+    let started = 0
+    const pairs = Testing.input(ssc, batches).mapPartitions((b) => {
+      started = performance.now()
+      return b
+    })
+    const stream = build(pairs)
+    stream.foreachBatch(() => {
+      times.push(performance.now() - started)
+    })
+    yield* ssc.start
+    for (let k = 1; k <= numBatches; k++) {
+      yield* TestClock.adjust(1000)
+      yield* ssc.awaitBatch(k * 1000)
+    }
+    onStarted?.(stream)
+    yield* ssc.stop()
+    return times
+  }).pipe(Effect.provide(Layer.mergeAll(TestClock.layer(), Checkpoint.layerMemory)))
+
+const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+const fmt = (ms: number) => `${ms.toFixed(1)} ms`
+
+const program = Effect.gen(function*() {
+  const runtime = (globalThis as any).Deno ? `deno ${(globalThis as any).Deno.version.deno}` : `bun ${(globalThis as any).Bun.version}`
+  console.log(`${runtime}: ${numKeys} keys in state, ${updatesPerBatch} updates per batch, ${numBatches} batches`)
+
+  const heapBefore = heapMB()
+  let heapWithState = 0
+  let snapshot: unknown
+  const spec = StateSpec.function((_k: string, v: Option.Option<number>, s: State.State<number>) => {
+    const n = Option.getOrElse(s.getOption(), () => 0) + Option.getOrElse(v, () => 0)
+    s.update(n)
+    return n
+  }).initialState(initial())
+  const mapTimes = yield* measure((pairs) => pairs.mapWithState(spec), (stream) => {
+    heapWithState = heapMB()
+    snapshot = snapshotNode(stream.node)
+  })
+
+  const updateTimes = yield* measure((pairs) =>
+    pairs.updateStateByKey(
+      (values: ReadonlyArray<number>, state: Option.Option<number>) =>
+        values.length === 0 ? state : Option.some(values.length + Option.getOrElse(state, () => 0)),
+      { initialState: initial() },
+    )
+  )
+
+  // Checkpoint of the 1 M-key mapWithState state to a file-system store.
+  const dir = fs.mkdtempSync(nodePath.join(os.tmpdir(), "dstream-bench-"))
+  const store = yield* Checkpoint.makeFileSystem(dir)
+  const writes: Array<number> = []
+  for (let i = 0; i < 3; i++) {
+    const t0 = performance.now()
+    yield* Checkpoint.write(store, (i + 1) * 1000, { nodes: { state: snapshot } })
+    writes.push(performance.now() - t0)
+  }
+  const size = fs.statSync(nodePath.join(dir, Checkpoint.fileName(3000))).size
+  fs.rmSync(dir, { recursive: true, force: true })
+
+  // Baseline: a hand-written loop over a native Map of 1 M records, the same batches.
+  const table = new Map<string, { state: number; time: number }>()
+  for (let i = 0; i < numKeys; i++) table.set(key(i), { state: 0, time: 0 })
+  const loopTimes: Array<number> = []
+  for (let b = 0; b < numBatches; b++) {
+    const t0 = performance.now()
+    const out: Array<number> = []
+    for (const [k, v] of batches[b]) {
+      const rec = table.get(k)!
+      rec.state += v
+      rec.time = b
+      out.push(rec.state)
+    }
+    loopTimes.push(performance.now() - t0)
+  }
+
+  // The first batch pays for loading the initial state; the 10th writes the engine's checkpoint.
+  const steady = (xs: ReadonlyArray<number>) => xs.slice(1).filter((_, i) => i + 2 !== 10)
+  const mapMedian = median(steady(mapTimes))
+  const updateMedian = median(steady(updateTimes))
+  console.log(`mapWithState      per batch: median ${fmt(mapMedian)}, max ${fmt(Math.max(...steady(mapTimes)))}`)
+  console.log(`updateStateByKey  per batch: median ${fmt(updateMedian)}, max ${fmt(Math.max(...steady(updateTimes)))}`)
+  console.log(`hand-written Map loop (baseline): median ${fmt(median(loopTimes.slice(1)))}`)
+  console.log(`mapWithState is ${(updateMedian / mapMedian).toFixed(1)}x faster per batch (target: at least 5x, at most 100 ms)`)
+  console.log(`heap used by ${numKeys} numeric states (mapWithState): ${(heapWithState - heapBefore).toFixed(0)} MB (target: under 300 MB)`)
+  console.log(`checkpoint write of ${numKeys} keys to disk (${(size / 1024 / 1024).toFixed(1)} MB): median ${fmt(median(writes))}`)
+})
+
+Effect.runPromise(program.pipe(Effect.provide(NodeServices.layer))).catch((e) => {
+  console.error(e)
+  process.exit(1)
+})

@@ -1,0 +1,387 @@
+/**
+ * Checkpoints: where a context with `ssc.checkpoint(directory)` keeps what it needs to recover
+ * after a crash (keyed state, file-stream selections, the last checkpointed batch time).
+ *
+ * A {@link CheckpointStore} is a small byte store with atomic writes; {@link layerFileSystem}
+ * keeps files in a directory on effect's `FileSystem` (temp file + rename), {@link layerMemory}
+ * keeps them in memory (tests). The framing on top of any store — a header with a format
+ * version, the payload length and a CRC-32, the newest few checkpoints kept, and a fallback to
+ * the previous checkpoint when the newest is corrupt or truncated — lives here in
+ * {@link write} and {@link readLatest}, so every store behaves the same.
+ *
+ * Without a `CheckpointStore` in the environment, a context uses
+ * `layerFileSystem(ssc.checkpointDirectory)`.
+ *
+ * @example
+ * ```ts
+ * // Keep checkpoints in memory (e.g. in tests): provide the store to the program.
+ * program.pipe(Effect.provide(Checkpoint.layerMemory))
+ * ```
+ *
+ * @module
+ */
+import { Context, Data, Effect, FileSystem, Layer, Option, Path } from "effect"
+import type { PlatformError } from "effect/PlatformError"
+
+/**
+ * Reading or writing a checkpoint failed, a checkpoint could not be decoded (corrupt, written
+ * by an incompatible format, or not matching the pipeline's Schemas), or the checkpoint
+ * directory is not usable.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class CheckpointError extends Data.TaggedError("CheckpointError")<{
+  /** The checkpoint directory (or the memory store's label). */
+  readonly location: string
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+/**
+ * The operations a checkpoint store provides. Names are plain file names; `write` is atomic:
+ * a reader sees the old bytes or the new ones, never a part.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CheckpointStoreShape {
+  /** Where checkpoints go, for messages. */
+  readonly location: string
+  readonly write: (name: string, bytes: Uint8Array) => Effect.Effect<void, CheckpointError>
+  /** The bytes stored under `name`, or `undefined`. */
+  readonly read: (name: string) => Effect.Effect<Uint8Array | undefined, CheckpointError>
+  /** The names stored, in no particular order. */
+  readonly list: Effect.Effect<ReadonlyArray<string>, CheckpointError>
+  readonly remove: (name: string) => Effect.Effect<void, CheckpointError>
+}
+
+/**
+ * The checkpoint store service.
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export class CheckpointStore extends Context.Service<CheckpointStore, CheckpointStoreShape>()(
+  "effect-dstream/CheckpointStore",
+) {}
+
+/**
+ * An in-memory store (each call makes a new, empty one).
+ *
+ * @example
+ * ```ts
+ * const store = yield* Checkpoint.makeMemory("test")
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeMemory = (location = "memory"): Effect.Effect<CheckpointStoreShape> =>
+  Effect.sync(() => {
+    const files = new Map<string, Uint8Array>()
+    return {
+      location,
+      write: (name, bytes) => Effect.sync(() => void files.set(name, bytes.slice())),
+      read: (name) => Effect.sync(() => files.get(name)?.slice()),
+      list: Effect.sync(() => Array.from(files.keys())),
+      remove: (name) => Effect.sync(() => void files.delete(name)),
+    }
+  })
+
+/**
+ * A layer with a fresh in-memory store.
+ *
+ * @example
+ * ```ts
+ * program.pipe(Effect.provide(Checkpoint.layerMemory))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerMemory: Layer.Layer<CheckpointStore> = Layer.effect(CheckpointStore)(makeMemory())
+
+/**
+ * A store keeping one file per name in `directory`, created if missing. Fails with a
+ * `CheckpointError` when the directory cannot be created or written (checked once, by writing
+ * and removing a probe file). Writes go to a hidden temp file that is then renamed over the
+ * target, so a crash mid-write never leaves a partial checkpoint under its final name.
+ *
+ * @example
+ * ```ts
+ * const store = yield* Checkpoint.makeFileSystem("checkpoint")
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeFileSystem = (
+  directory: string,
+): Effect.Effect<CheckpointStoreShape, CheckpointError, FileSystem.FileSystem | Path.Path> =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const dir = path.resolve(directory)
+    const fail = (message: string) => (cause: PlatformError) =>
+      new CheckpointError({ location: directory, message: `${message}: ${cause.message}`, cause })
+    yield* fs.makeDirectory(dir, { recursive: true }).pipe(
+      Effect.mapError(fail(`Cannot create the checkpoint directory "${directory}"`)),
+    )
+    const probe = path.join(dir, `.probe-${randomSuffix()}`)
+    yield* fs.writeFile(probe, new Uint8Array([1])).pipe(
+      Effect.andThen(fs.remove(probe)),
+      Effect.mapError(fail(`Cannot write to the checkpoint directory "${directory}"`)),
+    )
+    return {
+      location: directory,
+      write: (name, bytes) => {
+        const temp = path.join(dir, `.${name}.tmp-${randomSuffix()}`)
+        return fs.writeFile(temp, bytes).pipe(
+          Effect.andThen(fs.rename(temp, path.join(dir, name))),
+          Effect.tapError(() => Effect.ignore(fs.remove(temp, { force: true }))),
+          Effect.mapError(fail(`Cannot write checkpoint "${name}" to "${directory}"`)),
+        )
+      },
+      read: (name) =>
+        fs.readFile(path.join(dir, name)).pipe(
+          Effect.map((bytes): Uint8Array | undefined => bytes),
+          Effect.catch((error) =>
+            error.reason._tag === "NotFound"
+              ? Effect.succeed(undefined)
+              : Effect.fail(fail(`Cannot read checkpoint "${name}" in "${directory}"`)(error))
+          ),
+        ),
+      list: fs.readDirectory(dir).pipe(
+        Effect.map((names) => names.filter((n) => !n.startsWith("."))),
+        Effect.mapError(fail(`Cannot list the checkpoint directory "${directory}"`)),
+      ),
+      remove: (name) =>
+        fs.remove(path.join(dir, name), { force: true }).pipe(
+          Effect.mapError(fail(`Cannot remove checkpoint "${name}" in "${directory}"`)),
+        ),
+    }
+  })
+
+/**
+ * A layer with a file-system store in `directory` (see {@link makeFileSystem}).
+ *
+ * @example
+ * ```ts
+ * program.pipe(Effect.provide(Checkpoint.layerFileSystem("checkpoint")), Effect.provide(NodeServices.layer))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerFileSystem = (
+  directory: string,
+): Layer.Layer<CheckpointStore, CheckpointError, FileSystem.FileSystem | Path.Path> =>
+  Layer.effect(CheckpointStore)(makeFileSystem(directory))
+
+// ---- framing ----------------------------------------------------------------------------------
+
+/**
+ * The checkpoint format this build writes and reads.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const formatVersion = 1
+
+/**
+ * How many checkpoints are kept by default (older ones are removed after a write).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultKeep = 3
+
+const magic = "EFFECT-DSTREAM-CHECKPOINT"
+const prefix = "checkpoint-"
+
+/**
+ * The file name of the checkpoint of batch time `time`.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const fileName = (time: number): string => `${prefix}${time}`
+
+const timeOf = (name: string): number | undefined => {
+  if (!name.startsWith(prefix)) return undefined
+  const digits = name.slice(prefix.length)
+  return /^\d+$/.test(digits) ? Number(digits) : undefined
+}
+
+/**
+ * One decoded checkpoint: the batch time it was taken after and its payload.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Checkpoint {
+  readonly time: number
+  readonly payload: unknown
+}
+
+/**
+ * Frames `payload` (any JSON value) as checkpoint bytes: a header line with the format
+ * version, payload length and CRC-32, then the JSON payload.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const encode = (payload: unknown): Uint8Array => {
+  const body = new TextEncoder().encode(JSON.stringify(payload))
+  const header = new TextEncoder().encode(`${magic} ${formatVersion} ${body.length} ${crc32(body).toString(16)}\n`)
+  const out = new Uint8Array(header.length + body.length)
+  out.set(header, 0)
+  out.set(body, header.length)
+  return out
+}
+
+/** Why a checkpoint could not be decoded; `corrupt` ones are skipped in favour of older ones. */
+type DecodeResult =
+  | { readonly _tag: "ok"; readonly payload: unknown }
+  | { readonly _tag: "corrupt"; readonly reason: string }
+  | { readonly _tag: "incompatible"; readonly reason: string }
+
+const decodeBytes = (bytes: Uint8Array): DecodeResult => {
+  const newline = bytes.indexOf(10)
+  if (newline < 0 || newline > 200) return { _tag: "corrupt", reason: "no header" }
+  const header = new TextDecoder().decode(bytes.subarray(0, newline)).split(" ")
+  if (header.length !== 4 || header[0] !== magic) return { _tag: "corrupt", reason: "bad header" }
+  const version = Number(header[1])
+  if (version !== formatVersion) {
+    return {
+      _tag: "incompatible",
+      reason: `it was written in checkpoint format ${header[1]}, this build reads format ${formatVersion}`,
+    }
+  }
+  const length = Number(header[2])
+  const body = bytes.subarray(newline + 1)
+  if (body.length !== length) {
+    return { _tag: "corrupt", reason: `truncated: ${body.length} of ${length} payload bytes` }
+  }
+  if (crc32(body).toString(16) !== header[3]) return { _tag: "corrupt", reason: "checksum mismatch" }
+  try {
+    return { _tag: "ok", payload: JSON.parse(new TextDecoder().decode(body)) }
+  } catch (cause) {
+    return { _tag: "corrupt", reason: `invalid JSON: ${String(cause)}` }
+  }
+}
+
+/**
+ * Writes the checkpoint of batch time `time` and removes all but the newest `keep`.
+ *
+ * @example
+ * ```ts
+ * yield* Checkpoint.write(store, 5000, { counts: [["a", 1]] })
+ * ```
+ *
+ * @since 0.1.0
+ * @category writing
+ */
+export const write = (
+  store: CheckpointStoreShape,
+  time: number,
+  payload: unknown,
+  keep: number = defaultKeep,
+): Effect.Effect<void, CheckpointError> =>
+  Effect.gen(function*() {
+    let bytes: Uint8Array
+    try {
+      bytes = encode(payload)
+    } catch (cause) {
+      return yield* new CheckpointError({
+        location: store.location,
+        message: `Cannot encode the checkpoint of ${time} ms as JSON: ${String(cause)}; give the stateful operator Schemas for its keys and states`,
+        cause,
+      })
+    }
+    yield* store.write(fileName(time), bytes)
+    const times = yield* listTimes(store)
+    for (const old of times.slice(Math.max(keep, 1))) yield* store.remove(fileName(old))
+  })
+
+/** Checkpoint times in the store, newest first. */
+const listTimes = (store: CheckpointStoreShape): Effect.Effect<Array<number>, CheckpointError> =>
+  Effect.map(store.list, (names) => {
+    const times: Array<number> = []
+    for (const n of names) {
+      const t = timeOf(n)
+      if (t !== undefined) times.push(t)
+    }
+    return times.sort((a, b) => b - a)
+  })
+
+/**
+ * The newest readable checkpoint, or `None` when the store holds none. A corrupt or truncated
+ * checkpoint is skipped with a logged warning in favour of the previous one; when every
+ * checkpoint is corrupt, or one was written in another format version, it fails with a
+ * `CheckpointError`.
+ *
+ * @example
+ * ```ts
+ * const latest = yield* Checkpoint.readLatest(store)
+ * ```
+ *
+ * @since 0.1.0
+ * @category reading
+ */
+export const readLatest = (store: CheckpointStoreShape): Effect.Effect<Option.Option<Checkpoint>, CheckpointError> =>
+  Effect.gen(function*() {
+    const times = yield* listTimes(store)
+    const problems: Array<string> = []
+    for (const time of times) {
+      const bytes = yield* store.read(fileName(time))
+      if (bytes === undefined) continue
+      const decoded = decodeBytes(bytes)
+      if (decoded._tag === "ok") {
+        if (problems.length > 0) {
+          yield* Effect.logWarning(`Recovering from checkpoint ${fileName(time)} in "${store.location}" instead`)
+        }
+        return Option.some({ time, payload: decoded.payload })
+      }
+      if (decoded._tag === "incompatible") {
+        return yield* new CheckpointError({
+          location: store.location,
+          message: `Cannot read checkpoint ${fileName(time)} in "${store.location}": ${decoded.reason}`,
+        })
+      }
+      problems.push(`${fileName(time)}: ${decoded.reason}`)
+      yield* Effect.logWarning(
+        `Checkpoint ${fileName(time)} in "${store.location}" is corrupt (${decoded.reason}); falling back to the previous checkpoint`,
+      )
+    }
+    if (problems.length > 0) {
+      return yield* new CheckpointError({
+        location: store.location,
+        message: `Cannot recover from "${store.location}": every checkpoint is corrupt (${problems.join("; ")})`,
+      })
+    }
+    return Option.none()
+  })
+
+// ---- internal ---------------------------------------------------------------------------------
+
+const randomSuffix = (): string => Math.random().toString(36).slice(2, 10)
+
+let crcTable: Int32Array | undefined
+
+/** CRC-32 (IEEE), unsigned. @internal */
+export const crc32 = (bytes: Uint8Array): number => {
+  if (crcTable === undefined) {
+    crcTable = new Int32Array(256)
+    for (let n = 0; n < 256; n++) {
+      let c = n
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1
+      crcTable[n] = c
+    }
+  }
+  const table = crcTable
+  let crc = -1
+  for (let i = 0; i < bytes.length; i++) crc = table[(crc ^ bytes[i]) & 0xff] ^ (crc >>> 8)
+  return (crc ^ -1) >>> 0
+}

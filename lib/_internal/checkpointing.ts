@@ -1,0 +1,205 @@
+/**
+ * Graph checkpoints and recovery (Spark's `Checkpoint` + `JobGenerator.restart`): after a batch
+ * at a checkpoint time completes, the data of every checkpointed node (keyed state, file-stream
+ * selections) is written as one snapshot; `getOrCreate` reads the newest readable snapshot, and
+ * the recovered context restores it, re-runs every batch after the snapshot that was pending or
+ * missed while the process was down, then continues with the clock.
+ * @internal
+ */
+import { Effect, Option } from "effect"
+import * as Checkpoint from "../Checkpoint.ts"
+import { ValidationError } from "../Errors.ts"
+import * as Time from "../Time.ts"
+import { FileInputNode } from "./fileInput.ts"
+import { ReceiverInputNode } from "./inputs.ts"
+import type { Graph } from "./graph.ts"
+import type { Node, NodeEnv } from "./node.ts"
+import { isCheckpointed } from "./state.ts"
+
+/** What one checkpoint holds. @internal */
+export interface Payload {
+  readonly time: number
+  readonly zeroTime: number
+  readonly batchMillis: number
+  readonly nodes: Record<string, unknown>
+}
+
+/** @internal */
+export const payloadOf = (checkpoint: Checkpoint.Checkpoint, location: string): Payload => {
+  const p = checkpoint.payload as Payload
+  if (
+    typeof p !== "object" || p === null || typeof p.zeroTime !== "number" || typeof p.batchMillis !== "number" ||
+    typeof p.nodes !== "object" || p.nodes === null
+  ) {
+    throw new Checkpoint.CheckpointError({
+      location,
+      message: `Cannot read checkpoint ${Checkpoint.fileName(checkpoint.time)} in "${location}": it is not a graph checkpoint`,
+    })
+  }
+  return p
+}
+
+interface Participant {
+  readonly key: string
+  readonly snapshot: () => unknown
+  readonly restore: (data: unknown, time: number) => void
+  /** After the checkpoint of `time` is written; `oldestKept`: the oldest checkpoint still kept. */
+  readonly written?: (time: number, oldestKept: number) => Effect.Effect<void>
+}
+
+/** The checkpointed nodes of the started graph, by stable key. */
+const participants = (graph: Graph): Map<string, Participant> => {
+  const out = new Map<string, Participant>()
+  const perKind = new Map<string, number>()
+  for (const node of graph.nodes) {
+    if (node.zeroTime === undefined) continue // not reachable from an output
+    if (isCheckpointed(node)) {
+      const n = perKind.get(node.kind) ?? 0
+      perKind.set(node.kind, n + 1)
+      const key = node.checkpointName ?? `${node.kind}#${n}`
+      if (out.has(key)) {
+        throw new ValidationError({ message: `Two stateful operators share the checkpoint name "${key}"` })
+      }
+      out.set(key, {
+        key,
+        snapshot: () => node.snapshotCheckpoint(),
+        restore: (data, time) => node.restoreCheckpoint(data, time),
+      })
+    } else if (node instanceof FileInputNode) {
+      const selector = node.selector
+      out.set(`FileInputDStream#${node.streamId}`, {
+        key: `FileInputDStream#${node.streamId}`,
+        snapshot: () => ({ threshold: selector.initialModTimeIgnoreThreshold, selections: selector.snapshot() }),
+        restore: (data) => {
+          const d = data as { threshold?: number; selections: ReadonlyArray<{ time: number; files: ReadonlyArray<string> }> }
+          if (typeof d.threshold === "number") selector.init(d.threshold)
+          selector.restore(d.selections)
+        },
+      })
+    } else if (node instanceof ReceiverInputNode && node.settings.writeAheadLog) {
+      // The write-ahead log: the checkpoint tells recovery which logged batches are processed;
+      // after it is written, covered log segments are deleted.
+      const key = `ReceiverInputDStream#${node.streamId}`
+      out.set(key, {
+        key,
+        snapshot: () => node.walSnapshot(),
+        restore: (data, time) => node.walRestore(data, time),
+        written: (time, oldestKept) => node.walCheckpointed(time, oldestKept),
+      })
+    }
+  }
+  return out
+}
+
+/** The interval of graph snapshots: the smallest checkpoint interval of a stateful node, else every batch. */
+const intervalOf = (graph: Graph): number => {
+  let interval: number | undefined
+  for (const node of graph.nodes) {
+    if (node.zeroTime === undefined || !node.mustCheckpoint || node.checkpointMillis === undefined) continue
+    interval = interval === undefined ? node.checkpointMillis : Math.min(interval, node.checkpointMillis)
+  }
+  return interval ?? graph.batchMillis
+}
+
+/** What a started context does with checkpoints. @internal */
+export interface Runtime {
+  /** Writes the snapshot after batch `t` if `t` is a checkpoint time. */
+  readonly afterBatch: (t: number) => Effect.Effect<void, Checkpoint.CheckpointError>
+  /** Batch times to run before the clock's first batch `first`: pending and missed ones. */
+  readonly recoverTimes: (first: number) => ReadonlyArray<number>
+  readonly interval: number
+}
+
+/**
+ * Called by `start` after the graph is initialised: refuses queue streams, opens the store
+ * (the environment's `CheckpointStore`, else a file-system store in `directory`) and restores
+ * the recovered snapshot, if any. `undefined` when checkpointing is off.
+ * @internal
+ */
+export const prepare = (
+  graph: Graph,
+  directory: string | undefined,
+  recovered: Checkpoint.Checkpoint | undefined,
+): Effect.Effect<Runtime | undefined, Checkpoint.CheckpointError | ValidationError, NodeEnv> =>
+  Effect.gen(function*() {
+    if (directory === undefined) return undefined
+    for (const input of graph.inputs) {
+      if (input.kind === "QueueInputDStream") {
+        return yield* new ValidationError({
+          message:
+            "queueStream doesn't support checkpointing: its batches cannot be recovered, so don't use queueStream when checkpointing is enabled",
+        })
+      }
+    }
+    const store = yield* storeFor(directory)
+    const nodes = yield* Effect.try({ try: () => participants(graph), catch: (e) => e as ValidationError })
+    const interval = intervalOf(graph)
+    const zero = graph.zeroTime!
+    let lastCheckpoint: number | undefined
+    if (recovered !== undefined) {
+      const payload = yield* Effect.try({
+        try: () => payloadOf(recovered, store.location),
+        catch: (e) => e as Checkpoint.CheckpointError,
+      })
+      lastCheckpoint = recovered.time
+      for (const key of Object.keys(payload.nodes)) {
+        if (!nodes.has(key)) {
+          return yield* new Checkpoint.CheckpointError({
+            location: store.location,
+            message: `Cannot recover from checkpoint ${Checkpoint.fileName(recovered.time)} in "${store.location}": it holds state "${key}" that no operator of this pipeline has; name the stateful operator as before or start from an empty checkpoint directory`,
+          })
+        }
+      }
+      for (const [key, participant] of nodes) {
+        if (!(key in payload.nodes)) {
+          yield* Effect.logWarning(`Checkpoint ${Checkpoint.fileName(recovered.time)} has no state for "${key}"; it starts empty`)
+          continue
+        }
+        try {
+          participant.restore(payload.nodes[key], recovered.time)
+        } catch (cause) {
+          return yield* new Checkpoint.CheckpointError({
+            location: store.location,
+            message: `Cannot decode "${key}" from checkpoint ${Checkpoint.fileName(recovered.time)} in "${store.location}": ${cause instanceof Error ? cause.message : String(cause)}`,
+            cause,
+          })
+        }
+      }
+      yield* Effect.logInfo(
+        `Recovered from checkpoint ${Checkpoint.fileName(recovered.time)} in "${store.location}" (batch ${Time.format(recovered.time)})`,
+      )
+    }
+    return {
+      interval,
+      afterBatch: (t) =>
+        Effect.suspend(() => {
+          if ((t - zero) % interval !== 0) return Effect.void
+          const data: Record<string, unknown> = {}
+          for (const [key, participant] of nodes) data[key] = participant.snapshot()
+          const payload: Payload = { time: t, zeroTime: zero, batchMillis: graph.batchMillis, nodes: data }
+          const oldestKept = t - (Checkpoint.defaultKeep - 1) * interval
+          return Effect.andThen(
+            Checkpoint.write(store, t, payload),
+            Effect.forEach(nodes.values(), (p) => p.written?.(t, oldestKept) ?? Effect.void, { discard: true }),
+          )
+        }),
+      recoverTimes: (first) => {
+        if (lastCheckpoint === undefined) return []
+        const times: Array<number> = []
+        for (let t = lastCheckpoint + graph.batchMillis; t < first; t += graph.batchMillis) times.push(t)
+        return times
+      },
+    }
+  })
+
+/** The environment's store, or a file-system store in `directory`. @internal */
+export const storeFor = (
+  directory: string,
+): Effect.Effect<Checkpoint.CheckpointStoreShape, Checkpoint.CheckpointError, NodeEnv> =>
+  Effect.flatMap(
+    Effect.serviceOption(Checkpoint.CheckpointStore),
+    (store) => Option.isSome(store) ? Effect.succeed(store.value) : Checkpoint.makeFileSystem(directory),
+  )
+
+/** The nodes' data for a manual snapshot (benchmarks, tests). @internal */
+export const snapshotNode = (node: Node<any>): unknown => isCheckpointed(node) ? node.snapshotCheckpoint() : undefined

@@ -1,0 +1,31 @@
+/**
+ * The crash test's child process: the stateful word count over a text-file stream, recovered
+ * with getOrCreate. After every batch it writes the running counts to `out` (temp + rename).
+ * Usage: crash_child.ts <input dir> <checkpoint dir> <out file>
+ */
+import * as fs from "node:fs"
+import process from "node:process"
+import { Effect, Option } from "effect"
+import { StreamingContext } from "../../mod.ts"
+
+const [inputDir, checkpointDir, outFile] = process.argv.slice(2)
+
+StreamingContext.runMain(Effect.gen(function*() {
+  const ssc = yield* StreamingContext.getOrCreate(checkpointDir, (ssc) => {
+    ssc.textFileStream(inputDir)
+      .flatMap((line) => line.split(" "))
+      .filter((w) => w.length > 0)
+      .mapToPair((w) => [w, 1])
+      .updateStateByKey((values: ReadonlyArray<number>, state: Option.Option<number>) =>
+        Option.some(values.reduce((a, b) => a + b, Option.getOrElse(state, () => 0)))
+      )
+      .checkpoint("600 millis")
+      .foreachBatch((counts, time) => {
+        const tmp = `${outFile}.tmp`
+        fs.writeFileSync(tmp, JSON.stringify({ time, counts: Object.fromEntries(counts) }))
+        fs.renameSync(tmp, outFile)
+      })
+  }, { batchInterval: "200 millis" })
+  yield* ssc.start
+  yield* ssc.awaitTermination
+}))
