@@ -1,0 +1,484 @@
+/**
+ * Kafka for DStreams: Spark's direct stream (`KafkaUtils.createDirectStream`, no receiver) and
+ * a Kafka sink, on kafkajs.
+ *
+ * Every batch owns one explicit {@link OffsetRange} per assigned topic-partition; records are
+ * decoded with `Schema` (text, JSON of a schema, bytes) and records that fail to decode go to
+ * the {@link KafkaDirectStream.deadLetters} stream (and optionally a dead-letter topic) instead
+ * of crashing the stream or disappearing. Offsets are committed to Kafka only after a batch's
+ * output operations completed: automatically (`commit: "afterOutputs"`, the default) or the
+ * ranges you pass to `commitAsync` (`commit: "manual"`).
+ *
+ * Delivery is **at least once**: a crash between an output and its commit, or a rebalance,
+ * replays records. For effectively-once results make outputs idempotent (upserts keyed by
+ * topic/partition/offset) or store the offsets with the results in one transaction and start
+ * from them with `assign` + `offsets`.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { Kafka, StreamingContext } from "effect-dstream"
+ *
+ * StreamingContext.runMain(Effect.gen(function* () {
+ *   const ssc = yield* StreamingContext.make({ batchInterval: "2 seconds" })
+ *   const stream = Kafka.KafkaDirectStream.make(ssc, {
+ *     brokers: ["127.0.0.1:9092"], groupId: "spark_kafka", topics: ["spark02"],
+ *     autoOffsetReset: "latest", value: Schema.String, commit: "manual",
+ *   })
+ *   stream.foreachBatch((records, _time, meta) => Effect.gen(function* () {
+ *     for (const r of records) console.log(r.value)
+ *     yield* stream.commitAsync(meta.offsetRanges)
+ *   }))
+ *   yield* ssc.start
+ *   yield* ssc.awaitTermination
+ * }))
+ * ```
+ *
+ * @module
+ */
+import { Buffer } from "node:buffer"
+import { Effect, Result, Schema } from "effect"
+import type * as KafkaJS from "kafkajs"
+import * as DStream from "./DStream.ts"
+import type { StreamingContext } from "./StreamingContext.ts"
+import { type NodeContext, OutputNode } from "./_internal/node.ts"
+import {
+  type BatchMeta as BatchMeta_,
+  type ClientOptions as ClientOptions_,
+  type DeadLetter as DeadLetter_,
+  DeadLetterNode,
+  type Format as Format_,
+  type FormatInput as FormatInput_,
+  type Headers as Headers_,
+  KafkaInputNode,
+  type KafkaRecord as KafkaRecord_,
+  LazyProducer,
+  OffsetRange as OffsetRange_,
+  type Strategy,
+  textFormat,
+  toFormat,
+  type TopicPartitionOffset as TopicPartitionOffset_,
+} from "../receivers/kafka.ts"
+
+/**
+ * Spark's `OffsetRange`: the offsets `[fromOffset, untilOffset)` of one topic-partition in one
+ * batch. `toString()` prints `OffsetRange(topic: 't', partition: 0, range: [0 -> 100])`.
+ *
+ * @example
+ * ```ts
+ * const r = new Kafka.OffsetRange("t", 0, 0, 100)
+ * r.count() // 100
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const OffsetRange = OffsetRange_
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type OffsetRange = OffsetRange_
+
+/**
+ * A decoded record: topic, partition, offset, timestamp, key (`null` when absent), value, headers.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type KafkaRecord<K, V> = KafkaRecord_<K, V>
+
+/**
+ * A record that failed to decode: where it was, its raw bytes and the parse error.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type DeadLetter = DeadLetter_
+
+/**
+ * What an output of the direct stream learns about its batch: the offset ranges and the
+ * batch's dead letters.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type BatchMeta = BatchMeta_
+
+/**
+ * Record headers as kafkajs delivers them.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Headers = Headers_
+
+/**
+ * How a key or value is read from bytes and written back.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Format<A> = Format_<A>
+
+/**
+ * A {@link Format}, or any `Schema` whose encoded side is a string (read from UTF-8), e.g.
+ * `Schema.String`, `Schema.NumberFromString`, `Schema.fromJsonString(MySchema)`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type FormatInput<A> = FormatInput_<A>
+
+/**
+ * Kafka client options passed through to kafkajs: brokers, client id, SSL, SASL, timeouts,
+ * retry, log level.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ClientOptions = ClientOptions_
+
+/**
+ * A topic-partition and an offset.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type TopicPartitionOffset = TopicPartitionOffset_
+
+/**
+ * A topic-partition.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface TopicPartition {
+  readonly topic: string
+  readonly partition: number
+}
+
+// ---- formats ------------------------------------------------------------------------------------
+
+/**
+ * Raw bytes, unchanged (a `null` value stays `null`).
+ *
+ * @example
+ * ```ts
+ * Kafka.KafkaDirectStream.make(ssc, { ...common, value: Kafka.bytes })
+ * ```
+ *
+ * @since 0.1.0
+ * @category formats
+ */
+export const bytes: Format<Uint8Array | null> = {
+  _tag: "KafkaFormat",
+  name: "bytes",
+  decode: (b) => Result.succeed(b),
+  encode: (b) => b,
+}
+
+/**
+ * JSON text decoded with `schema` (`Schema.fromJsonString(schema)`).
+ *
+ * @example
+ * ```ts
+ * const Order = Schema.Struct({ id: Schema.String, amount: Schema.Number })
+ * Kafka.KafkaDirectStream.make(ssc, { ...common, value: Kafka.json(Order) })
+ * ```
+ *
+ * @since 0.1.0
+ * @category formats
+ */
+export const json = <S extends Schema.Top & { readonly DecodingServices: never; readonly EncodingServices: never }>(
+  schema: S,
+): Format<S["Type"]> => textFormat(Schema.fromJsonString(schema) as any, "json")
+
+/**
+ * UTF-8 text decoded with a string-encoded schema (what a plain schema option means).
+ *
+ * @example
+ * ```ts
+ * Kafka.text(Schema.NumberFromString)
+ * ```
+ *
+ * @since 0.1.0
+ * @category formats
+ */
+export const text = <A>(schema: Schema.Codec<A, string, never, never>): Format<A> => textFormat(schema)
+
+// ---- the direct stream ----------------------------------------------------------------------
+
+/**
+ * Which partitions to consume (Spark's `ConsumerStrategies`): exactly one of `topics`
+ * (Subscribe), `pattern` (SubscribePattern, matched against the topics that exist at start)
+ * or `assign` (Assign: these partitions on every member, no sharing; an `offset` starts there).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ConsumerStrategy =
+  | { readonly topics: ReadonlyArray<string>; readonly pattern?: never; readonly assign?: never }
+  | { readonly pattern: RegExp; readonly topics?: never; readonly assign?: never }
+  | {
+    readonly assign: ReadonlyArray<{ readonly topic: string; readonly partition: number; readonly offset?: number }>
+    readonly topics?: never
+    readonly pattern?: never
+  }
+
+/**
+ * Options of {@link KafkaDirectStream.make}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type DirectStreamOptions<K, V> = ClientOptions & ConsumerStrategy & {
+  readonly groupId: string
+  /** Where to start without a committed offset (default `"latest"`). */
+  readonly autoOffsetReset?: "earliest" | "latest" | undefined
+  /** Explicit starting offsets (override committed offsets). */
+  readonly offsets?: ReadonlyArray<TopicPartitionOffset> | undefined
+  /** The value's format: a string-encoded Schema, `Kafka.json(schema)` or `Kafka.bytes`. */
+  readonly value: FormatInput<V>
+  /** The key's format (default UTF-8 text); keys are `null` when absent. */
+  readonly key?: FormatInput<K> | undefined
+  /** Spark's `maxRatePerPartition`: records/s per partition (0 = unlimited); a batch takes rate × interval. */
+  readonly maxRatePerPartition?: number | undefined
+  /** Records buffered between kafkajs and the batches before kafkajs is held (default 100 000). */
+  readonly maxBufferedRecords?: number | undefined
+  /**
+   * `"afterOutputs"` (default): each batch's ranges are committed once all its outputs
+   * succeeded. `"manual"`: only what you pass to `commitAsync`, after the batch completes.
+   */
+  readonly commit?: "afterOutputs" | "manual" | undefined
+  /** Also write every dead letter (raw key and value, error headers) to this topic. */
+  readonly deadLetterTopic?: string | undefined
+  readonly sessionTimeout?: number | undefined
+  readonly heartbeatInterval?: number | undefined
+  readonly rebalanceTimeout?: number | undefined
+  readonly maxWaitTimeInMs?: number | undefined
+  readonly maxBytesPerPartition?: number | undefined
+}
+
+/**
+ * A direct stream: a DStream of typed records that also knows each batch's offset ranges,
+ * its dead letters, and can commit offsets.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface KafkaDirectStream<K, V> extends DStream.DStream<KafkaRecord<K, V>> {
+  /** Runs `f` on every batch with its time and its {@link BatchMeta} (offset ranges, dead letters). */
+  foreachBatch(f: (records: ReadonlyArray<KafkaRecord<K, V>>, time: number, meta: BatchMeta) => DStream.OutputResult): void
+  /** Records that failed to decode, per batch. */
+  readonly deadLetters: DStream.DStream<DeadLetter>
+  /** The offset ranges of the batch at `time` (Spark's `HasOffsetRanges`). */
+  offsetRanges(time: number): ReadonlyArray<OffsetRange>
+  /**
+   * Spark's `CanCommitOffsets.commitAsync`: queues the ranges; the highest `untilOffset` per
+   * partition is committed after the current batch's outputs complete, never before.
+   */
+  commitAsync(ranges: ReadonlyArray<OffsetRange>): Effect.Effect<void>
+  /** The partitions currently assigned to this member. */
+  readonly assignment: Effect.Effect<ReadonlyArray<TopicPartition>>
+  /** The offsets this stream has committed, per partition. */
+  readonly committedOffsets: Effect.Effect<ReadonlyArray<TopicPartitionOffset>>
+}
+
+const utf8Key: Format<string> = textFormat(Schema.String)
+
+/**
+ * Creates a direct stream (Spark's `KafkaUtils.createDirectStream`). The consumer connects
+ * and joins the group when the context starts and leaves it when the context stops.
+ * Auto-commit is off; see {@link DirectStreamOptions.commit}.
+ *
+ * @example
+ * ```ts
+ * const stream = Kafka.directStream(ssc, {
+ *   brokers: ["127.0.0.1:9092"], groupId: "g", topics: ["events"], value: Schema.String,
+ * })
+ * stream.map((r) => r.value).print()
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const directStream = <V, K = string>(
+  ssc: StreamingContext,
+  options: DirectStreamOptions<K, V>,
+): KafkaDirectStream<K, V> => {
+  const ctx = ssc as unknown as NodeContext
+  const strategy: Strategy = options.assign !== undefined
+    ? { _tag: "Assign", partitions: options.assign.map((p) => ({ topic: p.topic, partition: p.partition })) }
+    : options.pattern !== undefined
+    ? { _tag: "SubscribePattern", pattern: options.pattern }
+    : { _tag: "Subscribe", topics: options.topics! }
+  const starts: Array<TopicPartitionOffset> = [...(options.offsets ?? [])]
+  for (const p of options.assign ?? []) {
+    if (p.offset !== undefined) starts.push({ topic: p.topic, partition: p.partition, offset: p.offset })
+  }
+  const sessionTimeout = options.sessionTimeout ?? 30_000
+  const node = new KafkaInputNode<K, V>(
+    ctx,
+    {
+      client: options,
+      groupId: options.groupId,
+      strategy,
+      autoOffsetReset: options.autoOffsetReset ?? "latest",
+      startingOffsets: starts,
+      key: options.key === undefined ? (utf8Key as unknown as Format<K>) : toFormat(options.key),
+      value: toFormat(options.value),
+      maxRatePerPartition: options.maxRatePerPartition ?? 0,
+      maxBufferedRecords: options.maxBufferedRecords ?? 100_000,
+      commitMode: options.commit ?? "afterOutputs",
+      sessionTimeout,
+      heartbeatInterval: options.heartbeatInterval ?? Math.max(100, Math.floor(sessionTimeout / 10)),
+      rebalanceTimeout: options.rebalanceTimeout ?? Math.max(60_000, sessionTimeout),
+      maxWaitTimeInMs: options.maxWaitTimeInMs ?? 500,
+      maxBytesPerPartition: options.maxBytesPerPartition,
+    },
+  )
+  const base = DStream.fromNode(node)
+  const deadLetters = DStream.fromNode(new DeadLetterNode(node))
+  if (options.deadLetterTopic !== undefined) {
+    const topic = options.deadLetterTopic
+    const producer = new LazyProducer(options, {}, ctx)
+    new OutputNode<DeadLetter>(deadLetters.node, (batch) => {
+      if (batch.length === 0) return Effect.void
+      return producer.send({
+        topic,
+        messages: batch.map((d) => ({
+          key: d.key === null ? null : Buffer.from(d.key),
+          value: d.value === null ? null : Buffer.from(d.value),
+          headers: {
+            "dlq.topic": d.topic,
+            "dlq.partition": String(d.partition),
+            "dlq.offset": String(d.offset),
+            "dlq.part": d.part,
+            "dlq.error": d.error.replace(/\s*\n\s*/g, " "),
+          },
+        })),
+      })
+    }, "deadLetterTopic")
+  }
+  const stream = Object.assign(base, {
+    foreachBatch: (f: (records: ReadonlyArray<KafkaRecord<K, V>>, time: number, meta: BatchMeta) => DStream.OutputResult) =>
+      DStream.foreachBatch(base, (records, time) => f(records, time, node.meta(time))),
+    foreachRDD: (f: (records: ReadonlyArray<KafkaRecord<K, V>>, time: number, meta: BatchMeta) => DStream.OutputResult) =>
+      DStream.foreachBatch(base, (records, time) => f(records, time, node.meta(time))),
+    deadLetters,
+    offsetRanges: (time: number) => node.offsetRanges(time),
+    commitAsync: (ranges: ReadonlyArray<OffsetRange>) => Effect.sync(() => node.commitAsync(ranges)),
+    assignment: Effect.sync(() => node.assignment()),
+    committedOffsets: Effect.sync(() => [...node.committed.values()]),
+  })
+  return stream as KafkaDirectStream<K, V>
+}
+
+/**
+ * The issue's spelling: `KafkaDirectStream.make(ssc, options)` is {@link directStream}.
+ *
+ * @example
+ * ```ts
+ * const { KafkaDirectStream } = Kafka
+ * const stream = KafkaDirectStream.make(ssc, { brokers, groupId, topics: ["t"], value: Schema.String })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const KafkaDirectStream = { make: directStream } as const
+
+// ---- the sink -----------------------------------------------------------------------------------
+
+/**
+ * Options of {@link writeToKafka}: the client, the topic, and kafkajs producer settings.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SinkOptions extends ClientOptions {
+  readonly topic: string
+  /** kafkajs `acks` (default -1: all in-sync replicas). */
+  readonly acks?: number | undefined
+  readonly compression?: KafkaJS.CompressionTypes | undefined
+  /** Passed to `kafka.producer(...)`. */
+  readonly producer?: KafkaJS.ProducerConfig | undefined
+}
+
+/**
+ * Writes every batch to a Kafka topic through a producer that connects on the first batch and
+ * disconnects when the context stops. Plain elements are values; with a `key` format the
+ * elements are `[key, value]` pairs. A failed send fails the batch (and stops the context).
+ *
+ * @example
+ * ```ts
+ * counts.map(([w, n]) => `${w}:${n}`).pipe((s) => Kafka.writeToKafka(s, { brokers, topic: "out", value: Schema.String }))
+ * pairs.pipe((s) => Kafka.writeToKafka(s, { brokers, topic: "out", key: Schema.String, value: Kafka.json(Schema.Number) }))
+ * ```
+ *
+ * @since 0.1.0
+ * @category output
+ */
+export function writeToKafka<K, V>(
+  self: DStream.DStream<readonly [K, V]>,
+  options: SinkOptions & { readonly key: FormatInput<K>; readonly value: FormatInput<V> },
+): void
+export function writeToKafka<V>(
+  self: DStream.DStream<V>,
+  options: SinkOptions & { readonly key?: undefined; readonly value: FormatInput<V> },
+): void
+export function writeToKafka(
+  self: DStream.DStream<any>,
+  options: SinkOptions & { readonly key?: FormatInput<any> | undefined; readonly value: FormatInput<any> },
+): void {
+  const ctx = self.node.ctx
+  const producer = new LazyProducer(options, options.producer ?? {}, ctx)
+  const value = toFormat(options.value)
+  const key = options.key === undefined ? undefined : toFormat(options.key)
+  new OutputNode<any>(self.node, (batch) => {
+    if (batch.length === 0) return Effect.void
+    return Effect.flatMap(
+      Effect.try({
+        try: () =>
+          batch.map((a) =>
+            key === undefined
+              ? { value: toBuffer(value.encode(a)) }
+              : { key: toBuffer(key.encode(a[0])), value: toBuffer(value.encode(a[1])) }
+          ),
+        catch: (e) => e,
+      }),
+      (messages) =>
+        producer.send({
+          topic: options.topic,
+          messages,
+          ...(options.acks !== undefined ? { acks: options.acks } : {}),
+          ...(options.compression !== undefined ? { compression: options.compression } : {}),
+        }),
+    )
+  }, "writeToKafka")
+}
+
+/**
+ * Data-last {@link writeToKafka}, for `pipe`.
+ *
+ * @example
+ * ```ts
+ * words.pipe(Kafka.sink({ brokers, topic: "words", value: Schema.String }))
+ * ```
+ *
+ * @since 0.1.0
+ * @category output
+ */
+export function sink<K, V>(
+  options: SinkOptions & { readonly key: FormatInput<K>; readonly value: FormatInput<V> },
+): (self: DStream.DStream<readonly [K, V]>) => void
+export function sink<V>(
+  options: SinkOptions & { readonly key?: undefined; readonly value: FormatInput<V> },
+): (self: DStream.DStream<V>) => void
+export function sink(options: any): (self: DStream.DStream<any>) => void {
+  return (self) => writeToKafka(self, options)
+}
+
+const toBuffer = (u: Uint8Array | string | null): Buffer | string | null =>
+  u === null || typeof u === "string" ? u : Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength)
