@@ -23,10 +23,16 @@
  * @module
  */
 export * as BatchClock from "./lib/BatchClock.ts"
+export * as Checkpoint from "./lib/Checkpoint.ts"
 export * as DStream from "./lib/DStream.ts"
+export * as Kafka from "./lib/Kafka.ts"
 export * from "./lib/Errors.ts"
 export * as Listener from "./lib/Listener.ts"
 export * as Receiver from "./lib/Receiver.ts"
+export * as RateEstimator from "./lib/RateEstimator.ts"
+export * as State from "./lib/State.ts"
+export { StateSpec } from "./lib/State.ts"
 export * as StreamingContext from "./lib/StreamingContext.ts"
 export * as Testing from "./lib/Testing.ts"
 export * as Time from "./lib/Time.ts"
+export * as Window from "./lib/Window.ts"

@@ -20,6 +20,11 @@ import { formatPrintBlock } from "./_internal/format.ts"
 import { KeyMap } from "./_internal/keyMap.ts"
 import { type Batch, BatchNode, type Fold, FoldNode, type Node, type NodeEnv, OutputNode, PipeNode } from "./_internal/node.ts"
 import * as Time from "./Time.ts"
+import type { StateSpec, UpdateStateOptions, UpdateStateWithTime } from "./State.ts"
+import { makeCodecs, MapWithStateNode, StateSnapshotsNode, UpdateStateNode } from "./_internal/state.ts"
+import { IllegalStateError } from "./Errors.ts"
+import * as Window from "./Window.ts"
+import type { InverseOptions as InverseWindowOptions } from "./Window.ts"
 
 /**
  * @since 0.1.0
@@ -141,6 +146,68 @@ export interface DStream<out A> extends Pipeable {
     that: DStream<readonly [K, W]>,
   ): DStream<readonly [K, readonly [ReadonlyArray<V>, ReadonlyArray<W>]]>
 
+  // ---- windowed operators (lib/Window.ts; slide defaults to this stream's slide) -----------
+  /** The batches of the last `windowDuration`, every `slideDuration`, in time order. */
+  window(windowDuration: Duration.Input, slideDuration?: Duration.Input): DStream<A>
+  /** Number of elements per window (incremental: nothing before the first element, then 0 when empty). */
+  countByWindow(windowDuration: Duration.Input, slideDuration?: Duration.Input): DStream<number>
+  /** Reduces each window to one element; an empty window gives an empty batch. */
+  reduceByWindow(f: (a: A, b: A) => A, windowDuration: Duration.Input, slideDuration?: Duration.Input): DStream<A>
+  /** Incremental window reduce with an inverse function `invF`. */
+  reduceByWindow(
+    f: (a: A, b: A) => A,
+    invF: (a: A, b: A) => A,
+    windowDuration: Duration.Input,
+    slideDuration?: Duration.Input,
+  ): DStream<A>
+  /** Occurrences of each distinct element per window (incremental; zero counts dropped). */
+  countByValueAndWindow(windowDuration: Duration.Input, slideDuration?: Duration.Input): DStream<readonly [A, number]>
+  /** Merges each key's values over the window with `f`; keys without data in the window disappear. */
+  reduceByKeyAndWindow<K, V>(
+    this: DStream<readonly [K, V]>,
+    f: (a: V, b: V) => V,
+    windowDuration: Duration.Input,
+    slideDuration?: Duration.Input,
+  ): DStream<readonly [K, V]>
+  /** Incremental per-key window reduce with an inverse function; keys at zero stay unless `filter` drops them. */
+  reduceByKeyAndWindow<K, V>(
+    this: DStream<readonly [K, V]>,
+    f: (a: V, b: V) => V,
+    invF: (a: V, b: V) => V,
+    windowDuration: Duration.Input,
+    slideDuration?: Duration.Input,
+    options?: InverseWindowOptions<K, V>,
+  ): DStream<readonly [K, V]>
+  /** Collects each key's values over the window, in time order. */
+  groupByKeyAndWindow<K, V>(
+    this: DStream<readonly [K, V]>,
+    windowDuration: Duration.Input,
+    slideDuration?: Duration.Input,
+  ): DStream<readonly [K, ReadonlyArray<V>]>
+  // ---- end of windowed operators -----------------------------------------------------------
+
+  // ---- stateful operators (lib/State.ts, lib/_internal/state.ts; need ssc.checkpoint) ------
+  /**
+   * Spark's `updateStateByKey`: every batch, `update` gets every key with state or data (values
+   * empty without data) and returns the new state, or `None` to remove the key. The batch is
+   * the whole state. `initialState` is the state before the first batch.
+   */
+  updateStateByKey<K, V, S = V>(
+    this: DStream<readonly [K, V]>,
+    update: (values: ReadonlyArray<V>, state: Option.Option<S>) => Option.Option<S>,
+    options?: UpdateStateOptions<K, S>,
+  ): DStream<readonly [K, S]>
+  /** `updateStateByKey` whose function also gets the batch time and the key. */
+  updateStateByKey<K, V, S>(this: DStream<readonly [K, V]>, options: UpdateStateWithTime<K, V, S>): DStream<readonly [K, S]>
+  /**
+   * Spark's `mapWithState`: the spec's function runs once per record (and once per key timing
+   * out), reading and changing the key's `State`; the batch is what it emits.
+   */
+  mapWithState<K, V, S, T>(this: DStream<readonly [K, V]>, spec: StateSpec<K, V, S, T>): MapWithStateDStream<K, S, T>
+  /** Sets how often this stream's state is checkpointed (default: Spark's, ≥ 10 s); returns this stream. */
+  checkpoint<Self extends DStream<A>>(this: Self, interval: Duration.Input): Self
+  // ---- end of stateful operators -------------------------------------------------------------
+
   // ---- output operations --------------------------------------------------------------------
   /** Prints the first `num` elements of every batch in Spark's format (header even when empty). */
   print(num?: number): void
@@ -250,6 +317,37 @@ class DStreamImpl<A> implements DStream<A> {
   cogroup(this: any, that: any): any {
     return cogroup(this, that)
   }
+  // ---- windowed operators (lib/Window.ts) ----
+  window(w: Duration.Input, s?: Duration.Input): DStream<A> {
+    return Window.window(this, w, s)
+  }
+  countByWindow(w: Duration.Input, s?: Duration.Input): DStream<number> {
+    return Window.countByWindow(this, w, s)
+  }
+  reduceByWindow(f: any, ...rest: Array<any>): any {
+    return (Window.reduceByWindow as any)(this, f, ...rest)
+  }
+  countByValueAndWindow(w: Duration.Input, s?: Duration.Input): DStream<readonly [A, number]> {
+    return Window.countByValueAndWindow(this, w, s)
+  }
+  reduceByKeyAndWindow(this: any, f: any, ...rest: Array<any>): any {
+    return (Window.reduceByKeyAndWindow as any)(this, f, ...rest)
+  }
+  groupByKeyAndWindow(this: any, w: Duration.Input, s?: Duration.Input): any {
+    return Window.groupByKeyAndWindow(this, w, s)
+  }
+  // ---- end of windowed operators ----
+  // ---- stateful operators ----
+  updateStateByKey(this: any, update: any, options?: any): any {
+    return updateStateByKey(this, update, options)
+  }
+  mapWithState(this: any, spec: any): any {
+    return mapWithState(this, spec)
+  }
+  checkpoint(this: any, interval: Duration.Input): any {
+    return checkpoint(this, interval)
+  }
+  // ---- end of stateful operators ----
   print(num?: number): void {
     print(this, num)
   }
@@ -1144,4 +1242,147 @@ export const toStream: {
   const node = new OutputNode<A>(self.node, (batch, time) => Queue.offer(queue, [time, batch]), "toStream")
   node.ctx.onStop(() => Queue.end(queue))
   return Stream.fromQueue(queue)
+})
+
+// ---- stateful operators (keyed state; see lib/State.ts) ------------------------------------------
+
+/**
+ * A `mapWithState` stream: the emitted values, plus the state itself via `stateSnapshots()`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MapWithStateDStream<K, S, T> extends DStream<T> {
+  /** The whole state (every key and its state) after each batch. */
+  stateSnapshots(): DStream<readonly [K, S]>
+}
+
+class MapWithStateDStreamImpl<K, S, T> extends DStreamImpl<T> implements MapWithStateDStream<K, S, T> {
+  constructor(readonly stateNode: MapWithStateNode<K, any, S, T>) {
+    super(stateNode)
+  }
+  stateSnapshots(): DStream<readonly [K, S]> {
+    return fromNode(new StateSnapshotsNode<K, S>(this.stateNode))
+  }
+}
+
+/**
+ * Spark's `updateStateByKey`: keeps a state per key across batches. Every batch, `update` is
+ * called for every key with state or data (with empty `values` when the key has no data) and
+ * returns the new state, or `Option.none()` to remove the key; the batch is the whole state.
+ * Also with an options object whose `update` gets the batch time and key (Spark 2.2's
+ * overload). Requires `ssc.checkpoint(directory)`.
+ *
+ * @example
+ * ```ts
+ * const counts = pairs.pipe(DStream.updateStateByKey((values: ReadonlyArray<number>, state: Option.Option<number>) =>
+ *   Option.some(values.reduce((a, b) => a + b, Option.getOrElse(state, () => 0)))))
+ * ```
+ *
+ * @since 0.1.0
+ * @category state
+ */
+export const updateStateByKey: {
+  <V, S, K = unknown>(
+    update: (values: ReadonlyArray<V>, state: Option.Option<S>) => Option.Option<S>,
+    options?: UpdateStateOptions<K, S>,
+  ): (self: DStream<readonly [K, V]>) => DStream<readonly [K, S]>
+  <K, V, S>(options: UpdateStateWithTime<K, V, S>): (self: DStream<readonly [K, V]>) => DStream<readonly [K, S]>
+  <K, V, S>(
+    self: DStream<readonly [K, V]>,
+    update: (values: ReadonlyArray<V>, state: Option.Option<S>) => Option.Option<S>,
+    options?: UpdateStateOptions<K, S>,
+  ): DStream<readonly [K, S]>
+  <K, V, S>(self: DStream<readonly [K, V]>, options: UpdateStateWithTime<K, V, S>): DStream<readonly [K, S]>
+} = dual(
+  (args) => isDStream(args[0]),
+  <K, V, S>(
+    self: DStream<readonly [K, V]>,
+    update: ((values: ReadonlyArray<V>, state: Option.Option<S>) => Option.Option<S>) | UpdateStateWithTime<K, V, S>,
+    options?: UpdateStateOptions<K, S>,
+  ): DStream<readonly [K, S]> => {
+    const opts: UpdateStateOptions<K, S> | undefined = typeof update === "function" ? options : update
+    const fn = typeof update === "function"
+      ? (_t: number, _k: K, values: ReadonlyArray<V>, state: Option.Option<S>) => update(values, state)
+      : update.update
+    const initial = opts?.initialState === undefined ? undefined : Array.from(opts.initialState)
+    const codecs = makeCodecs<K, S>({ key: opts?.schemas?.key, state: opts?.schemas?.state })
+    return fromNode(new UpdateStateNode<K, V, S>(self.node, fn, initial, codecs, opts?.name))
+  },
+)
+
+/**
+ * Spark's `mapWithState`: keeps a state per key; the spec's function is called once per record
+ * of each batch with the key's `State` (and once more, with `isTimingOut()`, for a key idle
+ * longer than the spec's timeout), and the batch is what it emits. Per-batch work is
+ * proportional to the records, not to the number of keys in the state. Requires
+ * `ssc.checkpoint(directory)`.
+ *
+ * @example
+ * ```ts
+ * const spec = StateSpec.function((key: string, one: Option.Option<number>, state: State.State<number>) => {
+ *   state.update(Option.getOrElse(one, () => 0) + Option.getOrElse(state.getOption(), () => 0))
+ *   return [key, state.get()] as const
+ * })
+ * const running = pairs.pipe(DStream.mapWithState(spec))
+ * ```
+ *
+ * @since 0.1.0
+ * @category state
+ */
+export const mapWithState: {
+  <K, V, S, T>(spec: StateSpec<K, V, S, T>): (self: DStream<readonly [K, V]>) => MapWithStateDStream<K, S, T>
+  <K, V, S, T>(self: DStream<readonly [K, V]>, spec: StateSpec<K, V, S, T>): MapWithStateDStream<K, S, T>
+} = dual(
+  2,
+  <K, V, S, T>(self: DStream<readonly [K, V]>, spec: StateSpec<K, V, S, T>): MapWithStateDStream<K, S, T> =>
+    new MapWithStateDStreamImpl<K, S, T>(
+      new MapWithStateNode<K, V, S, T>(
+        self.node,
+        spec.fn,
+        spec.initial,
+        spec.timeoutMillis,
+        makeCodecs(spec.schemas),
+        spec.checkpointName,
+      ),
+    ),
+)
+
+/**
+ * The whole state of a `mapWithState` stream after each batch (Spark's `stateSnapshots`).
+ *
+ * @example
+ * ```ts
+ * const state = DStream.stateSnapshots(pairs.mapWithState(spec))
+ * ```
+ *
+ * @since 0.1.0
+ * @category state
+ */
+export const stateSnapshots = <K, S, T>(self: MapWithStateDStream<K, S, T>): DStream<readonly [K, S]> =>
+  self.stateSnapshots()
+
+/**
+ * Sets how often this stream's data is checkpointed (Spark's `DStream.checkpoint(interval)`);
+ * must be a multiple of its slide. Returns the same stream. Only before the context starts.
+ *
+ * @example
+ * ```ts
+ * const counts = pairs.updateStateByKey(update).checkpoint("5 seconds")
+ * ```
+ *
+ * @since 0.1.0
+ * @category state
+ */
+export const checkpoint: {
+  (interval: Duration.Input): <Self extends DStream<unknown>>(self: Self) => Self
+  <Self extends DStream<unknown>>(self: Self, interval: Duration.Input): Self
+} = dual(2, <Self extends DStream<unknown>>(self: Self, interval: Duration.Input): Self => {
+  if (self.node.ctx.lifecycle() !== "INITIALIZED") {
+    throw new IllegalStateError({
+      message: "Cannot change the checkpoint interval of a DStream after the streaming context has started",
+    })
+  }
+  self.node.checkpointMillis = Time.millis(interval, "Checkpoint interval")
+  return self
 })

@@ -7,6 +7,7 @@ import { describe, it } from "node:test"
 import assert from "node:assert/strict"
 import { Effect, Option } from "effect"
 import { DStream, StreamingContext } from "../mod.ts"
+import { Window } from "../mod.ts"
 
 type Equals<X, Y> = (<T>() => T extends X ? 1 : 2) extends (<T>() => T extends Y ? 1 : 2) ? true : false
 const expectType = <T>(_value: T) => ({ toBe: <U>(_check: Equals<T, U>) => {} })
@@ -64,6 +65,38 @@ const build = (ssc: StreamingContext.StreamingContext) => {
   words.transform(() => 1)
   }
   void misuse
+
+  // Windowed operators (lib/Window.ts): keyed forms only on pairs; fluent and pipeable agree.
+  type Counts = DStream.DStream<readonly [string, number]>
+  expectType(words.window("30 seconds", "10 seconds")).toBe<DStream.DStream<string>>(true)
+  expectType(pairs.window("30 seconds", "10 seconds").reduceByKey((a, b) => a + b)).toBe<Counts>(true)
+  expectType(pairs.reduceByKeyAndWindow((a, b) => a + b, "30 seconds", "10 seconds")).toBe<Counts>(true)
+  expectType(
+    pairs.reduceByKeyAndWindow((a, b) => a + b, (a, b) => a - b, "10 minutes", "1 second", { filter: ([, n]) => n > 0 }),
+  ).toBe<Counts>(true)
+  expectType(pairs.groupByKeyAndWindow("2 seconds")).toBe<DStream.DStream<readonly [string, ReadonlyArray<number>]>>(true)
+  expectType(words.countByWindow("2 seconds")).toBe<DStream.DStream<number>>(true)
+  expectType(words.countByValueAndWindow("2 seconds")).toBe<Counts>(true)
+  expectType(words.reduceByWindow((a, b) => a + b, "2 seconds")).toBe<DStream.DStream<string>>(true)
+  expectType(pairs.pipe(Window.reduceByKeyAndWindow((a: number, b: number) => a + b, (a, b) => a - b, "1 minute"))).toBe<Counts>(true)
+  expectType(pairs.pipe(Window.groupByKeyAndWindow("2 seconds"))).toBe<
+    DStream.DStream<readonly [string, ReadonlyArray<number>]>
+  >(true)
+  const windowMisuse = () => {
+  // @ts-expect-error reduceByKeyAndWindow needs DStream<readonly [K, V]>
+  words.reduceByKeyAndWindow((a: string, b: string) => a + b, "2 seconds")
+  // @ts-expect-error groupByKeyAndWindow needs DStream<readonly [K, V]>
+  words.groupByKeyAndWindow("2 seconds")
+  // @ts-expect-error the inverse function must take the value type
+  pairs.reduceByKeyAndWindow((a, b) => a + b, (a: string, b: string) => a + b, "2 seconds")
+  // @ts-expect-error the filter receives the stream's [key, value] pairs
+  pairs.reduceByKeyAndWindow((a, b) => a + b, (a, b) => a - b, "2 seconds", undefined, { filter: ([k]: readonly [number, number]) => k > 0 })
+  // @ts-expect-error the pipeable form is restricted the same way
+  words.pipe(Window.groupByKeyAndWindow("2 seconds"))
+  // @ts-expect-error a window duration must be a duration
+  words.window("ten minutes")
+  }
+  void windowMisuse
 
   // Effect-returning batch functions and outputs are accepted.
   words.transform((batch) => Effect.succeed(batch.length > 0 ? [batch.length] : []))
