@@ -7,41 +7,15 @@
  */
 import { after, describe, it } from "node:test"
 import assert from "node:assert/strict"
-import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as nodePath from "node:path"
+import { type Child, kill, sleep, startChild as startScript, waitForLog } from "./_support/child.ts"
 
 const root = fs.mkdtempSync(nodePath.join(os.tmpdir(), "dstream-crash-"))
 after(() => fs.rmSync(root, { recursive: true, force: true }))
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
-
-const runtime = (): [string, Array<string>] =>
-  (globalThis as any).Deno !== undefined
-    ? ["node_modules/.bin/deno", ["run", "-A", "tests/_support/crash_child.ts"]]
-    : ["node_modules/.bin/bun", ["tests/_support/crash_child.ts"]]
-
-interface Child {
-  readonly process: ChildProcess
-  readonly log: Array<string>
-  readonly exited: Promise<void>
-}
-
-const startChild = (args: ReadonlyArray<string>): Child => {
-  const [command, base] = runtime()
-  const child = spawn(command, [...base, ...args], { stdio: ["ignore", "pipe", "pipe"] })
-  const log: Array<string> = []
-  child.stdout!.on("data", (d) => log.push(String(d)))
-  child.stderr!.on("data", (d) => log.push(String(d)))
-  const exited = new Promise<void>((resolve) => child.on("exit", () => resolve()))
-  return { process: child, log, exited }
-}
-
-const kill = async (child: Child) => {
-  child.process.kill("SIGKILL")
-  await child.exited
-}
+const startChild = (args: ReadonlyArray<string>): Child => startScript("tests/_support/crash_child.ts", args)
 
 const readCounts = (file: string): Record<string, number> | undefined => {
   try {
@@ -101,6 +75,8 @@ describe("crash recovery (real processes, SIGKILL)", () => {
       await sleep(100 + Math.floor(Math.random() * 300))
       child = startChild(args)
       logs.push(child.log)
+      // Its lifetime counts from recovery, however long the runtime took to start.
+      await waitForLog(child, /Recovered from checkpoint checkpoint-\d+/)
     }
     await writer
     assert.equal(written, numFiles)

@@ -3,6 +3,7 @@ import process from "node:process"
 import { type ChildProcess, spawn } from "node:child_process"
 import kafkajs from "kafkajs"
 import { kcat, startMockCluster } from "../../receivers/_kafka_mock.ts"
+import { runtimeCommand } from "./child.ts"
 
 export { kcat }
 
@@ -58,12 +59,6 @@ export const committedOffsets = async (brokers: ReadonlyArray<string>, groupId: 
     await admin.disconnect()
   }
 }
-
-/** The runtime running this test, for child processes. */
-export const runtimeCommand = (script: string): [string, Array<string>] =>
-  (globalThis as { Bun?: unknown }).Bun !== undefined
-    ? ["node_modules/.bin/bun", [script]]
-    : ["node_modules/.bin/deno", ["run", "-A", script]]
 
 export interface MemberLine {
   readonly assignment: ReadonlyArray<number>
