@@ -6,8 +6,7 @@
 import { describe, it } from "node:test"
 import assert from "node:assert/strict"
 import { Effect, Option } from "effect"
-import { DStream, StreamingContext } from "../mod.ts"
-import { Window } from "../mod.ts"
+import { DStream, State, StateSpec, StreamingContext, Window } from "../mod.ts"
 
 type Equals<X, Y> = (<T>() => T extends X ? 1 : 2) extends (<T>() => T extends Y ? 1 : 2) ? true : false
 const expectType = <T>(_value: T) => ({ toBe: <U>(_check: Equals<T, U>) => {} })
@@ -105,10 +104,56 @@ const build = (ssc: StreamingContext.StreamingContext) => {
   return counts
 }
 
+const buildStateful = (ssc: StreamingContext.StreamingContext) => {
+  const pairs = ssc.queueStream<string>([["a"]]).mapToPair((w) => [w, 1])
+
+  // updateStateByKey infers the state type from the update function (the issue's seed program).
+  const totals = pairs.updateStateByKey((values, state) =>
+    Option.some(values.reduce((a, b) => a + b, Option.getOrElse(state, () => 0)))
+  )
+  expectType(totals).toBe<DStream.DStream<readonly [string, number]>>(true)
+  const lengths = pairs.updateStateByKey((values, state: Option.Option<string>) => Option.some(`${Option.getOrElse(state, () => "")}${values.length}`))
+  expectType(lengths).toBe<DStream.DStream<readonly [string, string]>>(true)
+  const withTime = pairs.updateStateByKey({
+    update: (time: number, key: string, values: ReadonlyArray<number>, state: Option.Option<number>) =>
+      Option.some(time + key.length + values.length + Option.getOrElse(state, () => 0)),
+  })
+  expectType(withTime).toBe<DStream.DStream<readonly [string, number]>>(true)
+
+  // mapWithState: the emitted type and the snapshot type come from the spec.
+  const spec = StateSpec.function((key: string, value: Option.Option<number>, state: State.State<number>) => {
+    const sum = Option.getOrElse(value, () => 0) + (state.exists() ? state.get() : 0)
+    state.update(sum)
+    return [key, sum] as const
+  })
+  const mapped = pairs.mapWithState(spec)
+  expectType(mapped.stateSnapshots()).toBe<DStream.DStream<readonly [string, number]>>(true)
+  const emitted: DStream.DStream<readonly [string, number]> = mapped
+  // checkpoint(interval) keeps the stream's own type.
+  expectType(totals.checkpoint("10 seconds")).toBe<DStream.DStream<readonly [string, number]>>(true)
+
+  const misuse = () => {
+    const words = ssc.queueStream<string>([])
+    // @ts-expect-error updateStateByKey needs DStream<readonly [K, V]>
+    words.updateStateByKey((values: ReadonlyArray<string>, state: Option.Option<number>) => state)
+    // @ts-expect-error mapWithState needs DStream<readonly [K, V]>
+    words.mapWithState(spec)
+    // @ts-expect-error the spec's value type must match the stream's values
+    ssc.queueStream<readonly [string, string]>([]).mapWithState(spec)
+    // @ts-expect-error the spec's key type must match the stream's keys
+    ssc.queueStream<readonly [number, number]>([]).mapWithState(spec)
+    // @ts-expect-error the update function must return an Option of the state
+    pairs.updateStateByKey((values: ReadonlyArray<number>, state: Option.Option<number>) => values.length)
+  }
+  void misuse
+  return emitted
+}
+
 describe("type-level API", () => {
   it("well-typed pipelines build", async () => {
     const ssc = await Effect.runPromise(StreamingContext.make({ batchInterval: "1 second" }))
     assert.ok(DStream.isDStream(build(ssc)))
+    assert.ok(DStream.isDStream(buildStateful(ssc)))
     await Effect.runPromise(ssc.stop())
   })
 })
