@@ -76,6 +76,7 @@ export class StateImpl<S> implements State<S> {
   private timingOut = false
   private updated = false
   private removed = false
+  private lastSome: Option.Some<S> | undefined = undefined
 
   /** Points the handle at a key's current state (`None`: no state). */
   wrap(state: Option.Option<S>): this {
@@ -112,7 +113,11 @@ export class StateImpl<S> implements State<S> {
     return this.value as S
   }
   getOption(): Option.Option<S> {
-    return this.defined ? Option.some(this.value as S) : Option.none()
+    if (!this.defined) return Option.none()
+    // Options are immutable values: hand out the last `Some` again while it holds the same state.
+    const last = this.lastSome
+    if (last !== undefined && last.value === this.value) return last
+    return (this.lastSome = Option.some(this.value as S) as Option.Some<S>)
   }
   update(newState: S): void {
     if (this.removed) throw new StateError({ message: "Cannot update the state after it has been removed" })
@@ -271,8 +276,13 @@ const noSchemas = { key: undefined, state: undefined }
  */
 export const stateSpecFunction = <K, V, S, T>(
   f: (key: K, value: Option.Option<V>, state: State<S>) => T,
-): StateSpec<K, V, S, T> =>
-  new StateSpecImpl<K, V, S, T>((_time, key, value, state) => Option.some(f(key, value, state)), undefined, undefined, noSchemas, undefined)
+): StateSpec<K, V, S, T> => {
+  const fn: MappingFunction<K, V, S, T> = (_time, key, value, state) => Option.some(f(key, value, state))
+  // The engine (lib/_internal/state.ts) calls `f` directly: its result is always emitted, so
+  // there is no need to wrap each one in an `Option`.
+  ;(fn as any)[Symbol.for("effect-dstream/StateSpec/totalFunction")] = f
+  return new StateSpecImpl<K, V, S, T>(fn, undefined, undefined, noSchemas, undefined)
+}
 
 /**
  * A spec from a function that also gets the batch time and may emit nothing (Spark's

@@ -46,6 +46,11 @@ export interface Format<A> {
   /** `Result.fail(message)` when the bytes do not decode. */
   readonly decode: (bytes: Uint8Array | null) => Result.Result<A, string>
   readonly encode: (a: A) => Uint8Array | string | null
+  /**
+   * Optional fast path (the string format): the decoded value, or `undefined` when the bytes do
+   * not decode (then `decode` gives the failure). Saves a `Result` per key and value.
+   */
+  readonly decodeDirect?: ((bytes: Uint8Array) => A | undefined) | undefined
 }
 
 /** A format, or a Schema whose encoded side is a UTF-8 string. @internal */
@@ -80,6 +85,17 @@ export const textFormat = <A>(schema: Schema.Codec<A, string, never, never>, nam
         }
       },
       encode: (a) => a as unknown as string,
+      decodeDirect: (bytes) => {
+        if (Buffer.isBuffer(bytes)) {
+          const s = bytes.toString("utf8")
+          if (s.indexOf("\uFFFD") < 0) return s as A
+        }
+        try {
+          return utf8.decode(bytes) as A
+        } catch {
+          return undefined
+        }
+      },
     }
   }
   const decode = Schema.decodeUnknownResult(schema as any)
@@ -212,7 +228,14 @@ interface PartitionBuffer {
 
 interface Cut {
   readonly ranges: ReadonlyArray<OffsetRange>
-  readonly messages: Array<{ readonly topic: string; readonly partition: number; readonly message: KafkaJS.KafkaMessage }>
+  /** The messages of the batch, one run per topic-partition (no wrapper object per message). */
+  readonly parts: Array<CutPart>
+}
+
+interface CutPart {
+  readonly topic: string
+  readonly partition: number
+  readonly messages: ReadonlyArray<KafkaJS.KafkaMessage>
 }
 
 /** What the user sees of one batch. @internal */
@@ -527,7 +550,8 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     return Effect.sync(() => {
       const limit = this.perPartitionLimit
       const ranges: Array<OffsetRange> = []
-      const messages: Cut["messages"] = []
+      const parts: Array<CutPart> = []
+      let count = 0
       for (const [key, tp] of this.assigned) {
         const buffer = this.buffers.get(key)
         const available = buffer === undefined ? 0 : buffer.messages.length - buffer.head
@@ -538,7 +562,10 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
         if (n > 0) {
           const b = buffer!
           const end = b.head + n
-          for (let i = b.head; i < end; i++) messages.push({ topic: tp.topic, partition: tp.partition, message: b.messages[i] })
+          // The whole buffer is handed over as it is (it is replaced below); otherwise a slice.
+          const taken = b.head === 0 && end === b.messages.length ? b.messages : b.messages.slice(b.head, end)
+          parts.push({ topic: tp.topic, partition: tp.partition, messages: taken })
+          count += n
           until = Number(b.messages[end - 1].offset) + 1
           b.head = end
           if (b.head === b.messages.length) {
@@ -554,9 +581,9 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
         ranges.push(new OffsetRange(tp.topic, tp.partition, from, until))
       }
       ranges.sort((a, b) => (a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : a.partition - b.partition))
-      this.cuts.set(t, { ranges, messages })
+      this.cuts.set(t, { ranges, parts })
       this.inflight.add(t)
-      this.record(t, messages.length, {
+      this.record(t, count, {
         offsets: ranges.map((r) => ({ topic: r.topic, partition: r.partition, fromOffset: r.fromOffset, untilOffset: r.untilOffset })),
         description: ranges.map(String).join("\n"),
       })
@@ -583,32 +610,50 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     if (cut !== undefined) {
       const keyFormat = this.options.key
       const valueFormat = this.options.value
-      for (const { topic, partition, message } of cut.messages) {
-        const rawKey = message.key as Uint8Array | null
-        const rawValue = message.value as Uint8Array | null
-        let key: K | null = null
-        if (rawKey !== null && rawKey !== undefined) {
-          const k = keyFormat.decode(rawKey)
-          if (Result.isFailure(k)) {
-            dead.push(deadLetter(topic, partition, message, "key", k.failure))
-            continue
+      const keyDirect = keyFormat.decodeDirect
+      const valueDirect = valueFormat.decodeDirect
+      for (let p = 0; p < cut.parts.length; p++) {
+        const { topic, partition, messages } = cut.parts[p]
+        for (let i = 0; i < messages.length; i++) {
+          const message = messages[i]
+          const rawKey = message.key as Uint8Array | null
+          const rawValue = message.value as Uint8Array | null
+          let key: K | null = null
+          if (rawKey !== null && rawKey !== undefined) {
+            const direct = keyDirect === undefined ? undefined : keyDirect(rawKey)
+            if (direct !== undefined) key = direct
+            else {
+              const k = keyFormat.decode(rawKey)
+              if (Result.isFailure(k)) {
+                dead.push(deadLetter(topic, partition, message, "key", k.failure))
+                continue
+              }
+              key = k.success
+            }
           }
-          key = k.success
+          let value: V
+          const direct = valueDirect === undefined || rawValue === null || rawValue === undefined
+            ? undefined
+            : valueDirect(rawValue)
+          if (direct !== undefined) value = direct
+          else {
+            const v = valueFormat.decode(rawValue ?? null)
+            if (Result.isFailure(v)) {
+              dead.push(deadLetter(topic, partition, message, "value", v.failure))
+              continue
+            }
+            value = v.success
+          }
+          records.push({
+            topic,
+            partition,
+            offset: Number(message.offset),
+            timestamp: Number(message.timestamp),
+            key,
+            value,
+            headers: (message.headers ?? {}) as Headers,
+          })
         }
-        const v = valueFormat.decode(rawValue ?? null)
-        if (Result.isFailure(v)) {
-          dead.push(deadLetter(topic, partition, message, "value", v.failure))
-          continue
-        }
-        records.push({
-          topic,
-          partition,
-          offset: Number(message.offset),
-          timestamp: Number(message.timestamp),
-          key,
-          value: v.success,
-          headers: (message.headers ?? {}) as Headers,
-        })
       }
     }
     const result = { records, dead }

@@ -209,6 +209,9 @@ export class MapWithStateNode<K, V, S, T> extends KeyedStateNode<K, V, T> {
   readonly state = new KeyMap<K, StateRecord<S>>()
   private initialized = false
   private readonly handle = new StateImpl<S>()
+  private lastValue: Option.Some<V> | undefined = undefined
+  /** The user's function when the spec came from `StateSpec.function` (see State.ts). */
+  private readonly total: ((key: K, value: Option.Option<V>, state: StateImpl<S>) => T) | undefined
 
   constructor(
     parent: Node<readonly [K, V]>,
@@ -219,6 +222,7 @@ export class MapWithStateNode<K, V, S, T> extends KeyedStateNode<K, V, T> {
     name: string | undefined,
   ) {
     super(parent, name)
+    this.total = (fn as any)[Symbol.for("effect-dstream/StateSpec/totalFunction")]
   }
 
   /** Spark's `DEFAULT_CHECKPOINT_DURATION_MULTIPLIER`: 10 slides. */
@@ -227,48 +231,98 @@ export class MapWithStateNode<K, V, S, T> extends KeyedStateNode<K, V, T> {
   }
 
   protected apply(t: number, input: Batch<readonly [K, V]> | undefined): Batch<T> {
-    if (!this.initialized) {
-      if (this.initial !== undefined) for (const [k, s] of this.initial) this.state.set(k, { state: s, time: t })
-      this.initialized = true
-    }
+    if (!this.initialized) this.loadInitial(t)
     const out: Array<T> = []
+    if (input !== undefined && input.length > 0) {
+      if (this.total !== undefined) this.applyTotal(t, input, this.total, out)
+      else this.applyPartial(t, input, out)
+    }
+    if (this.timeoutMillis !== undefined && this.isCheckpointTime(t)) this.timeOut(t, out)
+    return out
+  }
+
+  /** Loads the initial state (first batch); a method of its own so `apply`'s loops stay small. */
+  private loadInitial(t: number): void {
+    if (this.initial !== undefined) for (const [k, s] of this.initial) this.state.set(k, { state: s, time: t })
+    this.initialized = true
+  }
+
+  /**
+   * The value of the current record as an `Option`. Options are immutable values, so the `Some`
+   * of the previous record is handed out again when the value is the same (`[word, 1]` pairs:
+   * one allocation per batch instead of one per record).
+   */
+  private someValue(v: V): Option.Option<V> {
+    const last = this.lastValue
+    if (last !== undefined && last.value === v) return last
+    return (this.lastValue = Option.some(v) as Option.Some<V>)
+  }
+
+  /** After the user's call for a record of key `k` whose state was `rec`: keeps the handle's state. */
+  private keep(t: number, k: K, rec: StateRecord<S> | undefined, withTimeout: boolean): void {
+    const handle = this.handle
+    if (handle.isRemoved()) {
+      if (rec !== undefined) this.state.delete(k)
+    } else if (handle.isUpdated() || (withTimeout && handle.exists())) {
+      if (rec !== undefined) {
+        rec.state = handle.current() as S
+        rec.time = t
+      } else {
+        this.state.set(k, { state: handle.current() as S, time: t })
+      }
+    }
+  }
+
+  /** `StateSpec.function`: every call emits its result; no `Option` per result. */
+  private applyTotal(
+    t: number,
+    input: Batch<readonly [K, V]>,
+    f: (key: K, value: Option.Option<V>, state: StateImpl<S>) => T,
+    out: Array<T>,
+  ): void {
     const handle = this.handle
     const state = this.state
     const withTimeout = this.timeoutMillis !== undefined
-    if (input !== undefined) {
-      for (let i = 0; i < input.length; i++) {
-        const kv = input[i]
-        const k = kv[0]
-        const rec = state.get(k)
-        handle.wrapValue(rec !== undefined, rec?.state)
-        const mapped = this.fn(t, k, Option.some(kv[1]), handle)
-        if (handle.isRemoved()) {
-          if (rec !== undefined) state.delete(k)
-        } else if (handle.isUpdated() || (withTimeout && handle.exists())) {
-          if (rec !== undefined) {
-            rec.state = handle.current() as S
-            rec.time = t
-          } else {
-            state.set(k, { state: handle.current() as S, time: t })
-          }
-        }
-        if (Option.isSome(mapped)) out.push(mapped.value)
-      }
+    for (let i = 0; i < input.length; i++) {
+      const kv = input[i]
+      const k = kv[0]
+      const rec = state.get(k)
+      handle.wrapValue(rec !== undefined, rec?.state)
+      const mapped = f(k, this.someValue(kv[1]), handle)
+      this.keep(t, k, rec, withTimeout)
+      out.push(mapped)
     }
-    if (withTimeout && this.isCheckpointTime(t)) {
-      const threshold = t - this.timeoutMillis!
-      const expired: Array<readonly [K, S]> = []
-      state.forEach((rec, k) => {
-        if (rec.time < threshold) expired.push([k, rec.state])
-      })
-      for (let i = 0; i < expired.length; i++) {
-        const [k, s] = expired[i]
-        const mapped = this.fn(t, k, Option.none(), handle.wrapTimingOut(s))
-        state.delete(k)
-        if (Option.isSome(mapped)) out.push(mapped.value)
-      }
+  }
+
+  private applyPartial(t: number, input: Batch<readonly [K, V]>, out: Array<T>): void {
+    const handle = this.handle
+    const state = this.state
+    const withTimeout = this.timeoutMillis !== undefined
+    for (let i = 0; i < input.length; i++) {
+      const kv = input[i]
+      const k = kv[0]
+      const rec = state.get(k)
+      handle.wrapValue(rec !== undefined, rec?.state)
+      const mapped = this.fn(t, k, this.someValue(kv[1]), handle)
+      this.keep(t, k, rec, withTimeout)
+      if (Option.isSome(mapped)) out.push(mapped.value)
     }
-    return out
+  }
+
+  /** Checkpoint batches with a timeout: one call for each key idle longer than the timeout. */
+  private timeOut(t: number, out: Array<T>): void {
+    const state = this.state
+    const threshold = t - this.timeoutMillis!
+    const expired: Array<readonly [K, S]> = []
+    state.forEach((rec, k) => {
+      if (rec.time < threshold) expired.push([k, rec.state])
+    })
+    for (let i = 0; i < expired.length; i++) {
+      const [k, s] = expired[i]
+      const mapped = this.fn(t, k, Option.none(), this.handle.wrapTimingOut(s))
+      state.delete(k)
+      if (Option.isSome(mapped)) out.push(mapped.value)
+    }
   }
 
   /** The whole state, as `stateSnapshots()` emits it. */
