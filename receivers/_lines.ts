@@ -18,6 +18,12 @@ const TERMINATORS = /\r\n|\r|\n/
 const INITIAL_PENDING = 1024
 const EMPTY: ReadonlyArray<string> = Object.freeze([])
 
+/** The last index of `byte` in `bytes[from, length)`, or -1 (a short scan from the end). */
+const lastIndexAfter = (bytes: Uint8Array, byte: number, from: number): number => {
+  for (let i = bytes.length - 1; i >= from; i--) if (bytes[i] === byte) return i
+  return -1
+}
+
 /**
  * Default limit on the length of one line, in bytes without its terminator: 1 MiB.
  *
@@ -212,7 +218,10 @@ export const makeLineDecoder = (options: LineDecoderOptions): LineDecoder => {
       skipLF = false
       if (bytes[0] === LF) from = 1
     }
-    const last = Math.max(bytes.lastIndexOf(LF), bytes.lastIndexOf(CR))
+    // the last terminator: the last `\n`, unless a `\r` follows it (search only after it)
+    const lastLF = bytes.lastIndexOf(LF)
+    const lastCR = lastLF === -1 ? bytes.lastIndexOf(CR) : lastIndexAfter(bytes, CR, lastLF + 1)
+    const last = lastCR > lastLF ? lastCR : lastLF
     if (last < from) {
       appendPending(bytes, from, n)
       return into ?? EMPTY
@@ -298,6 +307,18 @@ const linesPull = <E>(
     if (chunk === undefined) {
       ended = true
       return decoder.end()
+    }
+    if (chunk.length === 1) {
+      // one chunk (the usual case): the decoder's own array, no copy
+      try {
+        const lines = decoder.push(chunk[0])
+        if (decoder.failure !== undefined) failure = decoder.failure // returned the lines before it
+        return lines
+      } catch (error) {
+        if (!(error instanceof LineTooLongError)) throw error
+        failure = error // no lines completed before it
+        return EMPTY
+      }
     }
     const out: Array<string> = []
     try {

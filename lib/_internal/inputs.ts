@@ -95,6 +95,19 @@ export class RateLimiter {
   }
 }
 
+/** Stores smaller than this are copied record by record into the current block's last part. */
+const SMALL_STORE = 64
+/** Parts joined per `concat` call (an argument list, so bounded). */
+const CONCAT_PARTS = 4096
+
+/** Joins arrays into one with native `concat` (a copy per element, no per-element push). */
+const concatAll = <A>(parts: ReadonlyArray<ReadonlyArray<A>>): Array<A> => {
+  if (parts.length <= CONCAT_PARTS) return ([] as Array<A>).concat(...parts)
+  let out: Array<A> = []
+  for (let i = 0; i < parts.length; i += CONCAT_PARTS) out = out.concat(...parts.slice(i, i + CONCAT_PARTS))
+  return out
+}
+
 /**
  * A block of stored records (Spark's `ReceivedBlockInfo`): in memory, spilled to a file, or
  * (with the write-ahead log) read back from its log record.
@@ -171,7 +184,13 @@ export const resolveSettings = (own: ReceiverSettings, context: ReceiverSettings
  */
 export class ReceiverInputNode<A> extends InputNode<A> {
   readonly kind = "ReceiverInputDStream"
-  private current: Array<A> = []
+  /**
+   * The current block, as copies of the stored arrays (joined when sealed: one native copy
+   * rather than a push per record); small stores go into `tail`, the last part.
+   */
+  private current: Array<ReadonlyArray<A>> = []
+  private currentCount = 0
+  private tail: Array<A> | undefined
   /** Sealed blocks not yet allocated, oldest first. */
   private blocks: Array<Block<A>> = []
   /** Spark's `ReceivedBlockTracker` allocation: the blocks of each batch time. */
@@ -270,10 +289,21 @@ export class ReceiverInputNode<A> extends InputNode<A> {
   }
 
   private append(records: ReadonlyArray<A>): void {
-    const current = this.current
-    if (records.length === 1) current.push(records[0])
-    else for (let i = 0; i < records.length; i++) current.push(records[i])
-    this.held += records.length
+    const n = records.length
+    if (n >= SMALL_STORE && Array.isArray(records)) {
+      this.current.push(records.slice())
+      this.tail = undefined
+    } else {
+      let tail = this.tail
+      if (tail === undefined) {
+        tail = []
+        this.current.push(tail)
+        this.tail = tail
+      }
+      for (let i = 0; i < n; i++) tail.push(records[i])
+    }
+    this.currentCount += n
+    this.held += n
     if (this.held > this.peakHeld) this.peakHeld = this.held
   }
 
@@ -287,10 +317,12 @@ export class ReceiverInputNode<A> extends InputNode<A> {
 
   /** Seals the current block (Spark's `BlockGenerator.updateCurrentBuffer`). */
   private sealCurrent(spill: boolean): Effect.Effect<void> {
-    if (this.current.length === 0) return Effect.void
-    const records = this.current
+    if (this.currentCount === 0) return Effect.void
+    const parts = this.current
     this.current = []
-    return this.seal(records, spill)
+    this.currentCount = 0
+    this.tail = undefined
+    return this.seal(parts.length === 1 ? parts[0] : concatAll(parts), spill)
   }
 
   /** Makes a block of `records` (already counted in `held`) and stores it. */
@@ -361,7 +393,7 @@ export class ReceiverInputNode<A> extends InputNode<A> {
   }
 
   override hasPending(): boolean {
-    return this.current.length > 0 || this.blocks.length > 0 || this.replayed.size > 0
+    return this.currentCount > 0 || this.blocks.length > 0 || this.replayed.size > 0
   }
 
   /**
@@ -423,7 +455,7 @@ export class ReceiverInputNode<A> extends InputNode<A> {
         }
       }
       this.freeBlocks(t)
-      return parts.length === 1 ? parts[0] : parts.length === 0 ? [] : parts.flat() as Batch<A>
+      return parts.length === 1 ? parts[0] : parts.length === 0 ? [] : concatAll(parts)
     })
   }
 
