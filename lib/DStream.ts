@@ -18,7 +18,17 @@ import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import { ValidationError } from "./Errors.ts"
 import { formatPrintBlock } from "./_internal/format.ts"
 import { KeyMap } from "./_internal/keyMap.ts"
-import { type Batch, BatchNode, type Fold, FoldNode, type Node, type NodeEnv, OutputNode, PipeNode } from "./_internal/node.ts"
+import {
+  type Batch,
+  BatchNode,
+  concatBatches,
+  type Fold,
+  FoldNode,
+  type Node,
+  type NodeEnv,
+  OutputNode,
+  PipeNode,
+} from "./_internal/node.ts"
 import * as Time from "./Time.ts"
 import type { StateSpec, UpdateStateOptions, UpdateStateWithTime } from "./State.ts"
 import { makeCodecs, MapWithStateNode, StateSnapshotsNode, UpdateStateNode } from "./_internal/state.ts"
@@ -562,14 +572,7 @@ export const unionAll = <A>(streams: ReadonlyArray<DStream<A>>): DStream<A> => {
   }
   return batchNode<A>(
     streams,
-    (batches) => {
-      let n = 0
-      for (const b of batches) n += b.length
-      const out = new Array<A>(n)
-      let i = 0
-      for (const b of batches) for (let j = 0; j < b.length; j++) out[i++] = b[j]
-      return out
-    },
+    (batches) => concatBatches(batches as ReadonlyArray<Batch<A>>),
     "UnionDStream",
     "Could not generate a batch from a parent for unifying at time",
   )

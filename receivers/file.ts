@@ -14,6 +14,7 @@
  */
 import { Clock, Data, Duration, Effect, FileSystem, Option, Path } from "effect"
 import type { PlatformError } from "effect/PlatformError"
+import { describeCause } from "../lib/Errors.ts"
 
 /**
  * Reading the monitored directories or a selected file failed. `path` names the directory or
@@ -420,12 +421,3 @@ const modTimeOfRegularFile = (
     )
   )
 
-const describeCause = (cause: unknown): string => {
-  if (cause instanceof Error) return cause.message
-  if (typeof cause === "string") return cause
-  try {
-    return JSON.stringify(cause) ?? String(cause)
-  } catch {
-    return String(cause)
-  }
-}

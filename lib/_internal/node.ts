@@ -311,6 +311,17 @@ export class BatchNode<A> extends Node<A> {
   }
 }
 
+/** The batches' elements in order, as one array (a single batch is returned as is). @internal */
+export const concatBatches = <A>(batches: ReadonlyArray<Batch<A>>): Batch<A> => {
+  if (batches.length === 1) return batches[0]
+  let n = 0
+  for (const b of batches) n += b.length
+  const out = new Array<A>(n)
+  let i = 0
+  for (const b of batches) for (let j = 0; j < b.length; j++) out[i++] = b[j]
+  return out
+}
+
 /** Parents of a multi-parent operator must share one slide duration. @internal */
 export const sameSlide = (parents: ReadonlyArray<Node<any>>): number => {
   if (parents.length === 0) throw new ValidationError({ message: "The list of DStreams to combine is empty" })

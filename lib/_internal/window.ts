@@ -9,7 +9,7 @@ import { Effect } from "effect"
 import { IllegalStateError, ValidationError } from "../Errors.ts"
 import * as Time from "../Time.ts"
 import { KeyMap } from "./keyMap.ts"
-import { type Batch, Node, type NodeEnv } from "./node.ts"
+import { type Batch, concatBatches, Node, type NodeEnv } from "./node.ts"
 
 /**
  * Checks that the window and slide durations are multiples of the parent's slide; throws a
@@ -79,19 +79,11 @@ export class WindowNode<A> extends Node<A> {
   compute(t: number): Effect.Effect<Batch<A>, unknown, NodeEnv> {
     return Effect.map(
       sliceBatches(this.parent, t - this.windowMillis + this.parent.slideMillis, t),
-      (batches) => (batches.length === 1 ? batches[0] : concat(batches)),
+      (batches) => concatBatches(batches),
     )
   }
 }
 
-const concat = <A>(batches: ReadonlyArray<Batch<A>>): Array<A> => {
-  let n = 0
-  for (const b of batches) n += b.length
-  const out = new Array<A>(n)
-  let i = 0
-  for (const b of batches) for (let j = 0; j < b.length; j++) out[i++] = b[j]
-  return out
-}
 
 /** Per-key reduce of a run of already-reduced batches, in time order. */
 const reduceBatches = <K, V>(
