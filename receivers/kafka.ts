@@ -219,23 +219,23 @@ export const makeKafka = (client: ClientOptions, id: string): KafkaJS.Kafka =>
 
 const tpKey = (topic: string, partition: number): string => `${topic}\u0000${partition}`
 
-interface PartitionBuffer {
+/** A buffered entry: a decoded record, or a dead letter (decoding happens as kafkajs delivers). */
+type Entry<K, V> = KafkaRecord<K, V> | DeadLetterEntry
+
+interface PartitionBuffer<K, V> {
   readonly topic: string
   readonly partition: number
-  messages: Array<KafkaJS.KafkaMessage>
+  /** Decoded entries in offset order; `[head, length)` is not yet cut. */
+  entries: Array<Entry<K, V>>
   head: number
+  /** Dead letters among `entries[head..]`. */
+  dead: number
 }
 
-interface Cut {
+interface Cut<K, V> {
   readonly ranges: ReadonlyArray<OffsetRange>
-  /** The messages of the batch, one run per topic-partition (no wrapper object per message). */
-  readonly parts: Array<CutPart>
-}
-
-interface CutPart {
-  readonly topic: string
-  readonly partition: number
-  readonly messages: ReadonlyArray<KafkaJS.KafkaMessage>
+  readonly records: ReadonlyArray<KafkaRecord<K, V>>
+  readonly dead: ReadonlyArray<DeadLetter>
 }
 
 /** What the user sees of one batch. @internal */
@@ -257,12 +257,11 @@ const isRebalancing = (e: unknown): boolean => {
  */
 export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
   readonly kind = "DirectKafkaInputDStream"
-  private readonly buffers = new Map<string, PartitionBuffer>()
+  private readonly buffers = new Map<string, PartitionBuffer<K, V>>()
   /** Next offset to hand out per partition (untilOffset of the last range). */
   private readonly positions = new Map<string, number>()
   private readonly assigned = new Map<string, { readonly topic: string; readonly partition: number }>()
-  private readonly cuts = new Map<number, Cut>()
-  private readonly decoded = new Map<number, { readonly records: ReadonlyArray<KafkaRecord<K, V>>; readonly dead: ReadonlyArray<DeadLetter> }>()
+  private readonly cuts = new Map<number, Cut<K, V>>()
   private readonly explicitStarts = new Map<string, number>()
   private buffered = 0
   private spaceWaiters: Array<() => void> = []
@@ -335,7 +334,7 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
   private dropBuffer(key: string): void {
     const b = this.buffers.get(key)
     if (b !== undefined) {
-      this.buffered -= b.messages.length - b.head
+      this.buffered -= b.entries.length - b.head
       this.buffers.delete(key)
     }
   }
@@ -347,25 +346,29 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     if (!this.assigned.has(key)) this.assigned.set(key, { topic: batch.topic, partition: batch.partition })
     let buffer = this.buffers.get(key)
     if (buffer === undefined) {
-      buffer = { topic: batch.topic, partition: batch.partition, messages: [], head: 0 }
+      buffer = { topic: batch.topic, partition: batch.partition, entries: [], head: 0, dead: 0 }
       this.buffers.set(key, buffer)
     }
     // Skip what is already buffered or handed out (refetches after a rejoin).
-    const last = buffer.messages.length > buffer.head ? Number(buffer.messages[buffer.messages.length - 1].offset) + 1 : undefined
-    const floor = last ?? this.positions.get(key)
-    const messages = batch.messages
+    const entries = buffer.entries
+    const floor = entries.length > buffer.head ? entries[entries.length - 1].offset + 1 : (this.positions.get(key) ?? -1)
+    // Decode here, as kafkajs delivers (between its fetches), not at the batch cut: the cut
+    // then only hands over ready records. Failures become dead letters in offset order.
+    const { topic, partition, messages } = batch
+    const keyFormat = this.options.key
+    const valueFormat = this.options.value
     let added = 0
-    if (floor === undefined || (messages.length > 0 && Number(messages[0].offset) >= floor)) {
-      for (let i = 0; i < messages.length; i++) buffer.messages.push(messages[i])
-      added = messages.length
-    } else {
-      for (let i = 0; i < messages.length; i++) {
-        if (Number(messages[i].offset) >= floor) {
-          buffer.messages.push(messages[i])
-          added++
-        }
-      }
+    let dead = 0
+    for (let i = 0; i < messages.length; i++) {
+      const message = messages[i]
+      const offset = Number(message.offset)
+      if (offset < floor) continue
+      const entry = decodeMessage(topic, partition, message, offset, keyFormat, valueFormat)
+      if (entry instanceof DeadLetterEntry) dead++
+      entries.push(entry)
+      added++
     }
+    buffer.dead += dead
     this.buffered += added
     // Backpressure: hold kafkajs here while the buffer is full, heartbeating.
     while (this.buffered > this.options.maxBufferedRecords && isRunning() && !isStale() && !this.stopped) {
@@ -550,29 +553,42 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     return Effect.sync(() => {
       const limit = this.perPartitionLimit
       const ranges: Array<OffsetRange> = []
-      const parts: Array<CutPart> = []
+      const parts: Array<ReadonlyArray<KafkaRecord<K, V>>> = []
+      const dead: Array<DeadLetter> = []
       let count = 0
       for (const [key, tp] of this.assigned) {
         const buffer = this.buffers.get(key)
-        const available = buffer === undefined ? 0 : buffer.messages.length - buffer.head
+        const available = buffer === undefined ? 0 : buffer.entries.length - buffer.head
         const n = Math.min(available, limit)
-        const from = this.positions.get(key) ?? (n > 0 ? Number(buffer!.messages[buffer!.head].offset) : undefined)
+        const from = this.positions.get(key) ?? (n > 0 ? buffer!.entries[buffer!.head].offset : undefined)
         if (from === undefined) continue
         let until = from
         if (n > 0) {
           const b = buffer!
           const end = b.head + n
           // The whole buffer is handed over as it is (it is replaced below); otherwise a slice.
-          const taken = b.head === 0 && end === b.messages.length ? b.messages : b.messages.slice(b.head, end)
-          parts.push({ topic: tp.topic, partition: tp.partition, messages: taken })
+          const taken = b.head === 0 && end === b.entries.length ? b.entries : b.entries.slice(b.head, end)
+          if (b.dead === 0) parts.push(taken as Array<KafkaRecord<K, V>>)
+          else {
+            const records: Array<KafkaRecord<K, V>> = []
+            for (let i = 0; i < taken.length; i++) {
+              const e = taken[i]
+              if (e instanceof DeadLetterEntry) {
+                dead.push(e)
+                b.dead--
+              } else records.push(e)
+            }
+            parts.push(records)
+          }
           count += n
-          until = Number(b.messages[end - 1].offset) + 1
+          until = b.entries[end - 1].offset + 1
           b.head = end
-          if (b.head === b.messages.length) {
-            b.messages = []
+          if (b.head === b.entries.length) {
+            b.entries = []
             b.head = 0
-          } else if (b.head > 4096 && b.head * 2 > b.messages.length) {
-            b.messages = b.messages.slice(b.head)
+            b.dead = 0
+          } else if (b.head > 4096 && b.head * 2 > b.entries.length) {
+            b.entries = b.entries.slice(b.head)
             b.head = 0
           }
           this.buffered -= n
@@ -581,7 +597,12 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
         ranges.push(new OffsetRange(tp.topic, tp.partition, from, until))
       }
       ranges.sort((a, b) => (a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : a.partition - b.partition))
-      this.cuts.set(t, { ranges, parts })
+      const records = parts.length === 0
+        ? []
+        : parts.length === 1
+        ? parts[0]
+        : ([] as Array<KafkaRecord<K, V>>).concat(...parts)
+      this.cuts.set(t, { ranges, records, dead })
       this.inflight.add(t)
       this.record(t, count, {
         offsets: ranges.map((r) => ({ topic: r.topic, partition: r.partition, fromOffset: r.fromOffset, untilOffset: r.untilOffset })),
@@ -600,65 +621,11 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     })
   }
 
-  /** Decodes the cut of time `t` once (records and dead letters). */
+  private static readonly emptyCut = { records: [], dead: [] } as const
+
+  /** The records and dead letters of the cut of time `t` (decoded as they were fetched). */
   decode(t: number): { readonly records: ReadonlyArray<KafkaRecord<K, V>>; readonly dead: ReadonlyArray<DeadLetter> } {
-    const done = this.decoded.get(t)
-    if (done !== undefined) return done
-    const cut = this.cuts.get(t)
-    const records: Array<KafkaRecord<K, V>> = []
-    const dead: Array<DeadLetter> = []
-    if (cut !== undefined) {
-      const keyFormat = this.options.key
-      const valueFormat = this.options.value
-      const keyDirect = keyFormat.decodeDirect
-      const valueDirect = valueFormat.decodeDirect
-      for (let p = 0; p < cut.parts.length; p++) {
-        const { topic, partition, messages } = cut.parts[p]
-        for (let i = 0; i < messages.length; i++) {
-          const message = messages[i]
-          const rawKey = message.key as Uint8Array | null
-          const rawValue = message.value as Uint8Array | null
-          let key: K | null = null
-          if (rawKey !== null && rawKey !== undefined) {
-            const direct = keyDirect === undefined ? undefined : keyDirect(rawKey)
-            if (direct !== undefined) key = direct
-            else {
-              const k = keyFormat.decode(rawKey)
-              if (Result.isFailure(k)) {
-                dead.push(deadLetter(topic, partition, message, "key", k.failure))
-                continue
-              }
-              key = k.success
-            }
-          }
-          let value: V
-          const direct = valueDirect === undefined || rawValue === null || rawValue === undefined
-            ? undefined
-            : valueDirect(rawValue)
-          if (direct !== undefined) value = direct
-          else {
-            const v = valueFormat.decode(rawValue ?? null)
-            if (Result.isFailure(v)) {
-              dead.push(deadLetter(topic, partition, message, "value", v.failure))
-              continue
-            }
-            value = v.success
-          }
-          records.push({
-            topic,
-            partition,
-            offset: Number(message.offset),
-            timestamp: Number(message.timestamp),
-            key,
-            value,
-            headers: (message.headers ?? {}) as Headers,
-          })
-        }
-      }
-    }
-    const result = { records, dead }
-    this.decoded.set(t, result)
-    return result
+    return this.cuts.get(t) ?? KafkaInputNode.emptyCut
   }
 
   /** The offset ranges of batch `t` (empty when unknown). */
@@ -674,7 +641,6 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     super.clearMetadata(t)
     const limit = t - (this.rememberMillis ?? this.slideMillis)
     for (const time of this.cuts.keys()) if (time <= limit) this.cuts.delete(time)
-    for (const time of this.decoded.keys()) if (time <= limit) this.decoded.delete(time)
   }
 
   // ---- commits ----
@@ -769,23 +735,88 @@ const mergeMax = (map: Map<string, TopicPartitionOffset>, topic: string, partiti
   if (old === undefined || old.offset < offset) map.set(key, { topic, partition, offset })
 }
 
-const deadLetter = (
+/** A dead letter as buffered (a class, so the cut tells it from a record). */
+class DeadLetterEntry implements DeadLetter {
+  readonly timestamp: number
+  readonly key: Uint8Array | null
+  readonly value: Uint8Array | null
+  readonly headers: Headers
+  constructor(
+    readonly topic: string,
+    readonly partition: number,
+    readonly offset: number,
+    message: KafkaJS.KafkaMessage,
+    readonly part: "key" | "value",
+    readonly error: string,
+  ) {
+    this.timestamp = Number(message.timestamp)
+    this.key = (message.key as Uint8Array | null) ?? null
+    this.value = (message.value as Uint8Array | null) ?? null
+    this.headers = (message.headers ?? {}) as Headers
+  }
+}
+
+const errorText = (e: unknown): string => `Decoder threw: ${(e as Error)?.message ?? String(e)}`
+
+/**
+ * Decodes one message into a record, or a dead letter when its key or value does not decode
+ * (a throwing custom format also gives a dead letter, never a crashed consumer).
+ */
+const decodeMessage = <K, V>(
   topic: string,
   partition: number,
   message: KafkaJS.KafkaMessage,
-  part: "key" | "value",
-  error: string,
-): DeadLetter => ({
-  topic,
-  partition,
-  offset: Number(message.offset),
-  timestamp: Number(message.timestamp),
-  key: (message.key as Uint8Array | null) ?? null,
-  value: (message.value as Uint8Array | null) ?? null,
-  headers: (message.headers ?? {}) as Headers,
-  part,
-  error,
-})
+  offset: number,
+  keyFormat: Format<K>,
+  valueFormat: Format<V>,
+): Entry<K, V> => {
+  const rawKey = message.key as Uint8Array | null | undefined
+  const rawValue = message.value as Uint8Array | null | undefined
+  let key: K | null = null
+  if (rawKey !== null && rawKey !== undefined) {
+    const keyDirect = keyFormat.decodeDirect
+    let direct: K | undefined
+    try {
+      direct = keyDirect === undefined ? undefined : keyDirect(rawKey)
+      if (direct === undefined) {
+        const k = keyFormat.decode(rawKey)
+        if (Result.isFailure(k)) return new DeadLetterEntry(topic, partition, offset, message, "key", k.failure)
+        key = k.success
+      } else key = direct
+    } catch (e) {
+      return new DeadLetterEntry(topic, partition, offset, message, "key", errorText(e))
+    }
+  }
+  let value: V
+  try {
+    const valueDirect = valueFormat.decodeDirect
+    const direct = valueDirect === undefined || rawValue === null || rawValue === undefined ? undefined : valueDirect(rawValue)
+    if (direct === undefined) {
+      const v = valueFormat.decode(rawValue ?? null)
+      if (Result.isFailure(v)) return new DeadLetterEntry(topic, partition, offset, message, "value", v.failure)
+      value = v.success
+    } else value = direct
+  } catch (e) {
+    return new DeadLetterEntry(topic, partition, offset, message, "value", errorText(e))
+  }
+  return {
+    topic,
+    partition,
+    offset,
+    timestamp: Number(message.timestamp),
+    key,
+    value,
+    headers: sharedHeaders(message.headers),
+  }
+}
+
+const noHeaders: Headers = Object.freeze({})
+/** The message's headers, or one shared frozen empty object when it has none (most records). */
+const sharedHeaders = (headers: KafkaJS.IHeaders | undefined): Headers => {
+  if (headers === undefined) return noHeaders
+  for (const _ in headers) return headers as Headers
+  return noHeaders
+}
 
 /** The dead letters of an input's batches. @internal */
 export class DeadLetterNode extends Node<DeadLetter> {

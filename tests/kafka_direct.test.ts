@@ -234,6 +234,43 @@ describe("Kafka direct stream", { timeout: 60_000 }, () => {
     assert.equal((error.error as BatchJobError).outputId, 0)
   })
 
+  it("SubscribePattern consumes the existing topics matching the regex and no others", async () => {
+    // kafkajs matches the pattern against the topics that exist when it subscribes: create
+    // them first (the mock auto-creates a topic on its first produce).
+    const prefix = unique("pat").replace(/[^a-z0-9]/g, "")
+    const matching = [`${prefix}-orders-eu`, `${prefix}-orders-us`]
+    const other = [`${prefix}-payments`, `x${prefix}-orders-eu`]
+    for (const topic of [...matching, ...other]) {
+      await produce(cluster.bootstrap, topic, [["a", `${topic}/1`], ["b", `${topic}/2`]])
+    }
+    const seen: Array<[string, string]> = []
+    let batches = 0
+    await withContext("200 millis", (ssc) => {
+      const stream = Kafka.directStream(ssc, {
+        brokers: cluster.brokers,
+        groupId: unique("g"),
+        pattern: new RegExp(`^${prefix}-orders-.*`),
+        autoOffsetReset: "earliest",
+        value: Schema.String,
+        ...fast,
+      })
+      stream.foreachBatch((records) => {
+        batches++
+        for (const r of records) seen.push([r.topic, r.value])
+      })
+      return stream
+    }, async () => {
+      await eventually(() => seen.length >= 4, 10_000, "the 4 records of the matching topics")
+      const n = batches
+      await eventually(() => batches >= n + 3, 5_000, "three more batches") // nothing else arrives
+    })
+    assert.deepEqual(
+      seen.map(([, v]) => v).sort(),
+      matching.flatMap((t) => [`${t}/1`, `${t}/2`]).sort(),
+    )
+    assert.ok(seen.every(([t, v]) => v.startsWith(`${t}/`)), "each record carries its topic")
+  })
+
   it("Assign starts the listed partitions at explicit offsets", async () => {
     const topic = unique("assign")
     const groupId = unique("g")
