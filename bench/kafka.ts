@@ -24,6 +24,7 @@ import { Effect, Schema } from "effect"
 import kafkajs from "kafkajs"
 import { Kafka, StreamingContext } from "../mod.ts"
 import { startMockCluster } from "../receivers/_kafka_mock.ts"
+import { runtimeName } from "./_runtime.ts"
 
 const produced = Number(process.env.RECORDS ?? 300_000)
 const rounds = Number(process.env.ROUNDS ?? 2)
@@ -31,9 +32,7 @@ const warmup = Number(process.env.WARMUP ?? 1)
 const batchMillis = Number(process.env.BATCH_MS ?? 20)
 /** `bytes` (default): the stream leaves keys raw, as the raw loop does; `string`: it decodes them too. */
 const keyMode = process.env.KEY ?? "bytes"
-const runtime = (globalThis as { Bun?: { version: string } }).Bun !== undefined
-  ? `bun ${(globalThis as any).Bun.version}`
-  : `deno ${(globalThis as any).Deno?.version?.deno}`
+const runtime = runtimeName
 
 const mock = process.env.KAFKA_BROKERS ? undefined : await startMockCluster()
 const brokers = process.env.KAFKA_BROKERS?.split(",") ?? [mock!.bootstrap]

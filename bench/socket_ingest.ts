@@ -18,6 +18,7 @@ import * as Net from "node:net"
 import { Effect } from "effect"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import { StreamingContext } from "../mod.ts"
+import { runtimeName } from "./_runtime.ts"
 
 const total = Number(process.argv[2] ?? 2_000_000)
 
@@ -86,7 +87,7 @@ const throughReceiver = (port: number): Promise<number> =>
     return countedAt
   }).pipe(Effect.provide(NodeServices.layer)))
 
-const runtime = typeof (globalThis as any).Bun !== "undefined" ? `bun ${(globalThis as any).Bun.version}` : `deno ${(globalThis as any).Deno?.version?.deno}`
+const runtime = runtimeName
 const rate = (ms: number) => Math.round(total / (ms / 1000))
 
 const best = { raw: Infinity, receiver: Infinity }

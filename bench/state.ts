@@ -17,15 +17,13 @@ import { TestClock } from "effect/testing"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Checkpoint, type DStream, type State, StateSpec, StreamingContext, Testing } from "../mod.ts"
 import { snapshotNode } from "../lib/_internal/checkpointing.ts"
+import { collectGarbage, runtimeName } from "./_runtime.ts"
 
 const numKeys = Number(process.env.KEYS ?? 1_000_000)
 const updatesPerBatch = Number(process.env.UPDATES ?? 30_000)
 const numBatches = Number(process.env.BATCHES ?? 12)
 
-const gc = (): void => {
-  const g = (globalThis as any).gc ?? (globalThis as any).Bun?.gc
-  if (typeof g === "function") g(true)
-}
+const gc = collectGarbage
 const heapMB = (): number => {
   gc()
   return process.memoryUsage().heapUsed / 1024 / 1024
@@ -96,7 +94,7 @@ const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math
 const fmt = (ms: number) => `${ms.toFixed(1)} ms`
 
 const program = Effect.gen(function*() {
-  const runtime = (globalThis as any).Deno ? `deno ${(globalThis as any).Deno.version.deno}` : `bun ${(globalThis as any).Bun.version}`
+  const runtime = runtimeName
   console.log(
     `${runtime}: ${numKeys} keys in state, ${updatesPerBatch} updates per batch, ${numBatches} batches, ${warmInput ? "warmed" : "fresh"} input keys`,
   )

@@ -15,6 +15,7 @@ import process from "node:process"
 import { Clock, Effect } from "effect"
 import { TestClock } from "effect/testing"
 import { BatchClock, type DStream, StreamingContext, Testing } from "../mod.ts"
+import { runtimeName } from "./_runtime.ts"
 
 const recordsPerBatch = Number(process.env.RECORDS ?? 10_000)
 const numKeys = Number(process.env.KEYS ?? 1_000)
@@ -66,11 +67,7 @@ const median = (xs: ReadonlyArray<number>) => {
 }
 const mean = (xs: ReadonlyArray<number>) => xs.reduce((a, b) => a + b, 0) / xs.length
 
-const runtime = typeof (globalThis as any).Bun !== "undefined"
-  ? `bun ${(globalThis as any).Bun.version}`
-  : typeof (globalThis as any).Deno !== "undefined"
-  ? `deno ${(globalThis as any).Deno.version.deno}`
-  : `node ${process.version}`
+const runtime = runtimeName
 const cpus = os.cpus()
 
 console.log(`window bench on ${runtime}, ${cpus.length} × ${cpus[0]?.model ?? "unknown CPU"}`)

@@ -13,6 +13,7 @@
 import process from "node:process"
 import { Effect } from "effect"
 import { StreamingContext, Testing } from "../mod.ts"
+import { runtimeName } from "./_runtime.ts"
 
 const totalWords = Number(process.env.WORDS ?? 2_000_000)
 const numBatches = Number(process.env.BATCHES ?? 20)
@@ -76,11 +77,7 @@ const time = async (f: () => number | Promise<number>): Promise<[number, number]
   return [performance.now() - start, result]
 }
 
-const runtime = typeof (globalThis as any).Bun !== "undefined"
-  ? `bun ${(globalThis as any).Bun.version}`
-  : typeof (globalThis as any).Deno !== "undefined"
-  ? `deno ${(globalThis as any).Deno.version.deno}`
-  : `node ${process.version}`
+const runtime = runtimeName
 
 // Warm up both, then alternate rounds (alternating which goes first) and keep the best of each.
 await time(handWritten)
