@@ -335,13 +335,17 @@ class DStreamImpl<A> implements DStream<A> {
     return Window.countByWindow(this, w, s)
   }
   reduceByWindow(f: any, ...rest: Array<any>): any {
-    return (Window.reduceByWindow as any)(this, f, ...rest)
+    return typeof rest[0] === "function"
+      ? Window.reduceByWindow(this, f, rest[0], rest[1], rest[2])
+      : Window.reduceByWindow(this, f, rest[0], rest[1])
   }
   countByValueAndWindow(w: Duration.Input, s?: Duration.Input): DStream<readonly [A, number]> {
     return Window.countByValueAndWindow(this, w, s)
   }
   reduceByKeyAndWindow(this: any, f: any, ...rest: Array<any>): any {
-    return (Window.reduceByKeyAndWindow as any)(this, f, ...rest)
+    return typeof rest[0] === "function"
+      ? Window.reduceByKeyAndWindow(this, f, rest[0], rest[1], rest[2], rest[3])
+      : Window.reduceByKeyAndWindow(this, f, rest[0], rest[1])
   }
   groupByKeyAndWindow(this: any, w: Duration.Input, s?: Duration.Input): any {
     return Window.groupByKeyAndWindow(this, w, s)
