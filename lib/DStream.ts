@@ -1351,6 +1351,7 @@ export const mapWithState: {
         spec.timeoutMillis,
         makeCodecs(spec.schemas),
         spec.checkpointName,
+        spec.total,
       ),
     ),
 )

@@ -202,6 +202,12 @@ export type MappingFunction<K, V, S, T> = (
  */
 export interface StateSpec<K, V, S, T> extends Pipeable {
   readonly fn: MappingFunction<K, V, S, T>
+  /**
+   * For `StateSpec.function`: the user's function, whose result is always emitted, so the
+   * engine calls it directly instead of wrapping every result in an `Option`.
+   * @internal
+   */
+  readonly total: ((key: K, value: Option.Option<V>, state: State<S>) => T) | undefined
   readonly initial: ReadonlyArray<readonly [K, S]> | undefined
   readonly timeoutMillis: number | undefined
   readonly schemas: StateSpecSchemas<K, S>
@@ -231,16 +237,17 @@ class StateSpecImpl<K, V, S, T> implements StateSpec<K, V, S, T> {
     readonly timeoutMillis: number | undefined,
     readonly schemas: StateSpecSchemas<K, S>,
     readonly checkpointName: string | undefined,
+    readonly total: ((key: K, value: Option.Option<V>, state: State<S>) => T) | undefined = undefined,
   ) {}
   pipe(): unknown {
     return pipeArguments(this, arguments)
   }
   initialState(pairs: Iterable<readonly [K, S]>): StateSpec<K, V, S, T> {
-    return new StateSpecImpl(this.fn, Array.from(pairs), this.timeoutMillis, this.schemas, this.checkpointName)
+    return new StateSpecImpl(this.fn, Array.from(pairs), this.timeoutMillis, this.schemas, this.checkpointName, this.total)
   }
   timeout(duration: Duration.Input): StateSpec<K, V, S, T> {
     const ms = Time.millis(duration, "State timeout")
-    return new StateSpecImpl(this.fn, this.initial, ms, this.schemas, this.checkpointName)
+    return new StateSpecImpl(this.fn, this.initial, ms, this.schemas, this.checkpointName, this.total)
   }
   numPartitions(n: number): StateSpec<K, V, S, T> {
     if (!(n >= 1)) throw new RangeError(`Number of partitions must be positive, got ${n}`)
@@ -250,10 +257,10 @@ class StateSpecImpl<K, V, S, T> implements StateSpec<K, V, S, T> {
     return new StateSpecImpl(this.fn, this.initial, this.timeoutMillis, {
       key: schemas.key ?? this.schemas.key,
       state: schemas.state ?? this.schemas.state,
-    }, this.checkpointName)
+    }, this.checkpointName, this.total)
   }
   named(name: string): StateSpec<K, V, S, T> {
-    return new StateSpecImpl(this.fn, this.initial, this.timeoutMillis, this.schemas, name)
+    return new StateSpecImpl(this.fn, this.initial, this.timeoutMillis, this.schemas, name, this.total)
   }
 }
 
@@ -278,10 +285,7 @@ export const stateSpecFunction = <K, V, S, T>(
   f: (key: K, value: Option.Option<V>, state: State<S>) => T,
 ): StateSpec<K, V, S, T> => {
   const fn: MappingFunction<K, V, S, T> = (_time, key, value, state) => Option.some(f(key, value, state))
-  // The engine (lib/_internal/state.ts) calls `f` directly: its result is always emitted, so
-  // there is no need to wrap each one in an `Option`.
-  ;(fn as any)[Symbol.for("effect-dstream/StateSpec/totalFunction")] = f
-  return new StateSpecImpl<K, V, S, T>(fn, undefined, undefined, noSchemas, undefined)
+  return new StateSpecImpl<K, V, S, T>(fn, undefined, undefined, noSchemas, undefined, f)
 }
 
 /**

@@ -220,9 +220,10 @@ export class MapWithStateNode<K, V, S, T> extends KeyedStateNode<K, V, T> {
     readonly timeoutMillis: number | undefined,
     readonly codecs: Codecs<K, S>,
     name: string | undefined,
+    total?: ((key: K, value: Option.Option<V>, state: StateImpl<S>) => T) | undefined,
   ) {
     super(parent, name)
-    this.total = (fn as any)[Symbol.for("effect-dstream/StateSpec/totalFunction")]
+    this.total = total
   }
 
   /** Spark's `DEFAULT_CHECKPOINT_DURATION_MULTIPLIER`: 10 slides. */
