@@ -998,7 +998,7 @@ const joinBatches = <K, V, W>(
 const joinWith = (kind: JoinKind) => (self: DStream<readonly [any, any]>, that: DStream<readonly [any, any]>) =>
   batchNode<any>(
     [self, that],
-    ([a, b]) => joinBatches(a as any, b as any, kind),
+    ([a, b]) => joinBatches(a as ReadonlyArray<readonly [unknown, unknown]>, b as ReadonlyArray<readonly [unknown, unknown]>, kind),
     "JoinedDStream",
     "Could not generate a batch from a parent for joining at time",
   )

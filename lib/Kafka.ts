@@ -192,7 +192,7 @@ export const bytes: Format<Uint8Array | null> = {
  */
 export const json = <S extends Schema.Top & { readonly DecodingServices: never; readonly EncodingServices: never }>(
   schema: S,
-): Format<S["Type"]> => textFormat(Schema.fromJsonString(schema) as any, "json")
+): Format<S["Type"]> => textFormat(Schema.fromJsonString(schema), "json")
 
 /**
  * UTF-8 text decoded with a string-encoded schema (what a plain schema option means).

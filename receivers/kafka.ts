@@ -98,8 +98,8 @@ export const textFormat = <A>(schema: Schema.Codec<A, string, never, never>, nam
       },
     }
   }
-  const decode = Schema.decodeUnknownResult(schema as any)
-  const encode = Schema.encodeUnknownSync(schema as any)
+  const decode = Schema.decodeUnknownResult(schema)
+  const encode = Schema.encodeUnknownSync(schema)
   return {
     _tag: "KafkaFormat",
     name,
@@ -449,7 +449,7 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     })
     this.consumer = consumer
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
-      if (this.consumer === consumer) this.onGroupJoin(e.payload.memberAssignment as any)
+      if (this.consumer === consumer) this.onGroupJoin(e.payload.memberAssignment)
     })
     consumer.on(consumer.events.REBALANCING, () => {
       if (this.consumer === consumer) this.rebalancing = true

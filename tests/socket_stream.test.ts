@@ -69,9 +69,11 @@ describe("socketTextStream over real TCP", () => {
       await server.send("back again\n")
       await eventually(() => totals.get("again") === 1, 8000, "counting after the server came back")
 
-      const errors = events.filter((e) => e._tag === "ReceiverError")
+      const errors = events.filter((e): e is Extract<Listener.StreamingEvent, { _tag: "ReceiverError" }> =>
+        e._tag === "ReceiverError"
+      )
       assert.ok(errors.length >= 2, `receiver errors reported: ${errors.length}`)
-      const messages = errors.map((e) => (e as any).receiverInfo.lastErrorMessage as string)
+      const messages = errors.map((e) => e.receiverInfo.lastErrorMessage ?? "")
       assert.ok(messages.some((m) => /no more data|Error receiving data/.test(m)), messages.join(" | "))
       assert.equal(events.filter((e) => e._tag === "StreamingStopped").length, 0, "the context kept running")
     } finally {

@@ -11,7 +11,7 @@ import * as os from "node:os"
 import * as nodePath from "node:path"
 import { Effect, Exit } from "effect"
 import { TestClock } from "effect/testing"
-import { Receiver, StreamingContext } from "../mod.ts"
+import { Receiver, StreamingContext, ValidationError } from "../mod.ts"
 import * as Wal from "../lib/_internal/wal.ts"
 import { live, waitFor } from "./_support/live.ts"
 
@@ -171,9 +171,9 @@ describe("receivers with the write-ahead log", () => {
     assert.ok(Exit.isFailure(exit))
     const error = exit.cause.reasons.find((r) => r._tag === "Fail")
     assert.ok(error !== undefined && error._tag === "Fail")
-    assert.equal((error.error as any)._tag, "ValidationError")
+    assert.ok(error.error instanceof ValidationError, String(error.error))
     assert.match(
-      (error.error as any).message,
+      error.error.message,
       /receiver "numbers" has the write-ahead log enabled, which needs a checkpoint directory/,
     )
   })

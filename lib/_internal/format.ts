@@ -3,8 +3,8 @@ import { Option } from "effect"
 
 const hasOwnToString = (u: object): boolean => {
   const proto = Object.getPrototypeOf(u)
-  return proto !== null && proto !== Object.prototype && typeof (u as any).toString === "function" &&
-    (u as any).toString !== Object.prototype.toString
+  return proto !== null && proto !== Object.prototype && "toString" in u && typeof u.toString === "function" &&
+    u.toString !== Object.prototype.toString
 }
 
 /**

@@ -25,7 +25,7 @@ export interface Checkpointed {
 
 /** @internal */
 export const isCheckpointed = (node: Node<any>): node is Node<any> & Checkpointed =>
-  typeof (node as any).snapshotCheckpoint === "function"
+  "snapshotCheckpoint" in node && typeof node.snapshotCheckpoint === "function"
 
 /** Encoders/decoders of keys and states: Schema JSON codecs, or the values as they are. @internal */
 export interface Codecs<K, S> {
