@@ -3,6 +3,8 @@
  * a script runs on the same runtime as the test — Deno under `deno test`, Bun under `bun test`.
  */
 import { type ChildProcess, spawn } from "node:child_process"
+import { renameSync, writeFileSync } from "node:fs"
+import { Option } from "effect"
 
 /** The command that runs `script` on the runtime running this test. */
 export const runtimeCommand = (script: string): [string, Array<string>] =>
@@ -47,3 +49,14 @@ export const waitForLog = async (child: Child, pattern: RegExp, ms = 30_000): Pr
     await sleep(20)
   }
 }
+
+/** A child's output: the running counts after every batch, written atomically (temp + rename). */
+export const writeCounts = (outFile: string) => (counts: ReadonlyArray<readonly [unknown, number]>, time: number): void => {
+  const tmp = `${outFile}.tmp`
+  writeFileSync(tmp, JSON.stringify({ time, counts: Object.fromEntries(counts) }))
+  renameSync(tmp, outFile)
+}
+
+/** The running sum of a key's values, as updateStateByKey's function (the seed's word count). */
+export const runningSum = (values: ReadonlyArray<number>, state: Option.Option<number>): Option.Option<number> =>
+  Option.some(values.reduce((a, b) => a + b, Option.getOrElse(state, () => 0)))

@@ -3,10 +3,10 @@
  * with getOrCreate. After every batch it writes the running counts to `out` (temp + rename).
  * Usage: crash_child.ts <input dir> <checkpoint dir> <out file>
  */
-import * as fs from "node:fs"
 import process from "node:process"
-import { Effect, Option } from "effect"
+import { Effect } from "effect"
 import { StreamingContext } from "../../mod.ts"
+import { runningSum, writeCounts } from "./child.ts"
 
 const [inputDir, checkpointDir, outFile] = process.argv.slice(2)
 
@@ -16,15 +16,9 @@ StreamingContext.runMain(Effect.gen(function*() {
       .flatMap((line) => line.split(" "))
       .filter((w) => w.length > 0)
       .mapToPair((w) => [w, 1])
-      .updateStateByKey((values: ReadonlyArray<number>, state: Option.Option<number>) =>
-        Option.some(values.reduce((a, b) => a + b, Option.getOrElse(state, () => 0)))
-      )
+      .updateStateByKey(runningSum)
       .checkpoint("600 millis")
-      .foreachBatch((counts, time) => {
-        const tmp = `${outFile}.tmp`
-        fs.writeFileSync(tmp, JSON.stringify({ time, counts: Object.fromEntries(counts) }))
-        fs.renameSync(tmp, outFile)
-      })
+      .foreachBatch(writeCounts(outFile))
   }, { batchInterval: "200 millis" })
   yield* ssc.start
   yield* ssc.awaitTermination
