@@ -39,7 +39,12 @@ const brokers = process.env.KAFKA_BROKERS?.split(",") ?? [mock!.bootstrap]
 const topic = `bench-${Date.now().toString(36)}`
 const retry = { retries: 5, initialRetryTime: 100, maxRetryTime: 1000 }
 const kafka = new kafkajs.Kafka({ brokers, logLevel: kafkajs.logLevel.NOTHING, retry })
-const consumerTuning = { sessionTimeout: 6000, heartbeatInterval: 500, maxWaitTimeInMs: 100, maxBytesPerPartition: 4 << 20 }
+const consumerTuning = {
+  sessionTimeout: 6000,
+  heartbeatInterval: 500,
+  maxWaitTimeInMs: 100,
+  maxBytesPerPartition: 4 << 20,
+}
 
 // ---- produce ----
 {
@@ -48,7 +53,9 @@ const consumerTuning = { sessionTimeout: 6000, heartbeatInterval: 500, maxWaitTi
   const chunk = 20_000
   for (let i = 0; i < produced; i += chunk) {
     const messages = []
-    for (let j = i; j < Math.min(produced, i + chunk); j++) messages.push({ key: `k${j % 1000}`, value: `record number ${j} with some payload text` })
+    for (let j = i; j < Math.min(produced, i + chunk); j++) {
+      messages.push({ key: `k${j % 1000}`, value: `record number ${j} with some payload text` })
+    }
     await producer.send({ topic, messages })
   }
   await producer.disconnect()
@@ -112,7 +119,7 @@ const raw = async (): Promise<Result> => {
 
 // ---- the direct stream into a count ----
 const direct = (): Promise<Result> =>
-  Effect.runPromise(Effect.gen(function*() {
+  Effect.runPromise(Effect.gen(function* () {
     const ssc = yield* StreamingContext.make({ batchInterval: `${batchMillis} millis` })
     const stream = Kafka.directStream(ssc, {
       brokers,
@@ -167,7 +174,9 @@ for (let r = 0; r < rounds; r++) {
   ratios.push(ratio)
   cpuRatios.push(rawResult.cpuPerRecord / directResult.cpuPerRecord)
   console.log(
-    `${runtime} round ${r + 1} (${rawFirst ? "raw" : "direct"} first): raw kafkajs eachBatch ${fmt(rawResult.rate)} records/s ` +
+    `${runtime} round ${r + 1} (${rawFirst ? "raw" : "direct"} first): raw kafkajs eachBatch ${
+      fmt(rawResult.rate)
+    } records/s ` +
       `(${rawResult.cpuPerRecord.toFixed(2)} µs CPU/record), direct stream ${fmt(directResult.rate)} records/s ` +
       `(${directResult.cpuPerRecord.toFixed(2)} µs CPU/record), ratio ${ratio.toFixed(2)}`,
   )
@@ -175,7 +184,9 @@ for (let r = 0; r < rounds; r++) {
 console.log(
   `${runtime}: direct / raw ratio median ${median(ratios).toFixed(2)} (min ${Math.min(...ratios).toFixed(2)}, max ${
     Math.max(...ratios).toFixed(2)
-  }; CPU-time ratio median ${median(cpuRatios).toFixed(2)}; ${rounds} rounds after ${warmup} warm-up, batch ${batchMillis} ms, key ${keyMode}; target ≥ 0.8)`,
+  }; CPU-time ratio median ${
+    median(cpuRatios).toFixed(2)
+  }; ${rounds} rounds after ${warmup} warm-up, batch ${batchMillis} ms, key ${keyMode}; target ≥ 0.8)`,
 )
 await mock?.stop()
 process.exit(0)

@@ -72,20 +72,22 @@ const rawLoop = (port: number): Promise<number> =>
 
 /** The same lines through a socket receiver into `count()`. Resolves with the time of the last count. */
 const throughReceiver = (port: number): Promise<number> =>
-  Effect.runPromise(Effect.gen(function*() {
-    const ssc = yield* StreamingContext.make({ batchInterval: "20 millis" })
-    let counted = 0
-    let countedAt = NaN
-    ssc.socketTextStream("127.0.0.1", port).count().foreachBatch((batch) => {
-      counted += batch[0]
-      if (counted >= total && Number.isNaN(countedAt)) countedAt = performance.now()
-    })
-    yield* ssc.start
-    while (counted < total) yield* Effect.sleep("5 millis")
-    yield* ssc.stop()
-    if (counted !== total) return yield* Effect.die(new Error(`counted ${counted} lines, expected ${total}`))
-    return countedAt
-  }).pipe(Effect.provide(NodeServices.layer)))
+  Effect.runPromise(
+    Effect.gen(function* () {
+      const ssc = yield* StreamingContext.make({ batchInterval: "20 millis" })
+      let counted = 0
+      let countedAt = NaN
+      ssc.socketTextStream("127.0.0.1", port).count().foreachBatch((batch) => {
+        counted += batch[0]
+        if (counted >= total && Number.isNaN(countedAt)) countedAt = performance.now()
+      })
+      yield* ssc.start
+      while (counted < total) yield* Effect.sleep("5 millis")
+      yield* ssc.stop()
+      if (counted !== total) return yield* Effect.die(new Error(`counted ${counted} lines, expected ${total}`))
+      return countedAt
+    }).pipe(Effect.provide(NodeServices.layer)),
+  )
 
 const runtime = runtimeName
 const rate = (ms: number) => Math.round(total / (ms / 1000))

@@ -64,7 +64,7 @@ const measure = (
   build: (pairs: DStream.DStream<readonly [string, number]>) => DStream.DStream<unknown>,
   onStarted?: (stream: DStream.DStream<unknown>) => void,
 ) =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     gc() // each contender starts from a collected heap
     const ssc = yield* StreamingContext.make({ batchInterval: "1 second" })
     ssc.checkpoint("bench-checkpoint")
@@ -93,10 +93,12 @@ const measure = (
 const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 const fmt = (ms: number) => `${ms.toFixed(1)} ms`
 
-const program = Effect.gen(function*() {
+const program = Effect.gen(function* () {
   const runtime = runtimeName
   console.log(
-    `${runtime}: ${numKeys} keys in state, ${updatesPerBatch} updates per batch, ${numBatches} batches, ${warmInput ? "warmed" : "fresh"} input keys`,
+    `${runtime}: ${numKeys} keys in state, ${updatesPerBatch} updates per batch, ${numBatches} batches, ${
+      warmInput ? "warmed" : "fresh"
+    } input keys`,
   )
 
   const heapBefore = heapMB()
@@ -157,9 +159,19 @@ const program = Effect.gen(function*() {
   console.log(`mapWithState      per batch: median ${fmt(mapMedian)}, max ${fmt(Math.max(...steady(mapTimes)))}`)
   console.log(`updateStateByKey  per batch: median ${fmt(updateMedian)}, max ${fmt(Math.max(...steady(updateTimes)))}`)
   console.log(`hand-written Map loop (baseline): median ${fmt(median(loopTimes.slice(1)))}`)
-  console.log(`mapWithState is ${(updateMedian / mapMedian).toFixed(1)}x faster per batch (target: at least 5x, at most 100 ms)`)
-  console.log(`heap used by ${numKeys} numeric states (mapWithState): ${(heapWithState - heapBefore).toFixed(0)} MB (target: under 300 MB)`)
-  console.log(`checkpoint write of ${numKeys} keys to disk (${(size / 1024 / 1024).toFixed(1)} MB): median ${fmt(median(writes))}`)
+  console.log(
+    `mapWithState is ${(updateMedian / mapMedian).toFixed(1)}x faster per batch (target: at least 5x, at most 100 ms)`,
+  )
+  console.log(
+    `heap used by ${numKeys} numeric states (mapWithState): ${
+      (heapWithState - heapBefore).toFixed(0)
+    } MB (target: under 300 MB)`,
+  )
+  console.log(
+    `checkpoint write of ${numKeys} keys to disk (${(size / 1024 / 1024).toFixed(1)} MB): median ${
+      fmt(median(writes))
+    }`,
+  )
 })
 
 Effect.runPromise(program.pipe(Effect.provide(NodeServices.layer))).catch((e) => {

@@ -28,8 +28,10 @@ const distinctBatches = 50
 let seed = 42
 const next = () => (seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648)
 const vocabulary = Array.from({ length: numKeys }, (_, i) => `w${i}`)
-const pool: Array<Array<readonly [string, number]>> = Array.from({ length: distinctBatches }, () =>
-  Array.from({ length: recordsPerBatch }, () => [vocabulary[next() % numKeys], 1] as const))
+const pool: Array<Array<readonly [string, number]>> = Array.from(
+  { length: distinctBatches },
+  () => Array.from({ length: recordsPerBatch }, () => [vocabulary[next() % numKeys], 1] as const),
+)
 
 type Pairs = DStream.DStream<readonly [string, number]>
 const add = (a: number, b: number) => a + b
@@ -38,7 +40,7 @@ const sub = (a: number, b: number) => a - b
 /** Runs `warmup + measure` batches and returns the wall time (ms) of the measured ones. */
 const perBatchMillis = (build: (pairs: Pairs) => Pairs, warmup: number, measure: number): Promise<Array<number>> =>
   Effect.runPromise(
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const total = warmup + measure
       const ssc = yield* StreamingContext.make({ batchInterval: "1 second" })
       const input = Testing.input(ssc, Array.from({ length: total }, (_, i) => pool[i % distinctBatches]))
@@ -71,10 +73,18 @@ const runtime = runtimeName
 const cpus = os.cpus()
 
 console.log(`window bench on ${runtime}, ${cpus.length} × ${cpus[0]?.model ?? "unknown CPU"}`)
-console.log(`  ${recordsPerBatch.toLocaleString("en-US")} records/batch, ${numKeys.toLocaleString("en-US")} keys, 1-second batches, slide 1 s`)
+console.log(
+  `  ${recordsPerBatch.toLocaleString("en-US")} records/batch, ${
+    numKeys.toLocaleString("en-US")
+  } keys, 1-second batches, slide 1 s`,
+)
 
 const row = (label: string, xs: ReadonlyArray<number>) =>
-  console.log(`  ${label.padEnd(44)} median ${median(xs).toFixed(2).padStart(8)} ms   mean ${mean(xs).toFixed(2).padStart(8)} ms   (${xs.length} batches)`)
+  console.log(
+    `  ${label.padEnd(44)} median ${median(xs).toFixed(2).padStart(8)} ms   mean ${
+      mean(xs).toFixed(2).padStart(8)
+    } ms   (${xs.length} batches)`,
+  )
 
 /** Alternates the two configurations `rounds` times; keeps each one's run with the lowest median. */
 const compare = async (
@@ -87,7 +97,9 @@ const compare = async (
   for (let r = 0; r < rounds; r++) {
     const a = await perBatchMillis(short, longWindow + 10, measure)
     const b = await perBatchMillis(long, longWindow + 10, measure)
-    best = best === undefined ? [a, b] : [median(a) < median(best[0]) ? a : best[0], median(b) < median(best[1]) ? b : best[1]]
+    best = best === undefined
+      ? [a, b]
+      : [median(a) < median(best[0]) ? a : best[0], median(b) < median(best[1]) ? b : best[1]]
   }
   return best!
 }
@@ -98,7 +110,11 @@ const [inv2, inv600] = await compare(inverse(2), inverse(longWindow), measured)
 row("reduceByKeyAndWindow(+, −,   2 s)", inv2)
 row(`reduceByKeyAndWindow(+, −, ${longWindow} s)`, inv600)
 const ratio = median(inv600) / median(inv2)
-console.log(`  incremental ratio ${longWindow}-batch / 2-batch: ${ratio.toFixed(2)} (target ≤ 1.5) ${ratio <= 1.5 ? "OK" : "ABOVE TARGET"}`)
+console.log(
+  `  incremental ratio ${longWindow}-batch / 2-batch: ${ratio.toFixed(2)} (target ≤ 1.5) ${
+    ratio <= 1.5 ? "OK" : "ABOVE TARGET"
+  }`,
+)
 
 // Plain form, for contrast.
 const plain = (w: number) => (pairs: Pairs) => pairs.reduceByKeyAndWindow(add, w * 1000)

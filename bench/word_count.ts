@@ -101,13 +101,17 @@ for (let r = 0; r < rounds; r++) {
     pipe = await runPipeline()
     loop = await runLoop()
   }
-  if (loop[1] !== pipe[2]) throw new Error(`Results differ: hand-written ${loop[1]} distinct words, pipeline ${pipe[2]}`)
+  if (loop[1] !== pipe[2]) {
+    throw new Error(`Results differ: hand-written ${loop[1]} distinct words, pipeline ${pipe[2]}`)
+  }
   bestLoop = Math.min(bestLoop, loop[0])
   bestEndToEnd = Math.min(bestEndToEnd, pipe[0])
   bestPipeline = Math.min(bestPipeline, pipe[1])
 }
 const rate = (ms: number) => Math.round(totalWords / (ms / 1000)).toLocaleString("en-US")
-console.log(`word_count on ${runtime}: ${totalWords.toLocaleString("en-US")} words in ${numBatches} batches, best of ${rounds}`)
+console.log(
+  `word_count on ${runtime}: ${totalWords.toLocaleString("en-US")} words in ${numBatches} batches, best of ${rounds}`,
+)
 console.log(`  hand-written loop          : ${bestLoop.toFixed(1)} ms  (${rate(bestLoop)} words/s)`)
 console.log(`  effect-dstream, batches    : ${bestPipeline.toFixed(1)} ms  (${rate(bestPipeline)} words/s)`)
 console.log(`  effect-dstream, end to end : ${bestEndToEnd.toFixed(1)} ms  (context start and stop included)`)

@@ -25,7 +25,7 @@ const myReceiver = (host: string, port: number) =>
   Receiver.make<string>({
     name: `custom ${host}:${port}`,
     run: (store) =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         // acquire the connection in the receiver's scope: closed on stop and before a restart
         const socket = yield* Effect.acquireRelease(
           Effect.callback<Net.Socket, Error>((resume) => {
@@ -51,10 +51,8 @@ const myReceiver = (host: string, port: number) =>
 
 const args = process.argv.slice(2)
 
-const program = Effect.gen(function*() {
-  const { host, port } = args.length >= 2
-    ? { host: args[0], port: Number(args[1]) }
-    : yield* serveSampleText()
+const program = Effect.gen(function* () {
+  const { host, port } = args.length >= 2 ? { host: args[0], port: Number(args[1]) } : yield* serveSampleText()
   yield* Effect.log(`Counting words received by a custom receiver from ${host}:${port}`)
 
   const ssc = yield* StreamingContext.make({ batchInterval: "1 second" })

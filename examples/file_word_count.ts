@@ -24,7 +24,7 @@ const dropSampleFile = Effect.promise(async () => {
   await rename(join(directory, `.${name}`), join(directory, name))
 })
 
-const program = Effect.gen(function*() {
+const program = Effect.gen(function* () {
   yield* Effect.promise(() => mkdir(directory, { recursive: true }))
   yield* Effect.log(`Counting words in new files under ${directory}/`)
   const ssc = yield* StreamingContext.make({ batchInterval: "2 seconds" })

@@ -23,8 +23,11 @@ const groupId = process.env.KAFKA_GROUP ?? "spark_kafka"
 const seconds = process.env.EXAMPLE_SECONDS === undefined ? undefined : Number(process.env.EXAMPLE_SECONDS)
 
 /** The mock cluster and a kcat producer writing sample lines, released with the scope. */
-const mockWithProducer = Effect.gen(function*() {
-  const mock = yield* Effect.acquireRelease(Effect.promise(() => startMockCluster()), (m) => Effect.promise(() => m.stop()))
+const mockWithProducer = Effect.gen(function* () {
+  const mock = yield* Effect.acquireRelease(
+    Effect.promise(() => startMockCluster()),
+    (m) => Effect.promise(() => m.stop()),
+  )
   // kcat -P sends what it read at end of input: one short-lived kcat per second.
   const lines = ["to be or not to be", "that is the question", "whether tis nobler in the mind to suffer"]
   let i = 0
@@ -37,11 +40,13 @@ const mockWithProducer = Effect.gen(function*() {
     ),
     (timer) => Effect.sync(() => clearInterval(timer)),
   )
-  yield* Effect.log(`Started librdkafka's mock cluster at ${mock.bootstrap} and a kcat producer writing two lines a second`)
+  yield* Effect.log(
+    `Started librdkafka's mock cluster at ${mock.bootstrap} and a kcat producer writing two lines a second`,
+  )
   return [mock.bootstrap]
 })
 
-const program = Effect.gen(function*() {
+const program = Effect.gen(function* () {
   const brokers = process.env.KAFKA_BROKERS?.split(",") ?? (yield* mockWithProducer)
   const ssc = yield* StreamingContext.make({ batchInterval: "2 seconds" })
   const stream = KafkaDirectStream.make(ssc, {
@@ -57,7 +62,7 @@ const program = Effect.gen(function*() {
   })
   // KafkaTest: print every value, then commit this batch's offsets.
   stream.foreachBatch((records, _time, meta) =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       for (const r of records) console.log(r.value)
       for (const range of meta.offsetRanges) console.log(String(range))
       yield* stream.commitAsync(meta.offsetRanges)

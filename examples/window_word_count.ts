@@ -27,10 +27,8 @@ import { serveSampleText } from "./_sample_server.ts"
 
 const args = process.argv.slice(2)
 
-const program = Effect.gen(function*() {
-  const { host, port } = args.length >= 2
-    ? { host: args[0], port: Number(args[1]) }
-    : yield* serveSampleText()
+const program = Effect.gen(function* () {
+  const { host, port } = args.length >= 2 ? { host: args[0], port: Number(args[1]) } : yield* serveSampleText()
   yield* Effect.log(`Counting words of the last 30 seconds, every 10 seconds, from ${host}:${port}`)
 
   const ssc = yield* StreamingContext.make({ batchInterval: "1 second" })

@@ -119,7 +119,7 @@ export const layerMemory: Layer.Layer<CheckpointStore> = Layer.effect(Checkpoint
 export const makeFileSystem = (
   directory: string,
 ): Effect.Effect<CheckpointStoreShape, CheckpointError, FileSystem.FileSystem | Path.Path> =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     const dir = path.resolve(directory)
@@ -289,14 +289,16 @@ export const write = (
   payload: unknown,
   keep: number = defaultKeep,
 ): Effect.Effect<void, CheckpointError> =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     let bytes: Uint8Array
     try {
       bytes = encode(payload)
     } catch (cause) {
       return yield* new CheckpointError({
         location: store.location,
-        message: `Cannot encode the checkpoint of ${time} ms as JSON: ${String(cause)}; give the stateful operator Schemas for its keys and states`,
+        message: `Cannot encode the checkpoint of ${time} ms as JSON: ${
+          String(cause)
+        }; give the stateful operator Schemas for its keys and states`,
         cause,
       })
     }
@@ -331,7 +333,7 @@ const listTimes = (store: CheckpointStoreShape): Effect.Effect<Array<number>, Ch
  * @category reading
  */
 export const readLatest = (store: CheckpointStoreShape): Effect.Effect<Option.Option<Checkpoint>, CheckpointError> =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const times = yield* listTimes(store)
     const problems: Array<string> = []
     for (const time of times) {
@@ -352,7 +354,9 @@ export const readLatest = (store: CheckpointStoreShape): Effect.Effect<Option.Op
       }
       problems.push(`${fileName(time)}: ${decoded.reason}`)
       yield* Effect.logWarning(
-        `Checkpoint ${fileName(time)} in "${store.location}" is corrupt (${decoded.reason}); falling back to the previous checkpoint`,
+        `Checkpoint ${
+          fileName(time)
+        } in "${store.location}" is corrupt (${decoded.reason}); falling back to the previous checkpoint`,
       )
     }
     if (problems.length > 0) {

@@ -208,7 +208,10 @@ export interface DStream<out A> extends Pipeable {
     options?: UpdateStateOptions<K, S>,
   ): DStream<readonly [K, S]>
   /** `updateStateByKey` whose function also gets the batch time and the key. */
-  updateStateByKey<K, V, S>(this: DStream<readonly [K, V]>, options: UpdateStateWithTime<K, V, S>): DStream<readonly [K, S]>
+  updateStateByKey<K, V, S>(
+    this: DStream<readonly [K, V]>,
+    options: UpdateStateWithTime<K, V, S>,
+  ): DStream<readonly [K, S]>
   /**
    * Spark's `mapWithState`: the spec's function runs once per record (and once per key timing
    * out), reading and changing the key's `State`; the batch is what it emits.
@@ -425,8 +428,11 @@ const batchNode = <B>(
 export const map: {
   <A, B>(f: (a: A) => B): (self: DStream<A>) => DStream<B>
   <A, B>(self: DStream<A>, f: (a: A) => B): DStream<B>
-} = dual(2, <A, B>(self: DStream<A>, f: (a: A) => B): DStream<B> =>
-  pipeNode<A, B>(self, (push) => (a) => push(f(a)), "MappedDStream"))
+} = dual(
+  2,
+  <A, B>(self: DStream<A>, f: (a: A) => B): DStream<B> =>
+    pipeNode<A, B>(self, (push) => (a) => push(f(a)), "MappedDStream"),
+)
 
 /**
  * Applies `f` to every element and flattens the iterables it returns.
@@ -487,8 +493,11 @@ export const filter: {
 export const mapToPair: {
   <A, K, V>(f: (a: A) => readonly [K, V]): (self: DStream<A>) => DStream<readonly [K, V]>
   <A, K, V>(self: DStream<A>, f: (a: A) => readonly [K, V]): DStream<readonly [K, V]>
-} = dual(2, <A, K, V>(self: DStream<A>, f: (a: A) => readonly [K, V]): DStream<readonly [K, V]> =>
-  pipeNode<A, readonly [K, V]>(self, (push) => (a) => push(f(a)), "MappedDStream"))
+} = dual(
+  2,
+  <A, K, V>(self: DStream<A>, f: (a: A) => readonly [K, V]): DStream<readonly [K, V]> =>
+    pipeNode<A, readonly [K, V]>(self, (push) => (a) => push(f(a)), "MappedDStream"),
+)
 
 /**
  * Pairs every element with its key: `[f(a), a]`.
@@ -504,8 +513,11 @@ export const mapToPair: {
 export const keyBy: {
   <A, K>(f: (a: A) => K): (self: DStream<A>) => DStream<readonly [K, A]>
   <A, K>(self: DStream<A>, f: (a: A) => K): DStream<readonly [K, A]>
-} = dual(2, <A, K>(self: DStream<A>, f: (a: A) => K): DStream<readonly [K, A]> =>
-  pipeNode<A, readonly [K, A]>(self, (push) => (a) => push([f(a), a]), "MappedDStream"))
+} = dual(
+  2,
+  <A, K>(self: DStream<A>, f: (a: A) => K): DStream<readonly [K, A]> =>
+    pipeNode<A, readonly [K, A]>(self, (push) => (a) => push([f(a), a]), "MappedDStream"),
+)
 
 /**
  * Applies `f` to each whole batch (Spark's `mapPartitions`; a batch is one partition).
@@ -521,11 +533,14 @@ export const keyBy: {
 export const mapPartitions: {
   <A, B>(f: (batch: ReadonlyArray<A>) => Iterable<B>): (self: DStream<A>) => DStream<B>
   <A, B>(self: DStream<A>, f: (batch: ReadonlyArray<A>) => Iterable<B>): DStream<B>
-} = dual(2, <A, B>(self: DStream<A>, f: (batch: ReadonlyArray<A>) => Iterable<B>): DStream<B> =>
-  batchNode<B>([self], ([batch]) => {
-    const out = f(batch as ReadonlyArray<A>)
-    return Array.isArray(out) ? out : Array.from(out)
-  }, "MapPartitionedDStream"))
+} = dual(
+  2,
+  <A, B>(self: DStream<A>, f: (batch: ReadonlyArray<A>) => Iterable<B>): DStream<B> =>
+    batchNode<B>([self], ([batch]) => {
+      const out = f(batch as ReadonlyArray<A>)
+      return Array.isArray(out) ? out : Array.from(out)
+    }, "MapPartitionedDStream"),
+)
 
 /**
  * Turns each batch into a one-element batch holding the batch's array (Spark's `glom` with one
@@ -572,7 +587,9 @@ export const union: {
 export const unionAll = <A>(streams: ReadonlyArray<DStream<A>>): DStream<A> => {
   if (streams.length === 0) throw new ValidationError({ message: "The list of DStreams to union is empty" })
   for (const s of streams) {
-    if (!isDStream(s)) throw new ValidationError({ message: `Cannot union a value that is not a DStream: ${String(s)}` })
+    if (!isDStream(s)) {
+      throw new ValidationError({ message: `Cannot union a value that is not a DStream: ${String(s)}` })
+    }
   }
   return batchNode<A>(
     streams,
@@ -670,13 +687,16 @@ export const reduce: {
 export const transform: {
   <A, B>(f: (batch: ReadonlyArray<A>, time: number) => BatchResult<B>): (self: DStream<A>) => DStream<B>
   <A, B>(self: DStream<A>, f: (batch: ReadonlyArray<A>, time: number) => BatchResult<B>): DStream<B>
-} = dual(2, <A, B>(self: DStream<A>, f: (batch: ReadonlyArray<A>, time: number) => BatchResult<B>): DStream<B> =>
-  batchNode<B>(
-    [self],
-    ([batch], time) => f(batch as ReadonlyArray<A>, time),
-    "TransformedDStream",
-    "Could not generate a batch from the parent at time",
-  ))
+} = dual(
+  2,
+  <A, B>(self: DStream<A>, f: (batch: ReadonlyArray<A>, time: number) => BatchResult<B>): DStream<B> =>
+    batchNode<B>(
+      [self],
+      ([batch], time) => f(batch as ReadonlyArray<A>, time),
+      "TransformedDStream",
+      "Could not generate a batch from the parent at time",
+    ),
+)
 
 /**
  * Combines the batches of two streams of the same time with a batch-level function.
@@ -727,7 +747,12 @@ export const transformAll = <B>(
   f: (batches: ReadonlyArray<ReadonlyArray<unknown>>, time: number) => BatchResult<B>,
 ): DStream<B> => {
   if (streams.length === 0) throw new ValidationError({ message: "The list of DStreams to transform is empty" })
-  return batchNode<B>(streams, (batches, time) => f(batches, time), "TransformedDStream", "Could not generate a batch from a parent at time")
+  return batchNode<B>(
+    streams,
+    (batches, time) => f(batches, time),
+    "TransformedDStream",
+    "Could not generate a batch from a parent at time",
+  )
 }
 
 /**
@@ -788,8 +813,15 @@ export const remember: {
  * @category transforming
  */
 export const slice: {
-  (from: number, to: number): <A>(self: DStream<A>) => Effect.Effect<Array<readonly [number, ReadonlyArray<A>]>, unknown, Env>
-  <A>(self: DStream<A>, from: number, to: number): Effect.Effect<Array<readonly [number, ReadonlyArray<A>]>, unknown, Env>
+  (
+    from: number,
+    to: number,
+  ): <A>(self: DStream<A>) => Effect.Effect<Array<readonly [number, ReadonlyArray<A>]>, unknown, Env>
+  <A>(
+    self: DStream<A>,
+    from: number,
+    to: number,
+  ): Effect.Effect<Array<readonly [number, ReadonlyArray<A>]>, unknown, Env>
 } = dual(3, <A>(self: DStream<A>, from: number, to: number) =>
   Effect.suspend(() => {
     const node = self.node
@@ -864,8 +896,11 @@ const identity = <A>(a: A): A => a
 export const reduceByKey: {
   <V>(f: (a: V, b: V) => V): <K>(self: DStream<readonly [K, V]>) => DStream<readonly [K, V]>
   <K, V>(self: DStream<readonly [K, V]>, f: (a: V, b: V) => V): DStream<readonly [K, V]>
-} = dual(2, <K, V>(self: DStream<readonly [K, V]>, f: (a: V, b: V) => V): DStream<readonly [K, V]> =>
-  foldNode<readonly [K, V], readonly [K, V]>(self, () => combineFold<K, V, V>(identity, f), "ShuffledDStream"))
+} = dual(
+  2,
+  <K, V>(self: DStream<readonly [K, V]>, f: (a: V, b: V) => V): DStream<readonly [K, V]> =>
+    foldNode<readonly [K, V], readonly [K, V]>(self, () => combineFold<K, V, V>(identity, f), "ShuffledDStream"),
+)
 
 /**
  * Collects each key's values per batch, in arrival order.
@@ -879,11 +914,15 @@ export const reduceByKey: {
  * @category keyed
  */
 export const groupByKey = <K, V>(self: DStream<readonly [K, V]>): DStream<readonly [K, ReadonlyArray<V>]> =>
-  foldNode<readonly [K, V], readonly [K, ReadonlyArray<V>]>(self, () =>
-    combineFold<K, V, Array<V>>((v) => [v], (c, v) => {
-      c.push(v)
-      return c
-    }), "ShuffledDStream")
+  foldNode<readonly [K, V], readonly [K, ReadonlyArray<V>]>(
+    self,
+    () =>
+      combineFold<K, V, Array<V>>((v) => [v], (c, v) => {
+        c.push(v)
+        return c
+      }),
+    "ShuffledDStream",
+  )
 
 /**
  * Spark's `combineByKey`: build a combiner from a key's first value, merge further values in.
@@ -915,7 +954,11 @@ export const combineByKey: {
   mergeValue: (c: C, v: V) => C,
   _mergeCombiners: (a: C, b: C) => C,
 ): DStream<readonly [K, C]> =>
-  foldNode<readonly [K, V], readonly [K, C]>(self, () => combineFold<K, V, C>(createCombiner, mergeValue), "ShuffledDStream"))
+  foldNode<readonly [K, V], readonly [K, C]>(
+    self,
+    () => combineFold<K, V, C>(createCombiner, mergeValue),
+    "ShuffledDStream",
+  ))
 
 /**
  * Applies `f` to every value, keeping the keys.
@@ -931,8 +974,11 @@ export const combineByKey: {
 export const mapValues: {
   <V, W>(f: (v: V) => W): <K>(self: DStream<readonly [K, V]>) => DStream<readonly [K, W]>
   <K, V, W>(self: DStream<readonly [K, V]>, f: (v: V) => W): DStream<readonly [K, W]>
-} = dual(2, <K, V, W>(self: DStream<readonly [K, V]>, f: (v: V) => W): DStream<readonly [K, W]> =>
-  pipeNode<readonly [K, V], readonly [K, W]>(self, (push) => (kv) => push([kv[0], f(kv[1])]), "MappedValuesDStream"))
+} = dual(
+  2,
+  <K, V, W>(self: DStream<readonly [K, V]>, f: (v: V) => W): DStream<readonly [K, W]> =>
+    pipeNode<readonly [K, V], readonly [K, W]>(self, (push) => (kv) => push([kv[0], f(kv[1])]), "MappedValuesDStream"),
+)
 
 /**
  * Applies `f` to every value and flattens, keeping the keys.
@@ -948,10 +994,13 @@ export const mapValues: {
 export const flatMapValues: {
   <V, W>(f: (v: V) => Iterable<W>): <K>(self: DStream<readonly [K, V]>) => DStream<readonly [K, W]>
   <K, V, W>(self: DStream<readonly [K, V]>, f: (v: V) => Iterable<W>): DStream<readonly [K, W]>
-} = dual(2, <K, V, W>(self: DStream<readonly [K, V]>, f: (v: V) => Iterable<W>): DStream<readonly [K, W]> =>
-  pipeNode<readonly [K, V], readonly [K, W]>(self, (push) => (kv) => {
-    for (const w of f(kv[1])) push([kv[0], w])
-  }, "FlatMappedValuesDStream"))
+} = dual(
+  2,
+  <K, V, W>(self: DStream<readonly [K, V]>, f: (v: V) => Iterable<W>): DStream<readonly [K, W]> =>
+    pipeNode<readonly [K, V], readonly [K, W]>(self, (push) => (kv) => {
+      for (const w of f(kv[1])) push([kv[0], w])
+    }, "FlatMappedValuesDStream"),
+)
 
 const groupSide = <K, V>(batch: ReadonlyArray<readonly [K, V]>): KeyMap<K, Array<V>> => {
   const table = new KeyMap<K, Array<V>>()
@@ -979,7 +1028,7 @@ const joinBatches = <K, V, W>(
   ls.forEach((vs, k) => {
     const ws = rs.get(k)
     if (ws === undefined) {
-      if (wrapR) for (const v of vs) out.push([k, [wrapL ? Option.some(v) : v, Option.none()]])
+      if (wrapR) { for (const v of vs) out.push([k, [wrapL ? Option.some(v) : v, Option.none()]]) }
       return
     }
     for (const v of vs) {
@@ -998,7 +1047,12 @@ const joinBatches = <K, V, W>(
 const joinWith = (kind: JoinKind) => (self: DStream<readonly [any, any]>, that: DStream<readonly [any, any]>) =>
   batchNode<any>(
     [self, that],
-    ([a, b]) => joinBatches(a as ReadonlyArray<readonly [unknown, unknown]>, b as ReadonlyArray<readonly [unknown, unknown]>, kind),
+    ([a, b]) =>
+      joinBatches(
+        a as ReadonlyArray<readonly [unknown, unknown]>,
+        b as ReadonlyArray<readonly [unknown, unknown]>,
+        kind,
+      ),
     "JoinedDStream",
     "Could not generate a batch from a parent for joining at time",
   )
@@ -1034,7 +1088,10 @@ export const leftOuterJoin: {
   <K, W>(
     that: DStream<readonly [K, W]>,
   ): <V>(self: DStream<readonly [K, V]>) => DStream<readonly [K, readonly [V, Option.Option<W>]]>
-  <K, V, W>(self: DStream<readonly [K, V]>, that: DStream<readonly [K, W]>): DStream<readonly [K, readonly [V, Option.Option<W>]]>
+  <K, V, W>(
+    self: DStream<readonly [K, V]>,
+    that: DStream<readonly [K, W]>,
+  ): DStream<readonly [K, readonly [V, Option.Option<W>]]>
 } = dual(2, joinWith("left"))
 
 /**
@@ -1052,7 +1109,10 @@ export const rightOuterJoin: {
   <K, W>(
     that: DStream<readonly [K, W]>,
   ): <V>(self: DStream<readonly [K, V]>) => DStream<readonly [K, readonly [Option.Option<V>, W]]>
-  <K, V, W>(self: DStream<readonly [K, V]>, that: DStream<readonly [K, W]>): DStream<readonly [K, readonly [Option.Option<V>, W]]>
+  <K, V, W>(
+    self: DStream<readonly [K, V]>,
+    that: DStream<readonly [K, W]>,
+  ): DStream<readonly [K, readonly [Option.Option<V>, W]]>
 } = dual(2, joinWith("right"))
 
 /**
@@ -1096,22 +1156,25 @@ export const cogroup: {
     self: DStream<readonly [K, V]>,
     that: DStream<readonly [K, W]>,
   ): DStream<readonly [K, readonly [ReadonlyArray<V>, ReadonlyArray<W>]]>
-} = dual(2, <K, V, W>(self: DStream<readonly [K, V]>, that: DStream<readonly [K, W]>) =>
-  batchNode<readonly [K, readonly [ReadonlyArray<V>, ReadonlyArray<W>]]>(
-    [self, that],
-    ([a, b]) => {
-      const ls = groupSide(a as ReadonlyArray<readonly [K, V]>)
-      const rs = groupSide(b as ReadonlyArray<readonly [K, W]>)
-      const out: Array<readonly [K, readonly [ReadonlyArray<V>, ReadonlyArray<W>]]> = []
-      ls.forEach((vs, k) => out.push([k, [vs, rs.get(k) ?? []]]))
-      rs.forEach((ws, k) => {
-        if (!ls.has(k)) out.push([k, [[], ws]])
-      })
-      return out
-    },
-    "CoGroupedDStream",
-    "Could not generate a batch from a parent for cogrouping at time",
-  ))
+} = dual(
+  2,
+  <K, V, W>(self: DStream<readonly [K, V]>, that: DStream<readonly [K, W]>) =>
+    batchNode<readonly [K, readonly [ReadonlyArray<V>, ReadonlyArray<W>]]>(
+      [self, that],
+      ([a, b]) => {
+        const ls = groupSide(a as ReadonlyArray<readonly [K, V]>)
+        const rs = groupSide(b as ReadonlyArray<readonly [K, W]>)
+        const out: Array<readonly [K, readonly [ReadonlyArray<V>, ReadonlyArray<W>]]> = []
+        ls.forEach((vs, k) => out.push([k, [vs, rs.get(k) ?? []]]))
+        rs.forEach((ws, k) => {
+          if (!ls.has(k)) out.push([k, [[], ws]])
+        })
+        return out
+      },
+      "CoGroupedDStream",
+      "Could not generate a batch from a parent for cogrouping at time",
+    ),
+)
 
 // ---- output operations ------------------------------------------------------------------------
 
@@ -1205,7 +1268,7 @@ export const saveAsTextFiles: {
   <A>(self: DStream<A>, prefix: string, suffix?: string): void
 } = dual((args) => isDStream(args[0]), <A>(self: DStream<A>, prefix: string, suffix?: string): void => {
   new OutputNode<A>(self.node, (batch, time) =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const fs = yield* FileSystem.FileSystem
       const path = yield* Path.Path
       const target = batchFileName(prefix, suffix, time)
@@ -1241,7 +1304,9 @@ const formatLine = (u: unknown): string => formatPrintBlock(0, [u], 1).split("\n
  * @category output
  */
 export const toStream: {
-  (options?: { readonly capacity?: number }): <A>(self: DStream<A>) => Stream.Stream<readonly [number, ReadonlyArray<A>]>
+  (
+    options?: { readonly capacity?: number },
+  ): <A>(self: DStream<A>) => Stream.Stream<readonly [number, ReadonlyArray<A>]>
   <A>(self: DStream<A>, options?: { readonly capacity?: number }): Stream.Stream<readonly [number, ReadonlyArray<A>]>
 } = dual((args) => isDStream(args[0]), <A>(self: DStream<A>, options?: { readonly capacity?: number }) => {
   const capacity = options?.capacity ?? 16

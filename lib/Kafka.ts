@@ -269,7 +269,9 @@ export type DirectStreamOptions<K, V> = ClientOptions & ConsumerStrategy & {
  */
 export interface KafkaDirectStream<K, V> extends DStream.DStream<KafkaRecord<K, V>> {
   /** Runs `f` on every batch with its time and its {@link BatchMeta} (offset ranges, dead letters). */
-  foreachBatch(f: (records: ReadonlyArray<KafkaRecord<K, V>>, time: number, meta: BatchMeta) => DStream.OutputResult): void
+  foreachBatch(
+    f: (records: ReadonlyArray<KafkaRecord<K, V>>, time: number, meta: BatchMeta) => DStream.OutputResult,
+  ): void
   /** Records that failed to decode, per batch. */
   readonly deadLetters: DStream.DStream<DeadLetter>
   /** The offset ranges of the batch at `time` (Spark's `HasOffsetRanges`). */
@@ -362,10 +364,12 @@ export const directStream = <V, K = string>(
     }, "deadLetterTopic")
   }
   const stream = Object.assign(base, {
-    foreachBatch: (f: (records: ReadonlyArray<KafkaRecord<K, V>>, time: number, meta: BatchMeta) => DStream.OutputResult) =>
-      DStream.foreachBatch(base, (records, time) => f(records, time, node.meta(time))),
-    foreachRDD: (f: (records: ReadonlyArray<KafkaRecord<K, V>>, time: number, meta: BatchMeta) => DStream.OutputResult) =>
-      DStream.foreachBatch(base, (records, time) => f(records, time, node.meta(time))),
+    foreachBatch: (
+      f: (records: ReadonlyArray<KafkaRecord<K, V>>, time: number, meta: BatchMeta) => DStream.OutputResult,
+    ) => DStream.foreachBatch(base, (records, time) => f(records, time, node.meta(time))),
+    foreachRDD: (
+      f: (records: ReadonlyArray<KafkaRecord<K, V>>, time: number, meta: BatchMeta) => DStream.OutputResult,
+    ) => DStream.foreachBatch(base, (records, time) => f(records, time, node.meta(time))),
     deadLetters,
     offsetRanges: (time: number) => node.offsetRanges(time),
     commitAsync: (ranges: ReadonlyArray<OffsetRange>) => Effect.sync(() => node.commitAsync(ranges)),

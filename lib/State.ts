@@ -243,7 +243,14 @@ class StateSpecImpl<K, V, S, T> implements StateSpec<K, V, S, T> {
     return pipeArguments(this, arguments)
   }
   initialState(pairs: Iterable<readonly [K, S]>): StateSpec<K, V, S, T> {
-    return new StateSpecImpl(this.fn, Array.from(pairs), this.timeoutMillis, this.schemas, this.checkpointName, this.total)
+    return new StateSpecImpl(
+      this.fn,
+      Array.from(pairs),
+      this.timeoutMillis,
+      this.schemas,
+      this.checkpointName,
+      this.total,
+    )
   }
   timeout(duration: Duration.Input): StateSpec<K, V, S, T> {
     const ms = Time.millis(duration, "State timeout")
@@ -254,10 +261,17 @@ class StateSpecImpl<K, V, S, T> implements StateSpec<K, V, S, T> {
     return this
   }
   withSchemas(schemas: StateSchemas<K, S>): StateSpec<K, V, S, T> {
-    return new StateSpecImpl(this.fn, this.initial, this.timeoutMillis, {
-      key: schemas.key ?? this.schemas.key,
-      state: schemas.state ?? this.schemas.state,
-    }, this.checkpointName, this.total)
+    return new StateSpecImpl(
+      this.fn,
+      this.initial,
+      this.timeoutMillis,
+      {
+        key: schemas.key ?? this.schemas.key,
+        state: schemas.state ?? this.schemas.state,
+      },
+      this.checkpointName,
+      this.total,
+    )
   }
   named(name: string): StateSpec<K, V, S, T> {
     return new StateSpecImpl(this.fn, this.initial, this.timeoutMillis, this.schemas, name, this.total)

@@ -22,7 +22,20 @@
  *
  * @module
  */
-import { Clock, Context, Deferred, Duration, Effect, Exit, FileSystem, Layer, Path, PubSub, Scope, Stream } from "effect"
+import {
+  Clock,
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  FileSystem,
+  Layer,
+  Path,
+  PubSub,
+  Scope,
+  Stream,
+} from "effect"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodePath from "@effect/platform-node/NodePath"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
@@ -227,7 +240,7 @@ class ContextImpl implements StreamingContext, NodeContext {
   }
 
   get start(): Effect.Effect<void, IllegalStateError | ValidationError | Checkpoint.CheckpointError> {
-    return Effect.gen({ self: this }, function*() {
+    return Effect.gen({ self: this }, function* () {
       if (this.lifecycleState === "ACTIVE") {
         return yield* Effect.logWarning("StreamingContext has already been started")
       }
@@ -236,7 +249,8 @@ class ContextImpl implements StreamingContext, NodeContext {
       }
       if (active !== undefined) {
         return yield* new IllegalStateError({
-          message: `Cannot start StreamingContext: only one may be active in a process, and the running one was started at ${active.startedAt}`,
+          message:
+            `Cannot start StreamingContext: only one may be active in a process, and the running one was started at ${active.startedAt}`,
         })
       }
       const now = yield* Clock.currentTimeMillis
@@ -273,7 +287,7 @@ class ContextImpl implements StreamingContext, NodeContext {
       active = { ctx: this, startedAt: new Date(now).toISOString() }
       const rt = { publish: this.publish, startTime: now }
       yield* Effect.provideContext(
-        Effect.gen({ self: this }, function*() {
+        Effect.gen({ self: this }, function* () {
           for (const input of this.graph.inputs) {
             yield* Scope.provide(input.start(rt), scope)
           }
@@ -286,16 +300,18 @@ class ContextImpl implements StreamingContext, NodeContext {
   }
 
   private readonly publish = (event: StreamingEvent): Effect.Effect<void> =>
-    Effect.gen({ self: this }, function*() {
+    Effect.gen({ self: this }, function* () {
       for (const listener of this.listeners) {
         const result = listener(event)
-        if (Effect.isEffect(result)) yield* Effect.catchCause(result, (cause) => Effect.logWarning("Streaming listener failed", cause))
+        if (Effect.isEffect(result)) {
+          yield* Effect.catchCause(result, (cause) => Effect.logWarning("Streaming listener failed", cause))
+        }
       }
       yield* PubSub.publish(this.pubsub, event)
     })
 
   private failWith(error: BatchJobError): Effect.Effect<void> {
-    return Effect.gen({ self: this }, function*() {
+    return Effect.gen({ self: this }, function* () {
       yield* Effect.logError(error.message)
       yield* Deferred.fail(this.terminated, error)
       yield* Effect.forkDetach(this.stop())
@@ -334,7 +350,7 @@ class ContextImpl implements StreamingContext, NodeContext {
     })
 
   private doStop(graceful: boolean, timeout: Duration.Input | undefined): Effect.Effect<void> {
-    return Effect.gen({ self: this }, function*() {
+    return Effect.gen({ self: this }, function* () {
       const scheduler = this.scheduler!
       for (const input of this.graph.inputs) yield* input.stopReceiving()
       if (graceful) {
@@ -424,7 +440,8 @@ class ContextImpl implements StreamingContext, NodeContext {
     Effect.suspend(() => {
       if (this.lifecycleState === "STOPPED") return Effect.void
       if (this.scheduler === undefined) {
-        return Effect.fail(new IllegalStateError({ message: "Cannot await a batch: the context has not started" })).pipe(Effect.orDie)
+        return Effect.fail(new IllegalStateError({ message: "Cannot await a batch: the context has not started" }))
+          .pipe(Effect.orDie)
       }
       return this.scheduler.awaitBatch(time)
     })
@@ -432,7 +449,7 @@ class ContextImpl implements StreamingContext, NodeContext {
 
 /** FileSystem and Path for sources and outputs: the caller's if provided, Node's otherwise. */
 const platformServices = (scope: Scope.Scope): Effect.Effect<Context.Context<NodeEnv>> =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const fs = yield* Effect.serviceOption(FileSystem.FileSystem)
     const path = yield* Effect.serviceOption(Path.Path)
     const fsService = fs._tag === "Some"
@@ -456,7 +473,7 @@ const platformServices = (scope: Scope.Scope): Effect.Effect<Context.Context<Nod
  * @category constructors
  */
 export const make = (options: Options): Effect.Effect<StreamingContext, ValidationError> =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const pubsub = yield* PubSub.unbounded<StreamingEvent>()
     return yield* Effect.try({
       try: () => new ContextImpl(options, pubsub),
@@ -534,7 +551,7 @@ export const getOrCreate = <E = never, R = never>(
   create: (ssc: StreamingContext) => void | Effect.Effect<void, E, R>,
   options?: Partial<Options>,
 ): Effect.Effect<StreamingContext, E | Checkpoint.CheckpointError | ValidationError, R> =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const latest = yield* Effect.scoped(
       Effect.flatMap(Effect.scope, (scope) =>
         Effect.flatMap(platformServices(scope), (env) =>

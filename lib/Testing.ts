@@ -100,8 +100,11 @@ export interface RunOptions {
 export const runWithTimes = <B>(
   build: (ssc: StreamingContext.StreamingContext) => DStream.DStream<B> | Effect.Effect<DStream.DStream<B>>,
   options: RunOptions,
-): Effect.Effect<Array<readonly [number, ReadonlyArray<B>]>, BatchJobError | IllegalStateError | ValidationError | Checkpoint.CheckpointError> =>
-  Effect.gen(function*() {
+): Effect.Effect<
+  Array<readonly [number, ReadonlyArray<B>]>,
+  BatchJobError | IllegalStateError | ValidationError | Checkpoint.CheckpointError
+> =>
+  Effect.gen(function* () {
     const batchInterval = options.batchInterval ?? "1 second"
     const batchMillis = Time.millis(batchInterval)
     const ssc = yield* StreamingContext.make({ batchInterval })
@@ -143,8 +146,10 @@ export const runWithTimes = <B>(
 export const run = <B>(
   build: (ssc: StreamingContext.StreamingContext) => DStream.DStream<B> | Effect.Effect<DStream.DStream<B>>,
   options: RunOptions,
-): Effect.Effect<Array<ReadonlyArray<B>>, BatchJobError | IllegalStateError | ValidationError | Checkpoint.CheckpointError> =>
-  Effect.map(runWithTimes(build, options), (out) => out.map(([, batch]) => batch))
+): Effect.Effect<
+  Array<ReadonlyArray<B>>,
+  BatchJobError | IllegalStateError | ValidationError | Checkpoint.CheckpointError
+> => Effect.map(runWithTimes(build, options), (out) => out.map(([, batch]) => batch))
 
 /**
  * Spark's `testOperation(input, operation, expectedOutput)`: one input stream, one operation;
@@ -163,8 +168,10 @@ export const runOperation = <A, B>(
   batches: ReadonlyArray<ReadonlyArray<A> | null>,
   operation: (input: DStream.DStream<A>) => DStream.DStream<B>,
   options?: Partial<RunOptions>,
-): Effect.Effect<Array<ReadonlyArray<B>>, BatchJobError | IllegalStateError | ValidationError | Checkpoint.CheckpointError> =>
-  run((ssc) => operation(input(ssc, batches)), { numBatches: batches.length, ...options })
+): Effect.Effect<
+  Array<ReadonlyArray<B>>,
+  BatchJobError | IllegalStateError | ValidationError | Checkpoint.CheckpointError
+> => run((ssc) => operation(input(ssc, batches)), { numBatches: batches.length, ...options })
 
 /**
  * Spark's two-input `testOperation`: two input streams combined by one operation.
@@ -183,7 +190,10 @@ export const runOperation2 = <A, B, C>(
   batches2: ReadonlyArray<ReadonlyArray<B> | null>,
   operation: (a: DStream.DStream<A>, b: DStream.DStream<B>) => DStream.DStream<C>,
   options?: Partial<RunOptions>,
-): Effect.Effect<Array<ReadonlyArray<C>>, BatchJobError | IllegalStateError | ValidationError | Checkpoint.CheckpointError> =>
+): Effect.Effect<
+  Array<ReadonlyArray<C>>,
+  BatchJobError | IllegalStateError | ValidationError | Checkpoint.CheckpointError
+> =>
   run((ssc) => operation(input(ssc, batches1), input(ssc, batches2)), {
     numBatches: Math.max(batches1.length, batches2.length),
     ...options,

@@ -64,5 +64,4 @@ export const isMultipleOf = (ms: number, of: number): boolean => ms % of === 0
  * @since 0.1.0
  * @category math
  */
-export const floor = (t: number, slide: number, zero: number): number =>
-  zero + Math.floor((t - zero) / slide) * slide
+export const floor = (t: number, slide: number, zero: number): number => zero + Math.floor((t - zero) / slide) * slide

@@ -112,7 +112,12 @@ export const reduceByWindow: {
     windowDuration: Duration.Input,
     slideDuration?: Duration.Input,
   ): (self: DStream<A>) => DStream<A>
-  <A>(self: DStream<A>, f: (a: A, b: A) => A, windowDuration: Duration.Input, slideDuration?: Duration.Input): DStream<A>
+  <A>(
+    self: DStream<A>,
+    f: (a: A, b: A) => A,
+    windowDuration: Duration.Input,
+    slideDuration?: Duration.Input,
+  ): DStream<A>
   <A>(
     self: DStream<A>,
     f: (a: A, b: A) => A,
@@ -154,7 +159,13 @@ export const countByWindow: {
 } = dual(
   (args) => isDStream(args[0]),
   <A>(self: DStream<A>, windowDuration: Duration.Input, slideDuration?: Duration.Input): DStream<number> =>
-    reduceByWindow(map(self, () => 1), (a: number, b: number) => a + b, (a: number, b: number) => a - b, windowDuration, slideDuration),
+    reduceByWindow(
+      map(self, () => 1),
+      (a: number, b: number) => a + b,
+      (a: number, b: number) => a - b,
+      windowDuration,
+      slideDuration,
+    ),
 )
 
 /**
@@ -170,11 +181,18 @@ export const countByWindow: {
  * @category windowing
  */
 export const countByValueAndWindow: {
-  (windowDuration: Duration.Input, slideDuration?: Duration.Input): <A>(self: DStream<A>) => DStream<readonly [A, number]>
+  (
+    windowDuration: Duration.Input,
+    slideDuration?: Duration.Input,
+  ): <A>(self: DStream<A>) => DStream<readonly [A, number]>
   <A>(self: DStream<A>, windowDuration: Duration.Input, slideDuration?: Duration.Input): DStream<readonly [A, number]>
 } = dual(
   (args) => isDStream(args[0]),
-  <A>(self: DStream<A>, windowDuration: Duration.Input, slideDuration?: Duration.Input): DStream<readonly [A, number]> => {
+  <A>(
+    self: DStream<A>,
+    windowDuration: Duration.Input,
+    slideDuration?: Duration.Input,
+  ): DStream<readonly [A, number]> => {
     const [w, s] = durations(self, windowDuration, slideDuration)
     const pairs = map(self, (a): readonly [A, number] => [a, 1])
     return inverseWindow<A, number>(pairs, (a, b) => a + b, (a, b) => a - b, w, s, (kv) => kv[1] !== 0)
@@ -237,7 +255,11 @@ export const reduceByKeyAndWindow: {
   ): DStream<readonly [K, V]>
 } = dual(
   (args) => isDStream(args[0]),
-  <K, V>(self: DStream<readonly [K, V]>, f: (a: V, b: V) => V, ...rest: ReadonlyArray<any>): DStream<readonly [K, V]> => {
+  <K, V>(
+    self: DStream<readonly [K, V]>,
+    f: (a: V, b: V) => V,
+    ...rest: ReadonlyArray<any>
+  ): DStream<readonly [K, V]> => {
     if (typeof rest[0] === "function") {
       const [w, s] = durations(self, rest[1], rest[2])
       const options = rest[3] as InverseOptions<K, V> | undefined

@@ -14,7 +14,9 @@ export interface MockCluster {
 }
 
 /** Starts the mock cluster; rejects (never skips) when kcat is missing or prints no address. @internal */
-export const startMockCluster = (options?: { readonly brokers?: number; readonly timeoutMs?: number }): Promise<MockCluster> =>
+export const startMockCluster = (
+  options?: { readonly brokers?: number; readonly timeoutMs?: number },
+): Promise<MockCluster> =>
   new Promise((resolve, reject) => {
     let child: ChildProcess
     try {
@@ -46,7 +48,11 @@ export const startMockCluster = (options?: { readonly brokers?: number; readonly
       if (done) return
       done = true
       clearTimeout(timer)
-      reject(new Error(`Cannot start librdkafka's mock cluster (is kcat installed? apt-get install -y kcat): ${error.message}`))
+      reject(
+        new Error(
+          `Cannot start librdkafka's mock cluster (is kcat installed? apt-get install -y kcat): ${error.message}`,
+        ),
+      )
     })
     child.on("exit", (code) => {
       if (done) return

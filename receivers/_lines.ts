@@ -291,7 +291,10 @@ export const splitUtf8Lines = (
 ): <E, R>(bytes: Stream.Stream<Uint8Array, E, R>) => Stream.Stream<string, E | LineTooLongError, R> => {
   const checked: LineDecoderOptions = { source: options.source, maxLineBytes: checkMaxLineBytes(options.maxLineBytes) }
   return <E, R>(bytes: Stream.Stream<Uint8Array, E, R>) =>
-    Stream.transformPull(bytes, (pull) => Effect.sync(() => linesPull(makeLineDecoder(checked), pull, options.onMalformed)))
+    Stream.transformPull(
+      bytes,
+      (pull) => Effect.sync(() => linesPull(makeLineDecoder(checked), pull, options.onMalformed)),
+    )
 }
 
 /** A pull of line arrays over a pull of byte-chunk arrays. */

@@ -142,7 +142,7 @@ export class FileSelector {
   constructor(
     readonly directory: string,
     readonly batchIntervalMillis: number,
-    options?: FileStreamOptions
+    options?: FileStreamOptions,
   ) {
     if (!(batchIntervalMillis > 0) || !Number.isFinite(batchIntervalMillis)) {
       throw new RangeError(`Batch interval must be a positive number of milliseconds, got ${batchIntervalMillis}`)
@@ -181,9 +181,9 @@ export class FileSelector {
    * `No directory to scan: <directory>` once, until a directory is found again.
    */
   select(
-    batchTime: number
+    batchTime: number,
   ): Effect.Effect<ReadonlyArray<string>, FileStreamError, FileSystem.FileSystem | Path.Path> {
-    return Effect.gen({ self: this }, function*() {
+    return Effect.gen({ self: this }, function* () {
       const fs = yield* FileSystem.FileSystem
       const path = yield* Path.Path
       const started = yield* Clock.currentTimeMillis
@@ -199,9 +199,9 @@ export class FileSelector {
             isMissing(error)
               ? Effect.as(Effect.logWarning(`No directory to scan: ${dir}: ${error.message}`), undefined)
               : Effect.fail(
-                new FileStreamError({ path: dir, description: "Could not list directory", cause: error })
+                new FileStreamError({ path: dir, description: "Could not list directory", cause: error }),
               )
-          )
+          ),
         )
         if (names === undefined) continue
         for (let i = 0; i < names.length; i++) {
@@ -219,7 +219,7 @@ export class FileSelector {
       }
 
       const modTimes = yield* Effect.forEach(candidates, (file) => modTimeOfRegularFile(fs, file), {
-        concurrency: 32
+        concurrency: 32,
       })
       const selected: Array<{ readonly file: string; readonly modTime: number }> = []
       for (let i = 0; i < candidates.length; i++) {
@@ -242,7 +242,7 @@ export class FileSelector {
       if (took > this.batchIntervalMillis) {
         yield* Effect.logWarning(
           `Time taken to find new files ${took} exceeds the batch size. Consider increasing the batch ` +
-            `size or reducing the number of files in the monitored directories.`
+            `size or reducing the number of files in the monitored directories.`,
         )
       }
       return files
@@ -291,9 +291,9 @@ export class FileSelector {
   /** Spark's `fs.globStatus(directoryPath).filter(_.isDirectory)`, as absolute paths. */
   private findDirectories(
     fs: FileSystem.FileSystem,
-    path: Path.Path
+    path: Path.Path,
   ): Effect.Effect<ReadonlyArray<string>, FileStreamError> {
-    return Effect.gen({ self: this }, function*() {
+    return Effect.gen({ self: this }, function* () {
       const pattern = path.resolve(this.directory)
       let directories: ReadonlyArray<string>
       if (hasGlob(pattern)) {
@@ -301,7 +301,7 @@ export class FileSelector {
         const matches = yield* fs.glob(pattern + "/", { dot: true }).pipe(
           Effect.mapError((cause) =>
             new FileStreamError({ path: this.directory, description: "Could not expand directory pattern", cause })
-          )
+          ),
         )
         matches.sort()
         directories = matches.map((m) => path.resolve(m))
@@ -309,10 +309,10 @@ export class FileSelector {
         const isDirectory = yield* fs.stat(pattern).pipe(
           Effect.map((info) => info.type === "Directory"),
           Effect.catch((error) =>
-            isMissing(error)
-              ? Effect.succeed(false)
-              : Effect.fail(new FileStreamError({ path: this.directory, description: "Could not stat directory", cause: error }))
-          )
+            isMissing(error) ? Effect.succeed(false) : Effect.fail(
+              new FileStreamError({ path: this.directory, description: "Could not stat directory", cause: error }),
+            )
+          ),
         )
         directories = isDirectory ? [pattern] : []
       }
@@ -338,9 +338,9 @@ export class FileSelector {
  * @category reading
  */
 export const readTextLines = (
-  files: ReadonlyArray<string>
+  files: ReadonlyArray<string>,
 ): Effect.Effect<Array<string>, FileStreamError, FileSystem.FileSystem> =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const contents = yield* readFileBytes(files)
     const decoder = new TextDecoder("utf-8")
     const lines: Array<string> = []
@@ -363,17 +363,17 @@ export const readTextLines = (
  * @category reading
  */
 export const readFileBytes = (
-  files: ReadonlyArray<string>
+  files: ReadonlyArray<string>,
 ): Effect.Effect<Array<FileBytes>, FileStreamError, FileSystem.FileSystem> =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const contents = yield* Effect.forEach(
       files,
       (file) =>
         fs.readFile(file).pipe(
-          Effect.mapError((cause) => new FileStreamError({ path: file, description: "Could not read file", cause }))
+          Effect.mapError((cause) => new FileStreamError({ path: file, description: "Could not read file", cause })),
         ),
-      { concurrency: 8 }
+      { concurrency: 8 },
     )
     const out: Array<FileBytes> = new Array(files.length)
     for (let i = 0; i < files.length; i++) {
@@ -407,17 +407,18 @@ const isMissing = (error: PlatformError): boolean =>
 /** Modification time in ms of a regular file (following links), `undefined` if it is not one. */
 const modTimeOfRegularFile = (
   fs: FileSystem.FileSystem,
-  file: string
+  file: string,
 ): Effect.Effect<number | undefined, FileStreamError> =>
   fs.stat(file).pipe(
     Effect.map((info) =>
-      info.type === "File" ? Option.match(info.mtime, { onNone: () => undefined, onSome: (d) => d.getTime() }) : undefined
+      info.type === "File"
+        ? Option.match(info.mtime, { onNone: () => undefined, onSome: (d) => d.getTime() })
+        : undefined
     ),
     Effect.catch((error) =>
       // Deleted between listing and stat, or a dangling link: not a file to read.
       isMissing(error)
         ? Effect.succeed(undefined)
         : Effect.fail(new FileStreamError({ path: file, description: "Could not stat file", cause: error }))
-    )
+    ),
   )
-

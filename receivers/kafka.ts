@@ -181,7 +181,10 @@ export interface TopicPartitionOffset {
 export type Strategy =
   | { readonly _tag: "Subscribe"; readonly topics: ReadonlyArray<string> }
   | { readonly _tag: "SubscribePattern"; readonly pattern: RegExp }
-  | { readonly _tag: "Assign"; readonly partitions: ReadonlyArray<{ readonly topic: string; readonly partition: number }> }
+  | {
+    readonly _tag: "Assign"
+    readonly partitions: ReadonlyArray<{ readonly topic: string; readonly partition: number }>
+  }
 
 /** @internal */
 export interface NodeOptions<K, V> {
@@ -247,7 +250,10 @@ export interface BatchMeta {
 const isRebalancing = (e: unknown): boolean => {
   const err = e as { type?: string; name?: string; cause?: unknown } | undefined
   if (err === undefined || err === null) return false
-  if (err.type === "REBALANCE_IN_PROGRESS" || err.type === "NOT_COORDINATOR_FOR_GROUP" || err.type === "ILLEGAL_GENERATION") return true
+  if (
+    err.type === "REBALANCE_IN_PROGRESS" || err.type === "NOT_COORDINATOR_FOR_GROUP" ||
+    err.type === "ILLEGAL_GENERATION"
+  ) return true
   return err.cause !== undefined && err.cause !== e && isRebalancing(err.cause)
 }
 
@@ -351,7 +357,9 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     }
     // Skip what is already buffered or handed out (refetches after a rejoin).
     const entries = buffer.entries
-    const floor = entries.length > buffer.head ? entries[entries.length - 1].offset + 1 : (this.positions.get(key) ?? -1)
+    const floor = entries.length > buffer.head
+      ? entries[entries.length - 1].offset + 1
+      : (this.positions.get(key) ?? -1)
     // Decode here, as kafkajs delivers (between its fetches), not at the batch cut: the cut
     // then only hands over ready records. Failures become dead letters in offset order.
     const { topic, partition, messages } = batch
@@ -424,7 +432,7 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
   // ---- the stream side ----
 
   override start(_rt: InputRuntime): Effect.Effect<void, unknown, Scope.Scope> {
-    return Effect.gen({ self: this }, function*() {
+    return Effect.gen({ self: this }, function* () {
       yield* Effect.acquireRelease(
         Effect.tryPromise(() => this.connect()),
         () => Effect.promise(() => this.shutdown()),
@@ -605,7 +613,12 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
       this.cuts.set(t, { ranges, records, dead })
       this.inflight.add(t)
       this.record(t, count, {
-        offsets: ranges.map((r) => ({ topic: r.topic, partition: r.partition, fromOffset: r.fromOffset, untilOffset: r.untilOffset })),
+        offsets: ranges.map((r) => ({
+          topic: r.topic,
+          partition: r.partition,
+          fromOffset: r.fromOffset,
+          untilOffset: r.untilOffset,
+        })),
         description: ranges.map(String).join("\n"),
       })
       this.wakeSpace()
@@ -615,7 +628,9 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
   compute(t: number): Effect.Effect<ReadonlyArray<KafkaRecord<K, V>>, unknown> {
     return Effect.suspend(() => {
       if (this.fatal !== undefined) {
-        return Effect.fail(new Error(`Kafka consumer of ${this.name} crashed: ${(this.fatal as Error)?.message ?? this.fatal}`))
+        return Effect.fail(
+          new Error(`Kafka consumer of ${this.name} crashed: ${(this.fatal as Error)?.message ?? this.fatal}`),
+        )
       }
       return Effect.succeed(this.decode(t).records)
     })
@@ -655,7 +670,9 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     const t = info.batchTime
     const cut = this.cuts.get(t)
     if (cut !== undefined && this.options.commitMode === "afterOutputs") {
-      for (const r of cut.ranges) if (r.untilOffset > r.fromOffset) mergeMax(this.pending, r.topic, r.partition, r.untilOffset)
+      for (const r of cut.ranges) {
+        if (r.untilOffset > r.fromOffset) mergeMax(this.pending, r.topic, r.partition, r.untilOffset)
+      }
     }
     for (const [, c] of this.requested) mergeMax(this.pending, c.topic, c.partition, c.offset)
     this.requested.clear()
@@ -706,14 +723,18 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
           }
           await viaBatchHelper({ topics: [...topics].map(([topic, partitions]) => ({ topic, partitions })) })
         } else {
-          await consumer.commitOffsets(batch.map((c) => ({ topic: c.topic, partition: c.partition, offset: String(c.offset) })))
+          await consumer.commitOffsets(
+            batch.map((c) => ({ topic: c.topic, partition: c.partition, offset: String(c.offset) })),
+          )
         }
         for (const c of batch) mergeMax(this.committed, c.topic, c.partition, c.offset)
       } catch (e) {
         // keep them for the next flush; a rebalance that revokes the partition drops them
         for (const c of batch) mergeMax(this.pending, c.topic, c.partition, c.offset)
         if (this.stopped || isRebalancing(e)) return
-        console.warn(`${this.name}: offset commit failed, will retry after the next batch: ${(e as Error)?.message ?? e}`)
+        console.warn(
+          `${this.name}: offset commit failed, will retry after the next batch: ${(e as Error)?.message ?? e}`,
+        )
       }
     }
     const next = this.commitChain.then(run, run)
@@ -790,7 +811,9 @@ const decodeMessage = <K, V>(
   let value: V
   try {
     const valueDirect = valueFormat.decodeDirect
-    const direct = valueDirect === undefined || rawValue === null || rawValue === undefined ? undefined : valueDirect(rawValue)
+    const direct = valueDirect === undefined || rawValue === null || rawValue === undefined
+      ? undefined
+      : valueDirect(rawValue)
     if (direct === undefined) {
       const v = valueFormat.decode(rawValue ?? null)
       if (Result.isFailure(v)) return new DeadLetterEntry(topic, partition, offset, message, "value", v.failure)
@@ -825,8 +848,10 @@ export class DeadLetterNode extends Node<DeadLetter> {
     super(input.ctx, [input], input.slideMillis)
   }
   compute(t: number): Effect.Effect<ReadonlyArray<DeadLetter> | undefined, unknown> {
-    return Effect.map(this.input.getOrCompute(t) as Effect.Effect<unknown, unknown>, (batch) =>
-      batch === undefined ? undefined : this.input.decode(t).dead)
+    return Effect.map(
+      this.input.getOrCompute(t) as Effect.Effect<unknown, unknown>,
+      (batch) => batch === undefined ? undefined : this.input.decode(t).dead,
+    )
   }
 }
 

@@ -31,7 +31,10 @@ describe("per-batch operators (BasicOperationsSuite)", () => {
 
   it("chained narrow operators keep element order within a batch", async () => {
     const out = await run(
-      Testing.runOperation([["b a", "c"], ["d e f"]], (s) => s.flatMap((l) => l.split(" ")).map((w) => w.toUpperCase()).filter((w) => w !== "E")),
+      Testing.runOperation(
+        [["b a", "c"], ["d e f"]],
+        (s) => s.flatMap((l) => l.split(" ")).map((w) => w.toUpperCase()).filter((w) => w !== "E"),
+      ),
     )
     assert.deepEqual(out, [["B", "A", "C"], ["D", "F"]])
   })
@@ -42,7 +45,9 @@ describe("per-batch operators (BasicOperationsSuite)", () => {
   })
 
   it("mapPartitions() applies the function to the whole batch", async () => {
-    const out = await run(Testing.runOperation(nums, (s) => s.mapPartitions((batch) => [batch.reduce((a, b) => a + b, 0)])))
+    const out = await run(
+      Testing.runOperation(nums, (s) => s.mapPartitions((batch) => [batch.reduce((a, b) => a + b, 0)])),
+    )
     assert.deepEqual(out, [[10], [26], [42]])
   })
 
@@ -57,7 +62,9 @@ describe("per-batch operators (BasicOperationsSuite)", () => {
   })
 
   it("count() gives exactly one count per batch, 0 for an empty batch", async () => {
-    const out = await run(Testing.runOperation([[], range(1, 1), range(1, 2), range(1, 3), range(1, 4)], (s) => s.count()))
+    const out = await run(
+      Testing.runOperation([[], range(1, 1), range(1, 2), range(1, 3), range(1, 4)], (s) => s.count()),
+    )
     assert.deepEqual(out, [[0], [1], [2], [3], [4]])
   })
 
@@ -99,27 +106,36 @@ describe("per-batch operators (BasicOperationsSuite)", () => {
 
   it("transform() receives the batch time and may return an Effect", async () => {
     const out = await run(
-      Testing.runOperation([[1], [2]], (s) => s.transform((batch, time) => Effect.succeed(batch.map((x) => `${x}@${time}`)))),
+      Testing.runOperation(
+        [[1], [2]],
+        (s) => s.transform((batch, time) => Effect.succeed(batch.map((x) => `${x}@${time}`))),
+      ),
     )
     assert.deepEqual(out, [["1@1000"], ["2@2000"]])
   })
 
   it("transform() returning null fails the batch with a clear error", async () => {
-    const exit = await runExit(Testing.runOperation([range(1, 4)], (s) => s.transform(() => null as unknown as Array<number>)))
+    const exit = await runExit(
+      Testing.runOperation([range(1, 4)], (s) => s.transform(() => null as unknown as Array<number>)),
+    )
     const error = failureOf(exit)
     assert.ok(error instanceof BatchJobError)
     assert.match(error.message, /returned null; return an empty array for no elements/)
   })
 
   it("transform() fails the batch when its parent has no batch", async () => {
-    const exit = await runExit(Testing.runOperation([range(1, 4), range(5, 8), null], (s) => s.transform((b) => b.map(String))))
+    const exit = await runExit(
+      Testing.runOperation([range(1, 4), range(5, 8), null], (s) => s.transform((b) => b.map(String))),
+    )
     const error = failureOf(exit)
     assert.ok(error instanceof BatchJobError)
     assert.match(error.message, /Could not generate a batch from the parent at time 3000 ms/)
   })
 
   it("a failing Effect in transform() surfaces as a BatchJobError carrying the cause", async () => {
-    const exit = await runExit(Testing.runOperation([[1], [2]], (s) => s.transform((b, t) => t === 2000 ? Effect.fail("boom") : b)))
+    const exit = await runExit(
+      Testing.runOperation([[1], [2]], (s) => s.transform((b, t) => t === 2000 ? Effect.fail("boom") : b)),
+    )
     const error = failureOf(exit)
     assert.ok(error instanceof BatchJobError)
     assert.equal(error.batchTime, 2000)
@@ -168,24 +184,35 @@ describe("keyed operators (BasicOperationsSuite)", () => {
 
   it("combineByKey() builds per-key combiners", async () => {
     const out = await run(
-      Testing.runOperation([[["a", 1], ["a", 3], ["b", 5]]] as Array<Array<readonly [string, number]>>, (s) =>
-        s.combineByKey(
-          (v): readonly [number, number] => [v, 1],
-          ([sum, n], v) => [sum + v, n + 1] as const,
-          ([a, b], [c, d]) => [a + c, b + d] as const,
-        )),
+      Testing.runOperation(
+        [[["a", 1], ["a", 3], ["b", 5]]] as Array<Array<readonly [string, number]>>,
+        (s) =>
+          s.combineByKey(
+            (v): readonly [number, number] => [v, 1],
+            ([sum, n], v) => [sum + v, n + 1] as const,
+            ([a, b], [c, d]) => [a + c, b + d] as const,
+          ),
+      ),
     )
     assert.deepEqual(sorted(out), [[["a", [4, 2]], ["b", [5, 1]]]])
   })
 
   it("mapValues() transforms values and keeps keys", async () => {
-    const out = await run(Testing.runOperation(words, (s) => s.mapToPair((x) => [x, 1]).reduceByKey((a, b) => a + b).mapValues((v) => v + 10)))
+    const out = await run(
+      Testing.runOperation(
+        words,
+        (s) => s.mapToPair((x) => [x, 1]).reduceByKey((a, b) => a + b).mapValues((v) => v + 10),
+      ),
+    )
     assert.deepEqual(sorted(out), [[["a", 12], ["b", 11]], [["", 12]], []])
   })
 
   it("flatMapValues() flattens values and keeps keys", async () => {
     const out = await run(
-      Testing.runOperation(words, (s) => s.mapToPair((x) => [x, 1]).reduceByKey((a, b) => a + b).flatMapValues((v) => [v, v + 10])),
+      Testing.runOperation(
+        words,
+        (s) => s.mapToPair((x) => [x, 1]).reduceByKey((a, b) => a + b).flatMapValues((v) => [v, v + 10]),
+      ),
     )
     assert.deepEqual(sorted(out), sorted([[["a", 2], ["a", 12], ["b", 1], ["b", 11]], [["", 2], ["", 12]], []]))
   })
@@ -202,34 +229,43 @@ describe("keyed operators (BasicOperationsSuite)", () => {
   it("leftOuterJoin() keeps every left pair, Option.none() when unmatched", async () => {
     const out = await run(Testing.runOperation2(left, right, (a, b) => pairs(a, 1).leftOuterJoin(pairs(b, "x"))))
     const { none, some } = Option
-    assert.deepEqual(sorted(out), sorted([
-      [["a", [1, some("x")]], ["b", [1, some("x")]]],
-      [["", [1, some("x")]], ["a", [1, none()]]],
-      [["", [1, none()]]],
-      [],
-    ]))
+    assert.deepEqual(
+      sorted(out),
+      sorted([
+        [["a", [1, some("x")]], ["b", [1, some("x")]]],
+        [["", [1, some("x")]], ["a", [1, none()]]],
+        [["", [1, none()]]],
+        [],
+      ]),
+    )
   })
 
   it("rightOuterJoin() keeps every right pair, Option.none() when unmatched", async () => {
     const out = await run(Testing.runOperation2(left, right, (a, b) => pairs(a, 1).rightOuterJoin(pairs(b, "x"))))
     const { none, some } = Option
-    assert.deepEqual(sorted(out), sorted([
-      [["a", [some(1), "x"]], ["b", [some(1), "x"]]],
-      [["", [some(1), "x"]], ["b", [none(), "x"]]],
-      [],
-      [["", [none(), "x"]]],
-    ]))
+    assert.deepEqual(
+      sorted(out),
+      sorted([
+        [["a", [some(1), "x"]], ["b", [some(1), "x"]]],
+        [["", [some(1), "x"]], ["b", [none(), "x"]]],
+        [],
+        [["", [none(), "x"]]],
+      ]),
+    )
   })
 
   it("fullOuterJoin() keeps every key of either side", async () => {
     const out = await run(Testing.runOperation2(left, right, (a, b) => pairs(a, 1).fullOuterJoin(pairs(b, "x"))))
     const { none, some } = Option
-    assert.deepEqual(sorted(out), sorted([
-      [["a", [some(1), some("x")]], ["b", [some(1), some("x")]]],
-      [["", [some(1), some("x")]], ["a", [some(1), none()]], ["b", [none(), some("x")]]],
-      [["", [some(1), none()]]],
-      [["", [none(), some("x")]]],
-    ]))
+    assert.deepEqual(
+      sorted(out),
+      sorted([
+        [["a", [some(1), some("x")]], ["b", [some(1), some("x")]]],
+        [["", [some(1), some("x")]], ["a", [some(1), none()]], ["b", [none(), some("x")]]],
+        [["", [some(1), none()]]],
+        [["", [none(), some("x")]]],
+      ]),
+    )
   })
 
   it("cogroup() groups both sides per key, empty arrays for a missing side", async () => {
@@ -240,18 +276,23 @@ describe("keyed operators (BasicOperationsSuite)", () => {
         (a, b) => pairs(a, 1).cogroup(pairs(b, "x")),
       ),
     )
-    assert.deepEqual(sorted(out), sorted([
-      [["a", [[1, 1], ["x", "x"]]], ["b", [[1], ["x"]]]],
-      [["a", [[1], []]], ["b", [[], ["x"]]], ["", [[1], ["x"]]]],
-      [["", [[1], []]]],
-      [],
-    ]))
+    assert.deepEqual(
+      sorted(out),
+      sorted([
+        [["a", [[1, 1], ["x", "x"]]], ["b", [[1], ["x"]]]],
+        [["a", [[1], []]], ["b", [[], ["x"]]], ["", [[1], ["x"]]]],
+        [["", [[1], []]]],
+        [],
+      ]),
+    )
   })
 
   it("keyed operators group tuple keys by value", async () => {
     const out = await run(
-      Testing.runOperation([[[["x", 1], 1], [["x", 1], 2], [["y", 2], 3]]] as Array<Array<readonly [readonly [string, number], number]>>, (s) =>
-        s.reduceByKey((a, b) => a + b)),
+      Testing.runOperation(
+        [[[["x", 1], 1], [["x", 1], 2], [["y", 2], 3]]] as Array<Array<readonly [readonly [string, number], number]>>,
+        (s) => s.reduceByKey((a, b) => a + b),
+      ),
     )
     assert.deepEqual(sorted(out), [[[["x", 1], 3], [["y", 2], 3]]])
   })
@@ -289,7 +330,7 @@ describe("slice and remember", () => {
         const s = Testing.input(ssc, [[1], [2], [3], [4]]).remember("10 seconds")
         s.foreachBatch((_batch, time) =>
           time === 4000
-            ? Effect.gen(function*() {
+            ? Effect.gen(function* () {
               for (const [from, to] of [[0, 1000], [0, 2000], [1000, 2000], [2000, 4000]]) {
                 const got = yield* s.slice(from, to)
                 slices.push(got.flatMap(([, b]) => b))
@@ -305,7 +346,7 @@ describe("slice and remember", () => {
 
   it("slice() before start fails with a clear error", async () => {
     const exit = await runExit(
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const { StreamingContext } = yield* Effect.promise(() => import("../mod.ts"))
         const ssc = yield* StreamingContext.make({ batchInterval: "1 second" })
         return yield* Testing.input(ssc, [[1]]).slice(0, 1000)

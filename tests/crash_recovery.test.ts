@@ -28,7 +28,9 @@ const readCounts = (file: string): Record<string, number> | undefined => {
 const vocabulary = Array.from({ length: 40 }, (_, i) => `w${i}`)
 
 describe("crash recovery (real processes, SIGKILL)", () => {
-  it("a stateful word count killed at random points and restarted ends with the uninterrupted counts", { timeout: 60_000 }, async () => {
+  it("a stateful word count killed at random points and restarted ends with the uninterrupted counts", {
+    timeout: 60_000,
+  }, async () => {
     const inputDir = nodePath.join(root, "input")
     const checkpointDir = nodePath.join(root, "checkpoint")
     const outFile = nodePath.join(root, "counts.json")

@@ -16,7 +16,7 @@ import {
   FileSelector,
   FileStreamError,
   readFileBytes,
-  readTextLines
+  readTextLines,
 } from "../receivers/file.ts"
 
 /** A start time aligned to whole seconds; every time in these tests is relative to it. */
@@ -66,7 +66,7 @@ const run = async <A, E>(effect: Effect.Effect<A, E, FileSystem.FileSystem | Pat
     }
   })
   const result = await Effect.runPromise(
-    effect.pipe(Effect.provide(NodeServices.layer), Effect.provide(Logger.layer([capture])))
+    effect.pipe(Effect.provide(NodeServices.layer), Effect.provide(Logger.layer([capture]))),
   )
   return { result, warnings }
 }
@@ -123,7 +123,7 @@ describe("FileSelector: filter", () => {
       filter: (p) => {
         seen.push(p)
         return p.endsWith(".txt")
-      }
+      },
     })
     selector.init(B)
     // the custom filter replaces the default one, so the dot-file passes
@@ -137,7 +137,7 @@ describe("FileSelector: filter", () => {
     const selector = new FileSelector(dir, BATCH, {
       filter: () => {
         throw new Error("boom")
-      }
+      },
     })
     selector.init(B)
     const { result: error } = await run(Effect.flip(selector.select(B + 1000)))
@@ -174,7 +174,7 @@ describe("FileSelector: batch attribution by modification time", () => {
       { time: B + 1000, files: [c, a, b] },
       { time: B + 2000, files: [d] },
       { time: B + 3000, files: [] },
-      { time: B + 4000, files: [] }
+      { time: B + 4000, files: [] },
     ])
   })
 

@@ -8,7 +8,16 @@ import { type Duration, Effect, Exit, Schema } from "effect"
 import { BatchJobError } from "../lib/Errors.ts"
 import * as Kafka from "../lib/Kafka.ts"
 import * as StreamingContext from "../lib/StreamingContext.ts"
-import { committedOffsets, eventually, fast, kcat, produce, startCluster, type TestCluster, unique } from "./_support/kafka.ts"
+import {
+  committedOffsets,
+  eventually,
+  fast,
+  kcat,
+  produce,
+  startCluster,
+  type TestCluster,
+  unique,
+} from "./_support/kafka.ts"
 
 let cluster: TestCluster
 
@@ -25,7 +34,7 @@ const withContext = <A>(
   setup: (ssc: StreamingContext.StreamingContext) => A,
   body: (ssc: StreamingContext.StreamingContext, a: A) => Promise<void>,
 ): Promise<void> =>
-  Effect.runPromise(Effect.gen(function*() {
+  Effect.runPromise(Effect.gen(function* () {
     const ssc = yield* StreamingContext.make({ batchInterval })
     const a = setup(ssc)
     yield* ssc.start
@@ -51,11 +60,13 @@ describe("Kafka direct stream", { timeout: 60_000 }, () => {
         ...fast,
       })
       stream.foreachBatch((records, time, meta) =>
-        Effect.gen(function*() {
+        Effect.gen(function* () {
           const committed = yield* stream.committedOffsets
           for (const r of meta.offsetRanges) {
             const c = committed.find((x) => x.topic === r.topic && x.partition === r.partition)
-            if (c !== undefined && c.offset > r.fromOffset) violations.push(`${r} committed ${c.offset} before its outputs ran`)
+            if (c !== undefined && c.offset > r.fromOffset) {
+              violations.push(`${r} committed ${c.offset} before its outputs ran`)
+            }
           }
           batches.push({ time, values: records.map((r) => r.value), ranges: meta.offsetRanges })
           assert.deepEqual(meta.offsetRanges, stream.offsetRanges(time))
@@ -83,7 +94,9 @@ describe("Kafka direct stream", { timeout: 60_000 }, () => {
     }
     assert.ok(batches.some((b) => b.ranges.some((r) => r.count() === 5)), "the per-partition bound was reached")
     for (const [, ranges] of byPartition) {
-      for (let i = 1; i < ranges.length; i++) assert.equal(ranges[i].fromOffset, ranges[i - 1].untilOffset, "ranges are contiguous")
+      for (let i = 1; i < ranges.length; i++) {
+        assert.equal(ranges[i].fromOffset, ranges[i - 1].untilOffset, "ranges are contiguous")
+      }
     }
     const last = batches[batches.length - 1]
     assert.deepEqual(last.values, [], "an empty poll gives an empty batch")
@@ -92,7 +105,11 @@ describe("Kafka direct stream", { timeout: 60_000 }, () => {
     assert.deepEqual(violations, [])
     const committed = await committedOffsets(cluster.brokers, groupId, topic)
     for (const [partition, ranges] of byPartition) {
-      assert.equal(committed.get(partition), ranges[ranges.length - 1].untilOffset, `partition ${partition} committed up to its last range`)
+      assert.equal(
+        committed.get(partition),
+        ranges[ranges.length - 1].untilOffset,
+        `partition ${partition} committed up to its last range`,
+      )
     }
   })
 
@@ -100,7 +117,7 @@ describe("Kafka direct stream", { timeout: 60_000 }, () => {
     const topic = unique("fail")
     const groupId = unique("g")
     await produce(cluster.bootstrap, topic, Array.from({ length: 20 }, (_, i) => [`k${i}`, `v${i}`] as const))
-    const exit = await Effect.runPromiseExit(Effect.gen(function*() {
+    const exit = await Effect.runPromiseExit(Effect.gen(function* () {
       const ssc = yield* StreamingContext.make({ batchInterval: "300 millis" })
       const stream = Kafka.directStream(ssc, {
         brokers: cluster.brokers,
@@ -170,13 +187,30 @@ describe("Kafka direct stream", { timeout: 60_000 }, () => {
       assert.equal(d.part, "value")
       assert.ok(d.error.length > 0)
       assert.ok(Number.isInteger(d.offset) && d.offset >= 0)
-      assert.equal(new TextDecoder().decode(d.key!), d.value && new TextDecoder().decode(d.value) === "not json" ? "b" : "c")
+      assert.equal(
+        new TextDecoder().decode(d.key!),
+        d.value && new TextDecoder().decode(d.value) === "not json" ? "b" : "c",
+      )
     }
     // the dead-letter topic, read by kcat: raw value and the error headers
-    const out = await kcat(["-C", "-b", cluster.bootstrap, "-t", dlq, "-o", "beginning", "-e", "-q", "-f", "%k|%s|%h\n"])
+    const out = await kcat([
+      "-C",
+      "-b",
+      cluster.bootstrap,
+      "-t",
+      dlq,
+      "-o",
+      "beginning",
+      "-e",
+      "-q",
+      "-f",
+      "%k|%s|%h\n",
+    ])
     const rows = out.trim().split("\n").sort()
     assert.equal(rows.length, 2, JSON.stringify(rows))
-    assert.ok(rows.some((r) => r.startsWith("b|not json|") && r.includes(`dlq.topic=${topic}`) && r.includes("dlq.error=")))
+    assert.ok(
+      rows.some((r) => r.startsWith("b|not json|") && r.includes(`dlq.topic=${topic}`) && r.includes("dlq.error=")),
+    )
     assert.ok(rows.some((r) => r.startsWith(`c|{"sensor":"c","value":"high"}|`)))
   })
 
@@ -207,23 +241,60 @@ describe("Kafka direct stream", { timeout: 60_000 }, () => {
             retry: fast.retry,
           })
         )
-      stream.map((r) => r.key ?? "").pipe(Kafka.sink({ brokers: cluster.brokers, topic: output, value: Schema.String, retry: fast.retry }))
+      stream.map((r) => r.key ?? "").pipe(
+        Kafka.sink({ brokers: cluster.brokers, topic: output, value: Schema.String, retry: fast.retry }),
+      )
       return stream
     }, async () => {
-      await eventually(async () => {
-        const out = await kcat(["-C", "-b", cluster.bootstrap, "-t", output, "-o", "beginning", "-e", "-q", "-f", "%k=%s\n"])
-        return out.trim().split("\n").length >= 5
-      }, 20_000, "5 records in the output topic")
+      await eventually(
+        async () => {
+          const out = await kcat([
+            "-C",
+            "-b",
+            cluster.bootstrap,
+            "-t",
+            output,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            "%k=%s\n",
+          ])
+          return out.trim().split("\n").length >= 5
+        },
+        20_000,
+        "5 records in the output topic",
+      )
     })
-    const out = await kcat(["-C", "-b", cluster.bootstrap, "-t", output, "-o", "beginning", "-e", "-q", "-f", "%k=%s\n"])
+    const out = await kcat([
+      "-C",
+      "-b",
+      cluster.bootstrap,
+      "-t",
+      output,
+      "-o",
+      "beginning",
+      "-e",
+      "-q",
+      "-f",
+      "%k=%s\n",
+    ])
     assert.deepEqual(out.trim().split("\n").sort(), ["=x", "=y", "hello=2", "kafka=1", "world=1"])
   })
 
   it("fails the batch visibly when the sink cannot send", async () => {
-    const exit = await Effect.runPromiseExit(Effect.gen(function*() {
+    const exit = await Effect.runPromiseExit(Effect.gen(function* () {
       const ssc = yield* StreamingContext.make({ batchInterval: "200 millis" })
       ssc.queueStream([["a", "b"]]).pipe(
-        Kafka.sink({ brokers: ["127.0.0.1:1"], topic: "nowhere", value: Schema.String, retry: { retries: 1, initialRetryTime: 50 }, connectionTimeout: 300, logLevel: 0 }),
+        Kafka.sink({
+          brokers: ["127.0.0.1:1"],
+          topic: "nowhere",
+          value: Schema.String,
+          retry: { retries: 1, initialRetryTime: 50 },
+          connectionTimeout: 300,
+          logLevel: 0,
+        }),
       )
       yield* ssc.start
       yield* ssc.awaitTermination.pipe(Effect.ensuring(ssc.stop()))
@@ -275,7 +346,21 @@ describe("Kafka direct stream", { timeout: 60_000 }, () => {
     const topic = unique("assign")
     const groupId = unique("g")
     await produce(cluster.bootstrap, topic, Array.from({ length: 40 }, (_, i) => [`k${i}`, `v${i}`] as const))
-    const offsets = await kcat(["-C", "-b", cluster.bootstrap, "-t", topic, "-p", "0", "-o", "beginning", "-e", "-q", "-f", "%o %s\n"])
+    const offsets = await kcat([
+      "-C",
+      "-b",
+      cluster.bootstrap,
+      "-t",
+      topic,
+      "-p",
+      "0",
+      "-o",
+      "beginning",
+      "-e",
+      "-q",
+      "-f",
+      "%o %s\n",
+    ])
     const p0 = offsets.trim().split("\n").map((l) => l.split(" ")[1])
     assert.ok(p0.length >= 3, "partition 0 holds at least 3 records")
     const got: Array<[number, number, string]> = []

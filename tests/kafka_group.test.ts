@@ -35,7 +35,11 @@ describe("Kafka consumer group", { timeout: 90_000 }, () => {
     const split = () =>
       a.assignment.length > 0 && b.assignment.length > 0 && a.assignment.length + b.assignment.length === 4
     await a.until(() => split(), 40_000, "both members to own partitions")
-    assert.equal(new Set([...a.assignment, ...b.assignment]).size, 4, "the members' partitions are disjoint and cover the topic")
+    assert.equal(
+      new Set([...a.assignment, ...b.assignment]).size,
+      4,
+      "the members' partitions are disjoint and cover the topic",
+    )
     const values = Array.from({ length: 200 }, (_, i) => `r${i}`)
     await produce(cluster.bootstrap, topic, values.map((v, i) => [`k${i}`, v]))
     await a.until(() => a.records.length + b.records.length >= 200, 30_000, "200 records over both members")
@@ -73,7 +77,9 @@ describe("Kafka consumer group", { timeout: 90_000 }, () => {
       "member b to process every record",
     )
     const byB = new Set(b.records.map(([p, o]) => key(p, o)))
-    for (const [p, o] of processedByA) assert.ok(byB.has(key(p, o)), `record ${key(p, o)} processed by a but not committed is redelivered to b`)
+    for (const [p, o] of processedByA) {
+      assert.ok(byB.has(key(p, o)), `record ${key(p, o)} processed by a but not committed is redelivered to b`)
+    }
     await b.kill("SIGTERM")
   })
 })

@@ -18,7 +18,7 @@ const counter = (name: string, chunk: number, limit = Infinity, pauseMillis = 0)
   const receiver = Receiver.make<number>({
     name,
     run: (store) =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         while (state.produced < limit) {
           const n = Math.min(chunk, limit - state.produced)
           const records = Array.from({ length: n }, (_, i) => state.produced + i)
@@ -37,8 +37,11 @@ const isSequence = (xs: ReadonlyArray<number>): boolean => xs.every((x, i) => x 
 
 describe("receiver blocks", () => {
   it("cuts stored records into blocks every block interval and allocates them at batch time, losing nothing", async () => {
-    const result = await live(Effect.gen(function*() {
-      const ssc = yield* StreamingContext.make({ batchInterval: "1 second", receivers: { blockInterval: "100 millis" } })
+    const result = await live(Effect.gen(function* () {
+      const ssc = yield* StreamingContext.make({
+        batchInterval: "1 second",
+        receivers: { blockInterval: "100 millis" },
+      })
       yield* Effect.addFinalizer(() => ssc.stop())
       const events = collectEvents(ssc)
       // one record every 5 ms, one store call each: ~200 calls per batch
@@ -71,7 +74,7 @@ describe("receiver blocks", () => {
   })
 
   it("a receiver's own block interval wins over the context's", async () => {
-    const batches = await live(Effect.gen(function*() {
+    const batches = await live(Effect.gen(function* () {
       const ssc = yield* StreamingContext.make({ batchInterval: "1 second", receivers: { blockInterval: "50 millis" } })
       yield* Effect.addFinalizer(() => ssc.stop())
       const events = collectEvents(ssc)
@@ -91,7 +94,7 @@ describe("receiver blocks", () => {
 
 describe("receiver rate limits", () => {
   it("maxRate bounds the records stored per second, however fast the receiver stores", async () => {
-    const result = await live(Effect.gen(function*() {
+    const result = await live(Effect.gen(function* () {
       const ssc = yield* StreamingContext.make({ batchInterval: "500 millis" })
       yield* Effect.addFinalizer(() => ssc.stop())
       const events = collectEvents(ssc)
@@ -119,7 +122,7 @@ describe("receiver rate limits", () => {
 
 describe("receiver storage", () => {
   it("memory storage: store waits while maxBufferedRecords are held, so a flood cannot grow the buffer", async () => {
-    const result = await live(Effect.gen(function*() {
+    const result = await live(Effect.gen(function* () {
       const ssc = yield* StreamingContext.make({ batchInterval: "200 millis" })
       yield* Effect.addFinalizer(() => ssc.stop())
       const events = collectEvents(ssc)
@@ -128,7 +131,7 @@ describe("receiver storage", () => {
       let worstBacklog = 0
       const stream = ssc.receiverStream({ ...receiver, maxBufferedRecords: 500 })
       stream.foreachBatch((batch) =>
-        Effect.gen(function*() {
+        Effect.gen(function* () {
           worstBacklog = Math.max(worstBacklog, state.produced - processed)
           yield* Effect.sleep("300 millis") // slower than the batch interval
           processed += batch.length
@@ -151,7 +154,7 @@ describe("receiver storage", () => {
     const dir = await mkdtemp(join(tmpdir(), "dstream-spill-test-"))
     try {
       const total = 20_000
-      const result = await live(Effect.gen(function*() {
+      const result = await live(Effect.gen(function* () {
         const ssc = yield* StreamingContext.make({ batchInterval: "200 millis" })
         yield* Effect.addFinalizer(() => ssc.stop())
         const events = collectEvents(ssc)
@@ -164,7 +167,7 @@ describe("receiver storage", () => {
           spillDirectory: dir,
         })
         stream.foreachBatch((batch) =>
-          Effect.gen(function*() {
+          Effect.gen(function* () {
             received.push(...batch)
             yield* Effect.sleep("400 millis")
           })
@@ -178,7 +181,10 @@ describe("receiver storage", () => {
       assert.equal(result.received.length, total)
       assert.ok(isSequence(result.received), "records come back once each, in order")
       assert.ok(result.peakHeld <= 1000, `peak held in memory ${result.peakHeld}`)
-      const spilled = result.batches.reduce((n, b) => n + ((b.streamIdToInputInfo[0]?.metadata?.spilledBlocks as number) ?? 0), 0)
+      const spilled = result.batches.reduce(
+        (n, b) => n + ((b.streamIdToInputInfo[0]?.metadata?.spilledBlocks as number) ?? 0),
+        0,
+      )
       assert.ok(spilled > 0, "some blocks were spilled")
       assert.ok(result.batches.some((b) => b.numRecords > 1000), "batches larger than the memory budget")
       assert.deepEqual(await readdir(dir), [], "spill files are removed once read")

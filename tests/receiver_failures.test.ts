@@ -6,7 +6,14 @@
 import { afterEach, describe, it } from "node:test"
 import assert from "node:assert/strict"
 import { Effect, Logger, Schedule, Stream } from "effect"
-import { LineTooLongError, type Listener, MalformedInputError, Receiver, ReceiverError, StreamingContext } from "../mod.ts"
+import {
+  LineTooLongError,
+  type Listener,
+  MalformedInputError,
+  Receiver,
+  ReceiverError,
+  StreamingContext,
+} from "../mod.ts"
 import { type LineServer, startLineServer } from "./_support/line_server.ts"
 import { collectEvents, completed, live, waitFor } from "./_support/live.ts"
 
@@ -17,7 +24,7 @@ const fast = Schedule.spaced("50 millis")
 
 describe("failing receivers", () => {
   it("a receiver that throws or fails is restarted per its schedule; the others keep running", async () => {
-    const result = await live(Effect.gen(function*() {
+    const result = await live(Effect.gen(function* () {
       const ssc = yield* StreamingContext.make({ batchInterval: "200 millis" })
       yield* Effect.addFinalizer(() => ssc.stop())
       const events = collectEvents(ssc)
@@ -28,7 +35,7 @@ describe("failing receivers", () => {
         name: "thrower",
         restartSchedule: fast,
         run: (store) =>
-          Effect.gen(function*() {
+          Effect.gen(function* () {
             throwingRuns++
             yield* store(1)
             throw new Error(`boom ${throwingRuns}`)
@@ -38,7 +45,7 @@ describe("failing receivers", () => {
         name: "failer",
         restartSchedule: fast,
         run: (store) =>
-          Effect.gen(function*() {
+          Effect.gen(function* () {
             failingRuns++
             yield* store(1)
             return yield* store.restart("Asked to restart", new Error("device gone"), "10 millis")
@@ -51,7 +58,10 @@ describe("failing receivers", () => {
         steady.push(batch.length)
       })
       yield* ssc.start
-      yield* waitFor(() => errorsOf(events, "thrower").length >= 3 && errorsOf(events, "failer").length >= 3, "three errors each")
+      yield* waitFor(
+        () => errorsOf(events, "thrower").length >= 3 && errorsOf(events, "failer").length >= 3,
+        "three errors each",
+      )
       const steadyBefore = steady.reduce((a, b) => a + b, 0)
       yield* waitFor(() => steady.reduce((a, b) => a + b, 0) > steadyBefore, "steady records after the errors")
       const state = yield* ssc.state
@@ -90,7 +100,7 @@ describe("socket receivers with bad peers", () => {
     const good = await startLineServer()
     servers.push(bad, good)
     const badName = `socket 127.0.0.1:${bad.port}`
-    const result = await live(Effect.gen(function*() {
+    const result = await live(Effect.gen(function* () {
       const ssc = yield* StreamingContext.make({ batchInterval: "200 millis" })
       yield* Effect.addFinalizer(() => ssc.stop())
       const events = collectEvents(ssc)
@@ -151,7 +161,7 @@ describe("socket receivers with bad peers", () => {
 
 describe("listener events and logProgress", () => {
   it("every event kind arrives, with Spark's BatchInfo figures and records per input", async () => {
-    const result = await live(Effect.gen(function*() {
+    const result = await live(Effect.gen(function* () {
       const ssc = yield* StreamingContext.make({ batchInterval: "200 millis" })
       yield* Effect.addFinalizer(() => ssc.stop())
       const events = collectEvents(ssc)
@@ -168,9 +178,7 @@ describe("listener events and logProgress", () => {
       ssc.receiverStream(Receiver.make<number>({
         name: "numbers",
         run: (store) => Effect.forever(Effect.andThen(Effect.sleep("30 millis"), store(7))),
-      })).foreachBatch((b) =>
-        Effect.andThen(Effect.sleep("5 millis"), Effect.sync(() => sizes[1].push(b.length)))
-      )
+      })).foreachBatch((b) => Effect.andThen(Effect.sleep("5 millis"), Effect.sync(() => sizes[1].push(b.length))))
       yield* ssc.start
       yield* waitFor(() => completed(events).filter((b) => b.numRecords > 0).length >= 3, "three non-empty batches")
       yield* ssc.stop()
@@ -215,19 +223,21 @@ describe("listener events and logProgress", () => {
       const message = Array.isArray(options.message) ? options.message.join(" ") : String(options.message)
       if (message.startsWith("Batch ")) lines.push(message)
     })
-    const batches = await live(Effect.gen(function*() {
-      const ssc = yield* StreamingContext.make({ batchInterval: "200 millis", logProgress: true })
-      yield* Effect.addFinalizer(() => ssc.stop())
-      const events = collectEvents(ssc)
-      ssc.receiverStream(Receiver.make<number>({
-        name: "numbers",
-        run: (store) => Effect.forever(Effect.andThen(Effect.sleep("20 millis"), store(1))),
-      })).foreachBatch(() => {})
-      yield* ssc.start
-      yield* waitFor(() => completed(events).length >= 3, "three batches")
-      yield* ssc.stop()
-      return completed(events)
-    }).pipe(Effect.provide(Logger.layer([logger]))))
+    const batches = await live(
+      Effect.gen(function* () {
+        const ssc = yield* StreamingContext.make({ batchInterval: "200 millis", logProgress: true })
+        yield* Effect.addFinalizer(() => ssc.stop())
+        const events = collectEvents(ssc)
+        ssc.receiverStream(Receiver.make<number>({
+          name: "numbers",
+          run: (store) => Effect.forever(Effect.andThen(Effect.sleep("20 millis"), store(1))),
+        })).foreachBatch(() => {})
+        yield* ssc.start
+        yield* waitFor(() => completed(events).length >= 3, "three batches")
+        yield* ssc.stop()
+        return completed(events)
+      }).pipe(Effect.provide(Logger.layer([logger]))),
+    )
     assert.equal(lines.length, batches.length)
     batches.forEach((info, i) => {
       assert.equal(

@@ -14,7 +14,7 @@ import { collectEvents, completed, live, waitFor } from "./_support/live.ts"
 describe("receiver overload", () => {
   it("input at ~10× the processing rate: memory stays bounded and the scheduling delay stops growing", async () => {
     const capacity = 5000
-    const result = await live(Effect.gen(function*() {
+    const result = await live(Effect.gen(function* () {
       const ssc = yield* StreamingContext.make({ batchInterval: "200 millis" })
       yield* Effect.addFinalizer(() => ssc.stop())
       const events = collectEvents(ssc)
@@ -25,7 +25,7 @@ describe("receiver overload", () => {
         backpressure: true,
         maxBufferedRecords: capacity,
         run: (store) =>
-          Effect.forever(Effect.gen(function*() {
+          Effect.forever(Effect.gen(function* () {
             const batch = new Array<number>(500).fill(1)
             yield* store.all(batch)
             offered += 500

@@ -204,8 +204,12 @@ describe("socketReceiver", () => {
     const server = await startLineServer()
     try {
       const sink = makeStore<number>()
-      const sizes = socketReceiver("127.0.0.1", server.port, (bytes) =>
-        bytes.pipe(Stream.mapArray((chunks) => [chunks.reduce((sum, chunk) => sum + chunk.length, 0)] as const)))
+      const sizes = socketReceiver(
+        "127.0.0.1",
+        server.port,
+        (bytes) =>
+          bytes.pipe(Stream.mapArray((chunks) => [chunks.reduce((sum, chunk) => sum + chunk.length, 0)] as const)),
+      )
       const running = start(sizes, sink.store)
       await server.waitForClients(1)
       await server.send("x".repeat(1000))
@@ -223,21 +227,25 @@ describe("socketReceiver", () => {
   it("fails with 'Error receiving data' when the converter fails or throws", async () => {
     const server = await startLineServer()
     try {
-      for (const decode of [
-        (bytes: Stream.Stream<Uint8Array, ReceiverError>) =>
-          bytes.pipe(Stream.mapEffect(() => Effect.fail("bad record" as const))),
-        (bytes: Stream.Stream<Uint8Array, ReceiverError>) =>
-          bytes.pipe(Stream.map((): number => {
-            throw new Error("converter threw")
-          })),
-      ]) {
+      for (
+        const decode of [
+          (bytes: Stream.Stream<Uint8Array, ReceiverError>) =>
+            bytes.pipe(Stream.mapEffect(() => Effect.fail("bad record" as const))),
+          (bytes: Stream.Stream<Uint8Array, ReceiverError>) =>
+            bytes.pipe(Stream.map((): number => {
+              throw new Error("converter threw")
+            })),
+        ]
+      ) {
         const sink = makeStore<unknown>()
         const running = start(socketReceiver<unknown>("127.0.0.1", server.port, decode), sink.store)
         await server.waitForClients(1)
         await server.send("data\n")
         const error = receiverError(await awaitExit(running))
         assert.equal(error.message, "Error receiving data")
-        assert.ok(error.cause === "bad record" || (error.cause instanceof Error && error.cause.message === "converter threw"))
+        assert.ok(
+          error.cause === "bad record" || (error.cause instanceof Error && error.cause.message === "converter threw"),
+        )
         server.dropClients()
       }
     } finally {
@@ -250,7 +258,7 @@ describe("serveSampleText", () => {
   it("replays the sample text in a loop to each client and closes connections on release", async () => {
     const sink = makeStore<string>()
     let running: Fiber.Fiber<void, unknown> | undefined
-    await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+    await Effect.runPromise(Effect.scoped(Effect.gen(function* () {
       const { host, port } = yield* serveSampleText({ linesPerSecond: 200 })
       assert.equal(host, "127.0.0.1")
       running = start(socketTextReceiver(host, port), sink.store)

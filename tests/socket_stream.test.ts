@@ -29,22 +29,24 @@ describe("socketTextStream over real TCP", () => {
     const totals = new Map<string, number>()
     const events: Array<Listener.StreamingEvent> = []
     let ssc: StreamingContext.StreamingContext | undefined
-    const running = Effect.runPromise(Effect.gen(function*() {
-      ssc = yield* StreamingContext.make({ batchInterval: "200 millis" })
-      ssc.addStreamingListener((e) => {
-        events.push(e)
-      })
-      ssc.socketTextStream("127.0.0.1", port, { restartSchedule: Schedule.spaced("100 millis") })
-        .flatMap((line) => line.split(" "))
-        .filter((w) => w.length > 0)
-        .mapToPair((w) => [w, 1])
-        .reduceByKey((a, b) => a + b)
-        .foreachBatch((batch) => {
-          for (const [w, n] of batch) totals.set(w, (totals.get(w) ?? 0) + n)
+    const running = Effect.runPromise(
+      Effect.gen(function* () {
+        ssc = yield* StreamingContext.make({ batchInterval: "200 millis" })
+        ssc.addStreamingListener((e) => {
+          events.push(e)
         })
-      yield* ssc.start
-      yield* ssc.awaitTermination
-    }).pipe(Effect.provide(NodeServices.layer)))
+        ssc.socketTextStream("127.0.0.1", port, { restartSchedule: Schedule.spaced("100 millis") })
+          .flatMap((line) => line.split(" "))
+          .filter((w) => w.length > 0)
+          .mapToPair((w) => [w, 1])
+          .reduceByKey((a, b) => a + b)
+          .foreachBatch((batch) => {
+            for (const [w, n] of batch) totals.set(w, (totals.get(w) ?? 0) + n)
+          })
+        yield* ssc.start
+        yield* ssc.awaitTermination
+      }).pipe(Effect.provide(NodeServices.layer)),
+    )
     try {
       await server.waitForClients(1)
       await server.send("to be or\r\nnot to be\n")
@@ -88,18 +90,23 @@ describe("socketTextStream over real TCP", () => {
     const lines: Array<string> = []
     const errors: Array<string> = []
     let ssc: StreamingContext.StreamingContext | undefined
-    const running = Effect.runPromise(Effect.gen(function*() {
-      ssc = yield* StreamingContext.make({ batchInterval: "200 millis" })
-      ssc.addStreamingListener((e) => {
-        if (e._tag === "ReceiverError") errors.push(e.receiverInfo.lastErrorMessage ?? "")
-      })
-      ssc.socketTextStream("127.0.0.1", server.port, { maxLineBytes: 64, restartSchedule: Schedule.spaced("100 millis") })
-        .foreachBatch((batch) => {
-          lines.push(...batch)
+    const running = Effect.runPromise(
+      Effect.gen(function* () {
+        ssc = yield* StreamingContext.make({ batchInterval: "200 millis" })
+        ssc.addStreamingListener((e) => {
+          if (e._tag === "ReceiverError") errors.push(e.receiverInfo.lastErrorMessage ?? "")
         })
-      yield* ssc.start
-      yield* ssc.awaitTermination
-    }).pipe(Effect.provide(NodeServices.layer)))
+        ssc.socketTextStream("127.0.0.1", server.port, {
+          maxLineBytes: 64,
+          restartSchedule: Schedule.spaced("100 millis"),
+        })
+          .foreachBatch((batch) => {
+            lines.push(...batch)
+          })
+        yield* ssc.start
+        yield* ssc.awaitTermination
+      }).pipe(Effect.provide(NodeServices.layer)),
+    )
     try {
       await server.waitForClients(1)
       await server.send("short\n" + "x".repeat(1000) + "\n")
@@ -126,15 +133,17 @@ describe("textFileStream over a real directory", () => {
     const lines: Array<string> = []
     let ssc: StreamingContext.StreamingContext | undefined
     const started = Effect.runSync(Deferred.make<void>())
-    const running = Effect.runPromise(Effect.gen(function*() {
-      ssc = yield* StreamingContext.make({ batchInterval: "200 millis" })
-      ssc.textFileStream(dir).foreachBatch((batch) => {
-        lines.push(...batch)
-      })
-      yield* ssc.start
-      yield* Deferred.succeed(started, undefined)
-      yield* ssc.awaitTermination
-    }).pipe(Effect.provide(NodeServices.layer)))
+    const running = Effect.runPromise(
+      Effect.gen(function* () {
+        ssc = yield* StreamingContext.make({ batchInterval: "200 millis" })
+        ssc.textFileStream(dir).foreachBatch((batch) => {
+          lines.push(...batch)
+        })
+        yield* ssc.start
+        yield* Deferred.succeed(started, undefined)
+        yield* ssc.awaitTermination
+      }).pipe(Effect.provide(NodeServices.layer)),
+    )
     try {
       await Effect.runPromise(Deferred.await(started))
       await new Promise((r) => setTimeout(r, 50))

@@ -25,7 +25,9 @@ const freshDir = () => nodePath.join(tmpRoot, `d${dirCount++}`)
 const bytes = (s: string) => new TextEncoder().encode(s)
 const text = (b: Uint8Array | undefined) => (b === undefined ? undefined : new TextDecoder().decode(b))
 
-const stores: ReadonlyArray<readonly [string, () => Effect.Effect<Checkpoint.CheckpointStoreShape, Checkpoint.CheckpointError>]> = [
+const stores: ReadonlyArray<
+  readonly [string, () => Effect.Effect<Checkpoint.CheckpointStoreShape, Checkpoint.CheckpointError>]
+> = [
   ["memory", () => Checkpoint.makeMemory()],
   ["file system", () => Checkpoint.makeFileSystem(freshDir()).pipe(Effect.provide(NodeServices.layer))],
 ]
@@ -86,7 +88,7 @@ for (const [name, makeStore] of stores) {
       assert.match(error.message, /every checkpoint is corrupt/)
 
       const other = await run(makeStore())
-      await run(other.write("checkpoint-1000", bytes('EFFECT-DSTREAM-CHECKPOINT 99 2 0\n{}')))
+      await run(other.write("checkpoint-1000", bytes("EFFECT-DSTREAM-CHECKPOINT 99 2 0\n{}")))
       const versionError = failureOf(await runExit(Checkpoint.readLatest(other)))
       assert.ok(versionError instanceof Checkpoint.CheckpointError)
       assert.match(versionError.message, /written in checkpoint format 99, this build reads format 1/)
@@ -100,7 +102,7 @@ describe("file-system checkpoint store", () => {
     fs.writeFileSync(file, "x")
     const dir = nodePath.join(file, "checkpoint")
     const result = await run(
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const ssc = yield* StreamingContext.make({ batchInterval: "1 second" })
         ssc.checkpoint(dir)
         Testing.input(ssc, [["a"]]).map((w) => [w, 1] as const).updateStateByKey(counting).print()
@@ -136,7 +138,7 @@ type Build = (ssc: StreamingContext.StreamingContext) => DStream.DStream<unknown
  * process "comes back"), then advances `numBatches` batches. Returns [time, sorted batch].
  */
 const runFrom = (build: Build, options: { readonly startAt: number; readonly numBatches: number }) =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     yield* TestClock.setTime(options.startAt)
     const out: Array<readonly [number, unknown]> = []
     const ssc = yield* StreamingContext.getOrCreate("checkpoint", (ssc) => {
@@ -156,14 +158,17 @@ const runFrom = (build: Build, options: { readonly startAt: number; readonly num
     return out
   }).pipe(Effect.provide(TestClock.layer()))
 
-const withStore = (store: Checkpoint.CheckpointStoreShape) => Effect.provide(Layer.succeed(Checkpoint.CheckpointStore, store))
+const withStore = (store: Checkpoint.CheckpointStoreShape) =>
+  Effect.provide(Layer.succeed(Checkpoint.CheckpointStore, store))
 
 const stateful: Build = (ssc) =>
   Testing.input(ssc, input).map((w) => [w, 1] as const).updateStateByKey(counting).checkpoint("2 seconds")
 
 describe("getOrCreate recovery", () => {
   it("recovers updateStateByKey state, re-runs pending and missed batches, and matches an uninterrupted run", async () => {
-    const uninterrupted = await run(runFrom(stateful, { startAt: 0, numBatches: 12 }).pipe(withStore(await run(Checkpoint.makeMemory()))))
+    const uninterrupted = await run(
+      runFrom(stateful, { startAt: 0, numBatches: 12 }).pipe(withStore(await run(Checkpoint.makeMemory()))),
+    )
     const store = await run(Checkpoint.makeMemory())
     // First run: batches 1 s … 5 s; checkpoints at 2 s and 4 s; then the process dies.
     const firstRun = await run(runFrom(stateful, { startAt: 0, numBatches: 5 }).pipe(withStore(store)))
@@ -184,7 +189,9 @@ describe("getOrCreate recovery", () => {
           return s.get()
         }).timeout("4 seconds"),
       ).checkpoint("3 seconds").stateSnapshots()
-    const uninterrupted = await run(runFrom(build, { startAt: 0, numBatches: 12 }).pipe(withStore(await run(Checkpoint.makeMemory()))))
+    const uninterrupted = await run(
+      runFrom(build, { startAt: 0, numBatches: 12 }).pipe(withStore(await run(Checkpoint.makeMemory()))),
+    )
     // checkpoint (full-scan) batches at 3, 6, 9, 12 s: b and c (last data at 7 s) are not idle
     // at 9 s (7 ≥ 9 − 4) but time out at 12 s (7 < 12 − 4)
     assert.deepEqual(uninterrupted[8], [9000, [["a", 6], ["b", 4], ["c", 3]]])
@@ -203,7 +210,9 @@ describe("getOrCreate recovery", () => {
   })
 
   it("a corrupt newest checkpoint falls back to the previous one", async () => {
-    const uninterrupted = await run(runFrom(stateful, { startAt: 0, numBatches: 8 }).pipe(withStore(await run(Checkpoint.makeMemory()))))
+    const uninterrupted = await run(
+      runFrom(stateful, { startAt: 0, numBatches: 8 }).pipe(withStore(await run(Checkpoint.makeMemory()))),
+    )
     const store = await run(Checkpoint.makeMemory())
     await run(runFrom(stateful, { startAt: 0, numBatches: 5 }).pipe(withStore(store)))
     const newest = (await run(store.read("checkpoint-4000")))!
@@ -220,13 +229,19 @@ describe("getOrCreate recovery", () => {
     const build = (schema: typeof V1 | typeof V2): Build => (ssc) =>
       Testing.input(ssc, input).map((w) => [[w, w.length], 1] as const).updateStateByKey(
         (values: ReadonlyArray<number>, state: Option.Option<{ readonly count: number; readonly label?: string }>) =>
-          Option.some({ count: values.length + Option.getOrElse(Option.map(state, (s) => s.count), () => 0), label: "v" }),
+          Option.some({
+            count: values.length + Option.getOrElse(Option.map(state, (s) => s.count), () => 0),
+            label: "v",
+          }),
         { schemas: { key: Key, state: schema as typeof V2 }, name: "counts" },
       ).checkpoint("2 seconds")
     const store = await run(Checkpoint.makeMemory())
     await run(runFrom(build(V1), { startAt: 0, numBatches: 4 }).pipe(withStore(store)))
     const recovered = await run(runFrom(build(V2), { startAt: 4000, numBatches: 1 }).pipe(withStore(store)))
-    assert.deepEqual(recovered[0], [5000, [[["a", 1], { count: 5, label: "v" }], [["b", 1], { count: 3, label: "v" }], [["c", 1], { count: 1, label: "v" }]]])
+    assert.deepEqual(recovered[0], [5000, [[["a", 1], { count: 5, label: "v" }], [["b", 1], { count: 3, label: "v" }], [
+      ["c", 1],
+      { count: 1, label: "v" },
+    ]]])
   })
 
   it("state that does not match the pipeline's Schema fails start with a clear CheckpointError", async () => {
@@ -239,7 +254,10 @@ describe("getOrCreate recovery", () => {
       )
     const error = failureOf(await runExit(runFrom(mismatched, { startAt: 3000, numBatches: 1 }).pipe(withStore(store))))
     assert.ok(error instanceof Checkpoint.CheckpointError)
-    assert.match(error.message, /^Cannot decode "StateDStream#0" from checkpoint checkpoint-2000 in "memory": Expected object/)
+    assert.match(
+      error.message,
+      /^Cannot decode "StateDStream#0" from checkpoint checkpoint-2000 in "memory": Expected object/,
+    )
   })
 
   it("a checkpoint holding state no operator of the pipeline has fails start clearly", async () => {
@@ -254,7 +272,7 @@ describe("getOrCreate recovery", () => {
 
   it("queueStream with checkpointing fails start clearly", async () => {
     const result = await run(
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const ssc = yield* StreamingContext.make({ batchInterval: "1 second" })
         ssc.checkpoint("checkpoint")
         ssc.queueStream([["a"]]).print()

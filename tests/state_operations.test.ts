@@ -6,7 +6,16 @@
 import { describe, it } from "node:test"
 import assert from "node:assert/strict"
 import { Duration, Effect, Option } from "effect"
-import { BatchJobError, Checkpoint, DStream, State, StateSpec, StreamingContext, Testing, ValidationError } from "../mod.ts"
+import {
+  BatchJobError,
+  Checkpoint,
+  DStream,
+  State,
+  StateSpec,
+  StreamingContext,
+  Testing,
+  ValidationError,
+} from "../mod.ts"
 import { failureOf, run, runExit, sorted } from "./_support/run.ts"
 
 const words = [[], ["a"], ["a", "b"], ["a", "b", "c"], ["a", "b"], ["a"], []]
@@ -26,7 +35,7 @@ const mapWithStateOutput = <S, T>(
   spec: StateSpec<string, number, S, T>,
   numBatches = input.length,
 ) =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const snapshots: Array<ReadonlyArray<readonly [string, S]>> = []
     const outputs = yield* Testing.run((ssc) => {
       const stream = Testing.input(ssc, input).map((x) => [x, 1] as const).mapWithState(spec)
@@ -127,7 +136,15 @@ describe("mapWithState (MapWithStateSuite)", () => {
     const { outputs, snapshots } = await run(mapWithStateOutput(words, spec))
     assert.deepEqual(
       sorted(outputs),
-      sorted([[], [["a", 1]], [["a", 2], ["b", 1]], [["a", 3], ["b", 2], ["c", 1]], [["a", 4], ["b", 3]], [["a", 5]], []]),
+      sorted([
+        [],
+        [["a", 1]],
+        [["a", 2], ["b", 1]],
+        [["a", 3], ["b", 2], ["c", 1]],
+        [["a", 4], ["b", 3]],
+        [["a", 5]],
+        [],
+      ]),
     )
     assert.deepEqual(sorted(snapshots), sorted(stateData))
   })
@@ -193,12 +210,15 @@ describe("mapWithState (MapWithStateSuite)", () => {
     // finally only a is left
     assert.deepEqual(snapshots[snapshots.length - 1], [["a", 1]])
     // the time-out is detected at the first checkpoint batch (10 × 1 s), not earlier
-    assert.deepEqual(calls.filter(([, , timingOut]) => timingOut).map(([t, k]) => [t, k]).sort(), [[10000, "b"], [10000, "c"]])
+    assert.deepEqual(calls.filter(([, , timingOut]) => timingOut).map(([t, k]) => [t, k]).sort(), [[10000, "b"], [
+      10000,
+      "c",
+    ]])
   })
 
   it("mapWithState() uses 10 slides as its default checkpoint interval, or the one set", async () => {
     const durationOf = (batchInterval: Duration.Input, explicit?: Duration.Input) =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const ssc = yield* StreamingContext.make({ batchInterval })
         ssc.checkpoint("checkpoint")
         const stream = Testing.input(ssc, [[1]]).map((x) => [x, 1] as const).mapWithState(
@@ -227,10 +247,13 @@ describe("mapWithState (MapWithStateSuite)", () => {
       return state.get()
     })
     const out = await run(
-      Testing.run((ssc) => Testing.input(ssc, [["a", "a", "b"], [], ["a"]]).map((x) => [x, 1] as const).mapWithState(spec), {
-        numBatches: 3,
-        checkpoint: "checkpoint",
-      }),
+      Testing.run(
+        (ssc) => Testing.input(ssc, [["a", "a", "b"], [], ["a"]]).map((x) => [x, 1] as const).mapWithState(spec),
+        {
+          numBatches: 3,
+          checkpoint: "checkpoint",
+        },
+      ),
     )
     assert.deepEqual(out, [[1, 2, 1], [], [3]])
     assert.deepEqual(seen, ["a=1", "a=1", "b=1", "a=1"])
@@ -282,7 +305,9 @@ describe("updateStateByKey (BasicOperationsSuite)", () => {
 
   it("updateStateByKey() keeps a running count per key, every key in every batch", async () => {
     const out = await run(
-      Testing.runOperation(input, (s) => s.map((x) => [x, 1] as const).updateStateByKey(counting), { checkpoint: "checkpoint" }),
+      Testing.runOperation(input, (s) => s.map((x) => [x, 1] as const).updateStateByKey(counting), {
+        checkpoint: "checkpoint",
+      }),
     )
     assert.deepEqual(
       sorted(out),
@@ -325,7 +350,9 @@ describe("updateStateByKey (BasicOperationsSuite)", () => {
         (s) =>
           s.map((x) => [x, 1] as const).updateStateByKey({
             update: (time: number, _key: string, values: ReadonlyArray<number>, state: Option.Option<number>) =>
-              values.length > 0 ? Option.some(time + Option.getOrElse(state, () => 0)) : Option.some(Option.getOrElse(state, () => 0)),
+              values.length > 0
+                ? Option.some(time + Option.getOrElse(state, () => 0))
+                : Option.some(Option.getOrElse(state, () => 0)),
             initialState: [["a", 0], ["c", 0]],
           }),
         { checkpoint: "checkpoint" },
@@ -353,16 +380,18 @@ describe("updateStateByKey (BasicOperationsSuite)", () => {
       Testing.runOperation(
         [["a", "b"], null, ["a", "c", "a"], ["c"], null, null],
         (s) =>
-          s.map((x) => [x, 1] as const).updateStateByKey((values: ReadonlyArray<number>, state: Option.Option<StateObject>) => {
-            const obj = Option.getOrElse(state, () => new StateObject())
-            const n = sum(values)
-            if (n === 0) obj.expireCounter += 1
-            else {
-              obj.counter += n
-              obj.expireCounter = 0
-            }
-            return obj.expireCounter === 2 ? Option.none() : Option.some(obj)
-          }).mapValues((o) => o.counter),
+          s.map((x) => [x, 1] as const).updateStateByKey(
+            (values: ReadonlyArray<number>, state: Option.Option<StateObject>) => {
+              const obj = Option.getOrElse(state, () => new StateObject())
+              const n = sum(values)
+              if (n === 0) obj.expireCounter += 1
+              else {
+                obj.counter += n
+                obj.expireCounter = 0
+              }
+              return obj.expireCounter === 2 ? Option.none() : Option.some(obj)
+            },
+          ).mapValues((o) => o.counter),
         { checkpoint: "checkpoint" },
       ),
     )
@@ -376,11 +405,16 @@ describe("updateStateByKey (BasicOperationsSuite)", () => {
     const out = await run(
       Testing.runWithTimes(
         (ssc) =>
-          Testing.input(ssc, [null, ["a"]]).map((x) => [x, 1] as const).updateStateByKey(counting, { initialState: [["z", 9]] }),
+          Testing.input(ssc, [null, ["a"]]).map((x) => [x, 1] as const).updateStateByKey(counting, {
+            initialState: [["z", 9]],
+          }),
         { numBatches: 3, checkpoint: "checkpoint" },
       ),
     )
-    assert.deepEqual(out.map(([t, b]) => [t, sorted([b])[0]]), [[2000, [["a", 1], ["z", 9]]], [3000, [["a", 1], ["z", 9]]]])
+    assert.deepEqual(out.map(([t, b]) => [t, sorted([b])[0]]), [[2000, [["a", 1], ["z", 9]]], [3000, [["a", 1], [
+      "z",
+      9,
+    ]]]])
   })
 
   it("updateStateByKey() groups tuple keys by value", async () => {
@@ -407,7 +441,7 @@ describe("updateStateByKey (BasicOperationsSuite)", () => {
 
   it("a stateful operator without a checkpoint directory fails start and leaves the context STOPPED", async () => {
     const result = await run(
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const ssc = yield* StreamingContext.make({ batchInterval: "1 second" })
         Testing.input(ssc, [["a"]]).map((x) => [x, 1] as const).updateStateByKey(counting).print()
         const exit = yield* Effect.exit(ssc.start)

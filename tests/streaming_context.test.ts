@@ -10,7 +10,15 @@ import { join } from "node:path"
 import { Deferred, Effect, Exit, Fiber, Stream } from "effect"
 import { TestClock, TestConsole } from "effect/testing"
 import * as NodeServices from "@effect/platform-node/NodeServices"
-import { BatchClock, BatchJobError, IllegalStateError, type Listener, StreamingContext, Testing, ValidationError } from "../mod.ts"
+import {
+  BatchClock,
+  BatchJobError,
+  IllegalStateError,
+  type Listener,
+  StreamingContext,
+  Testing,
+  ValidationError,
+} from "../mod.ts"
 import { failureOf, run, runExit } from "./_support/run.ts"
 
 const withTestClock = <A, E>(effect: Effect.Effect<A, E, any>): Effect.Effect<A, E> =>
@@ -20,7 +28,7 @@ const make = StreamingContext.make({ batchInterval: "1 second" })
 
 describe("StreamingContext lifecycle", () => {
   it("start() with no output operation fails with a clear error and leaves the context STOPPED", async () => {
-    const result = await run(withTestClock(Effect.gen(function*() {
+    const result = await run(withTestClock(Effect.gen(function* () {
       const ssc = yield* make
       ssc.queueStream([[1]]).map((x) => x)
       const exit = yield* Effect.exit(ssc.start)
@@ -32,25 +40,27 @@ describe("StreamingContext lifecycle", () => {
   })
 
   it("moves INITIALIZED → ACTIVE → STOPPED; start twice only warns; stop is idempotent", async () => {
-    const states = await run(withTestClock(Effect.gen(function*() {
-      const ssc = yield* make
-      ssc.queueStream([[1]]).print()
-      const states = [yield* ssc.state]
-      yield* ssc.start
-      states.push(yield* ssc.state)
-      yield* ssc.start
-      states.push(yield* ssc.state)
-      yield* ssc.stop()
-      states.push(yield* ssc.state)
-      yield* ssc.stop()
-      states.push(yield* ssc.state)
-      return states
-    }).pipe(Effect.provide(TestConsole.layer))))
+    const states = await run(withTestClock(
+      Effect.gen(function* () {
+        const ssc = yield* make
+        ssc.queueStream([[1]]).print()
+        const states = [yield* ssc.state]
+        yield* ssc.start
+        states.push(yield* ssc.state)
+        yield* ssc.start
+        states.push(yield* ssc.state)
+        yield* ssc.stop()
+        states.push(yield* ssc.state)
+        yield* ssc.stop()
+        states.push(yield* ssc.state)
+        return states
+      }).pipe(Effect.provide(TestConsole.layer)),
+    ))
     assert.deepEqual(states, ["INITIALIZED", "ACTIVE", "ACTIVE", "STOPPED", "STOPPED"])
   })
 
   it("start() after stop() fails: a context can never be restarted", async () => {
-    const error = await run(withTestClock(Effect.gen(function*() {
+    const error = await run(withTestClock(Effect.gen(function* () {
       const ssc = yield* make
       ssc.queueStream([[1]]).foreachBatch(() => {})
       yield* ssc.start
@@ -62,7 +72,7 @@ describe("StreamingContext lifecycle", () => {
   })
 
   it("stop() before start() marks the context STOPPED; start() then fails", async () => {
-    const result = await run(withTestClock(Effect.gen(function*() {
+    const result = await run(withTestClock(Effect.gen(function* () {
       const ssc = yield* make
       ssc.queueStream([[1]]).foreachBatch(() => {})
       yield* ssc.stop()
@@ -73,7 +83,7 @@ describe("StreamingContext lifecycle", () => {
   })
 
   it("only one context may be active in a process", async () => {
-    const result = await run(withTestClock(Effect.gen(function*() {
+    const result = await run(withTestClock(Effect.gen(function* () {
       const first = yield* make
       first.queueStream([[1]]).foreachBatch(() => {})
       const second = yield* make
@@ -97,7 +107,7 @@ describe("StreamingContext lifecycle", () => {
   })
 
   it("adding inputs, transformations or outputs after start (or after stop) fails", async () => {
-    const errors = await run(withTestClock(Effect.gen(function*() {
+    const errors = await run(withTestClock(Effect.gen(function* () {
       const ssc = yield* make
       const nums = ssc.queueStream([[1]])
       nums.foreachBatch(() => {})
@@ -124,7 +134,7 @@ describe("StreamingContext lifecycle", () => {
   })
 
   it("a failing output surfaces in awaitTermination as a BatchJobError and stops the context", async () => {
-    const result = await run(withTestClock(Effect.gen(function*() {
+    const result = await run(withTestClock(Effect.gen(function* () {
       const ssc = yield* make
       ssc.queueStream([[1], [2], [3]]).foreachBatch((batch) => batch[0] === 2 ? Effect.fail("sink down") : undefined)
       yield* ssc.start
@@ -142,7 +152,7 @@ describe("StreamingContext lifecycle", () => {
   })
 
   it("awaitTerminationOrTimeout() is false on time-out and true after stop", async () => {
-    const result = await run(withTestClock(Effect.gen(function*() {
+    const result = await run(withTestClock(Effect.gen(function* () {
       const ssc = yield* make
       ssc.queueStream<number>([]).foreachBatch(() => {})
       yield* ssc.start
@@ -160,18 +170,19 @@ describe("StreamingContext lifecycle", () => {
   })
 
   it("graceful stop processes everything the receivers stored before stopping", async () => {
-    const counted = await run(withTestClock(Effect.gen(function*() {
+    const counted = await run(withTestClock(Effect.gen(function* () {
       const { Receiver } = yield* Effect.promise(() => import("../mod.ts"))
       const ssc = yield* make
       let total = 0
       const stored = yield* Deferred.make<void>()
       ssc.receiverStream(Receiver.make<number>({
         name: "numbers",
-        run: (store) => Effect.gen(function*() {
-          for (let i = 0; i < 100; i++) yield* store(i)
-          yield* Deferred.succeed(stored, undefined)
-          yield* Effect.never
-        }),
+        run: (store) =>
+          Effect.gen(function* () {
+            for (let i = 0; i < 100; i++) yield* store(i)
+            yield* Deferred.succeed(stored, undefined)
+            yield* Effect.never
+          }),
       })).count().foreachBatch((batch) => {
         total += batch[0]
       })
@@ -196,7 +207,7 @@ describe("batch clock (Spark's time model)", () => {
   })
 
   it("TestClock.adjust(interval) advances exactly one batch, at zero + k·interval", async () => {
-    const times = await run(withTestClock(Effect.gen(function*() {
+    const times = await run(withTestClock(Effect.gen(function* () {
       yield* TestClock.setTime(12_500)
       const ssc = yield* StreamingContext.make({ batchInterval: "2 seconds" })
       const times: Array<number> = []
@@ -221,11 +232,11 @@ describe("batch clock (Spark's time model)", () => {
   })
 
   it("a late batch still runs with its own time: never skipped, never merged, in time order", async () => {
-    const out = await run(withTestClock(Effect.gen(function*() {
+    const out = await run(withTestClock(Effect.gen(function* () {
       const ssc = yield* make
       const times: Array<number> = []
       ssc.queueStream([[1], [2], [3], [4]]).foreachBatch((batch, t) =>
-        Effect.gen(function*() {
+        Effect.gen(function* () {
           times.push(t)
           // The first batch takes 2.5 intervals: batches 2 and 3 become due while it runs.
           if (batch[0] === 1) yield* Effect.sleep("2500 millis")
@@ -252,7 +263,7 @@ describe("batch clock (Spark's time model)", () => {
   })
 
   it("outputs run in registration order within each batch", async () => {
-    const order = await run(withTestClock(Effect.gen(function*() {
+    const order = await run(withTestClock(Effect.gen(function* () {
       const ssc = yield* make
       const order: Array<string> = []
       const nums = ssc.queueStream([[1], [2]])
@@ -276,7 +287,7 @@ describe("batch clock (Spark's time model)", () => {
   })
 
   it("BatchClock.ticks emits each batch time once the clock reaches it", async () => {
-    const ticks = await run(withTestClock(Effect.gen(function*() {
+    const ticks = await run(withTestClock(Effect.gen(function* () {
       const fiber = yield* Effect.forkChild(Stream.runCollect(Stream.take(BatchClock.ticks(1000, 1000), 3)))
       yield* TestClock.adjust("3 seconds")
       return yield* Fiber.await(fiber)
@@ -312,31 +323,50 @@ describe("queueStream (InputStreamsSuite)", () => {
 
 describe("output operations", () => {
   it("print() uses Spark's format: 43 dashes, Time: <ms> ms, up to num elements, ..., blank line", async () => {
-    const lines = await run(Effect.gen(function*() {
-      yield* Testing.run((ssc) => {
-        const s = ssc.queueStream<readonly [string, number]>([[["hello", 1], ["world", 1]], [], [["a", 1]]])
-        s.print(1)
-        return s
-      }, { numBatches: 3 })
-      return yield* TestConsole.logLines
-    }).pipe(Effect.provide(TestConsole.layer)))
+    const lines = await run(
+      Effect.gen(function* () {
+        yield* Testing.run((ssc) => {
+          const s = ssc.queueStream<readonly [string, number]>([[["hello", 1], ["world", 1]], [], [["a", 1]]])
+          s.print(1)
+          return s
+        }, { numBatches: 3 })
+        return yield* TestConsole.logLines
+      }).pipe(Effect.provide(TestConsole.layer)),
+    )
     const dashes = "-".repeat(43)
-    assert.equal(lines.join("\n"), [
-      dashes, "Time: 1000 ms", dashes, "(hello,1)", "...", "",
-      dashes, "Time: 2000 ms", dashes, "",
-      dashes, "Time: 3000 ms", dashes, "(a,1)", "",
-    ].join("\n"))
+    assert.equal(
+      lines.join("\n"),
+      [
+        dashes,
+        "Time: 1000 ms",
+        dashes,
+        "(hello,1)",
+        "...",
+        "",
+        dashes,
+        "Time: 2000 ms",
+        dashes,
+        "",
+        dashes,
+        "Time: 3000 ms",
+        dashes,
+        "(a,1)",
+        "",
+      ].join("\n"),
+    )
   })
 
   it("print() defaults to 10 elements", async () => {
-    const lines = await run(Effect.gen(function*() {
-      yield* Testing.run((ssc) => {
-        const s = ssc.queueStream([Array.from({ length: 11 }, (_, i) => i)])
-        s.print()
-        return s
-      }, { numBatches: 1 })
-      return yield* TestConsole.logLines
-    }).pipe(Effect.provide(TestConsole.layer)))
+    const lines = await run(
+      Effect.gen(function* () {
+        yield* Testing.run((ssc) => {
+          const s = ssc.queueStream([Array.from({ length: 11 }, (_, i) => i)])
+          s.print()
+          return s
+        }, { numBatches: 1 })
+        return yield* TestConsole.logLines
+      }).pipe(Effect.provide(TestConsole.layer)),
+    )
     const text = lines.join("\n").split("\n")
     assert.deepEqual(text.slice(3), ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "...", ""])
   })
@@ -344,12 +374,14 @@ describe("output operations", () => {
   it("saveAsTextFiles() writes prefix-<ms>[.suffix] per batch, empty batches too, with no temporary leftovers", async () => {
     const dir = await mkdtemp(join(tmpdir(), "dstream-save-"))
     try {
-      await run(Testing.run((ssc) => {
-        const s = ssc.queueStream<readonly [string, number]>([[["a", 1], ["b", 2]], []])
-        s.saveAsTextFiles(join(dir, "out"), "txt")
-        s.saveAsTextFiles(join(dir, "plain"))
-        return s
-      }, { numBatches: 2 }).pipe(Effect.provide(NodeServices.layer)))
+      await run(
+        Testing.run((ssc) => {
+          const s = ssc.queueStream<readonly [string, number]>([[["a", 1], ["b", 2]], []])
+          s.saveAsTextFiles(join(dir, "out"), "txt")
+          s.saveAsTextFiles(join(dir, "plain"))
+          return s
+        }, { numBatches: 2 }).pipe(Effect.provide(NodeServices.layer)),
+      )
       assert.deepEqual((await readdir(dir)).sort(), ["out-1000.txt", "out-2000.txt", "plain-1000", "plain-2000"])
       assert.equal(await readFile(join(dir, "out-1000.txt", "part-00000"), "utf8"), "(a,1)\n(b,2)\n")
       assert.equal(await readFile(join(dir, "out-2000.txt", "part-00000"), "utf8"), "")
@@ -367,7 +399,7 @@ describe("output operations", () => {
   })
 
   it("toStream() gives the batches as an Effect Stream of [time, batch] that ends when the context stops", async () => {
-    const got = await run(withTestClock(Effect.gen(function*() {
+    const got = await run(withTestClock(Effect.gen(function* () {
       const ssc = yield* make
       const results = ssc.queueStream([[1, 2], [3]]).map((x) => x * 10).toStream()
       yield* ssc.start
@@ -396,7 +428,7 @@ describe("output operations", () => {
 
 describe("listener events", () => {
   it("publishes started, batch submitted/started/completed and output events with BatchInfo figures", async () => {
-    const events = await run(withTestClock(Effect.gen(function*() {
+    const events = await run(withTestClock(Effect.gen(function* () {
       const ssc = yield* make
       const events: Array<string> = []
       let completed: Listener.BatchInfo | undefined
@@ -430,7 +462,7 @@ describe("listener events", () => {
   })
 
   it("events is an Effect Stream of the same events", async () => {
-    const tags = await run(withTestClock(Effect.scoped(Effect.gen(function*() {
+    const tags = await run(withTestClock(Effect.scoped(Effect.gen(function* () {
       const ssc = yield* make
       ssc.queueStream([[1]]).foreachBatch(() => {})
       const events = yield* ssc.events

@@ -44,24 +44,24 @@ const build = (ssc: StreamingContext.StreamingContext) => {
 
   // Keyed operators do not compile on a stream of non-pairs. (Never called: type-level only.)
   const misuse = () => {
-  // @ts-expect-error reduceByKey needs DStream<readonly [K, V]>
-  words.reduceByKey((a: string, b: string) => a + b)
-  // @ts-expect-error groupByKey needs DStream<readonly [K, V]>
-  words.groupByKey()
-  // @ts-expect-error join needs pairs on both sides
-  words.join(pairs)
-  // @ts-expect-error the reduce function must take the value type
-  pairs.reduceByKey((a: string, b: string) => a + b)
-  // @ts-expect-error join keys must have the same type
-  pairs.join(keyed)
-  // @ts-expect-error the pipeable form is restricted the same way
-  words.pipe(DStream.groupByKey)
-  // @ts-expect-error map's function must accept the element type
-  words.map((n: number) => n + 1)
-  // @ts-expect-error union's argument must be a DStream
-  words.union([1, 2])
-  // @ts-expect-error transform must return an array or an Effect of one
-  words.transform(() => 1)
+    // @ts-expect-error reduceByKey needs DStream<readonly [K, V]>
+    words.reduceByKey((a: string, b: string) => a + b)
+    // @ts-expect-error groupByKey needs DStream<readonly [K, V]>
+    words.groupByKey()
+    // @ts-expect-error join needs pairs on both sides
+    words.join(pairs)
+    // @ts-expect-error the reduce function must take the value type
+    pairs.reduceByKey((a: string, b: string) => a + b)
+    // @ts-expect-error join keys must have the same type
+    pairs.join(keyed)
+    // @ts-expect-error the pipeable form is restricted the same way
+    words.pipe(DStream.groupByKey)
+    // @ts-expect-error map's function must accept the element type
+    words.map((n: number) => n + 1)
+    // @ts-expect-error union's argument must be a DStream
+    words.union([1, 2])
+    // @ts-expect-error transform must return an array or an Effect of one
+    words.transform(() => 1)
   }
   void misuse
 
@@ -71,29 +71,36 @@ const build = (ssc: StreamingContext.StreamingContext) => {
   expectType(pairs.window("30 seconds", "10 seconds").reduceByKey((a, b) => a + b)).toBe<Counts>(true)
   expectType(pairs.reduceByKeyAndWindow((a, b) => a + b, "30 seconds", "10 seconds")).toBe<Counts>(true)
   expectType(
-    pairs.reduceByKeyAndWindow((a, b) => a + b, (a, b) => a - b, "10 minutes", "1 second", { filter: ([, n]) => n > 0 }),
+    pairs.reduceByKeyAndWindow((a, b) => a + b, (a, b) => a - b, "10 minutes", "1 second", {
+      filter: ([, n]) => n > 0,
+    }),
   ).toBe<Counts>(true)
-  expectType(pairs.groupByKeyAndWindow("2 seconds")).toBe<DStream.DStream<readonly [string, ReadonlyArray<number>]>>(true)
+  expectType(pairs.groupByKeyAndWindow("2 seconds")).toBe<DStream.DStream<readonly [string, ReadonlyArray<number>]>>(
+    true,
+  )
   expectType(words.countByWindow("2 seconds")).toBe<DStream.DStream<number>>(true)
   expectType(words.countByValueAndWindow("2 seconds")).toBe<Counts>(true)
   expectType(words.reduceByWindow((a, b) => a + b, "2 seconds")).toBe<DStream.DStream<string>>(true)
-  expectType(pairs.pipe(Window.reduceByKeyAndWindow((a: number, b: number) => a + b, (a, b) => a - b, "1 minute"))).toBe<Counts>(true)
+  expectType(pairs.pipe(Window.reduceByKeyAndWindow((a: number, b: number) => a + b, (a, b) => a - b, "1 minute")))
+    .toBe<Counts>(true)
   expectType(pairs.pipe(Window.groupByKeyAndWindow("2 seconds"))).toBe<
     DStream.DStream<readonly [string, ReadonlyArray<number>]>
   >(true)
   const windowMisuse = () => {
-  // @ts-expect-error reduceByKeyAndWindow needs DStream<readonly [K, V]>
-  words.reduceByKeyAndWindow((a: string, b: string) => a + b, "2 seconds")
-  // @ts-expect-error groupByKeyAndWindow needs DStream<readonly [K, V]>
-  words.groupByKeyAndWindow("2 seconds")
-  // @ts-expect-error the inverse function must take the value type
-  pairs.reduceByKeyAndWindow((a, b) => a + b, (a: string, b: string) => a + b, "2 seconds")
-  // @ts-expect-error the filter receives the stream's [key, value] pairs
-  pairs.reduceByKeyAndWindow((a, b) => a + b, (a, b) => a - b, "2 seconds", undefined, { filter: ([k]: readonly [number, number]) => k > 0 })
-  // @ts-expect-error the pipeable form is restricted the same way
-  words.pipe(Window.groupByKeyAndWindow("2 seconds"))
-  // @ts-expect-error a window duration must be a duration
-  words.window("ten minutes")
+    // @ts-expect-error reduceByKeyAndWindow needs DStream<readonly [K, V]>
+    words.reduceByKeyAndWindow((a: string, b: string) => a + b, "2 seconds")
+    // @ts-expect-error groupByKeyAndWindow needs DStream<readonly [K, V]>
+    words.groupByKeyAndWindow("2 seconds")
+    // @ts-expect-error the inverse function must take the value type
+    pairs.reduceByKeyAndWindow((a, b) => a + b, (a: string, b: string) => a + b, "2 seconds")
+    // @ts-expect-error the filter receives the stream's [key, value] pairs
+    pairs.reduceByKeyAndWindow((a, b) => a + b, (a, b) => a - b, "2 seconds", undefined, {
+      filter: ([k]: readonly [number, number]) => k > 0,
+    })
+    // @ts-expect-error the pipeable form is restricted the same way
+    words.pipe(Window.groupByKeyAndWindow("2 seconds"))
+    // @ts-expect-error a window duration must be a duration
+    words.window("ten minutes")
   }
   void windowMisuse
 
@@ -112,7 +119,9 @@ const buildStateful = (ssc: StreamingContext.StreamingContext) => {
     Option.some(values.reduce((a, b) => a + b, Option.getOrElse(state, () => 0)))
   )
   expectType(totals).toBe<DStream.DStream<readonly [string, number]>>(true)
-  const lengths = pairs.updateStateByKey((values, state: Option.Option<string>) => Option.some(`${Option.getOrElse(state, () => "")}${values.length}`))
+  const lengths = pairs.updateStateByKey((values, state: Option.Option<string>) =>
+    Option.some(`${Option.getOrElse(state, () => "")}${values.length}`)
+  )
   expectType(lengths).toBe<DStream.DStream<readonly [string, string]>>(true)
   const withTime = pairs.updateStateByKey({
     update: (time: number, key: string, values: ReadonlyArray<number>, state: Option.Option<number>) =>

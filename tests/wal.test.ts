@@ -27,9 +27,9 @@ describe("write-ahead log", () => {
   it("reads back blocks, allocations and checkpoint markers after reopening, and blocks by location", async () => {
     const dir = tempDir()
     try {
-      const result = await live(Effect.gen(function*() {
+      const result = await live(Effect.gen(function* () {
         const locations = yield* withLog(dir, (wal) =>
-          Effect.gen(function*() {
+          Effect.gen(function* () {
             const a = yield* wal.appendBlock(0, 2, bytes(`["a","b"]`))
             const b = yield* wal.appendBlock(1, 1, bytes(`["c"]`))
             yield* wal.appendAllocation(1000, [0, 1])
@@ -38,7 +38,7 @@ describe("write-ahead log", () => {
             return [a, b, c]
           }))
         return yield* withLog(dir, (wal) =>
-          Effect.gen(function*() {
+          Effect.gen(function* () {
             const read = yield* Effect.forEach(locations, (l) => wal.readBlock(l))
             return { recovered: wal.recovered, read: read.map(text) }
           }))
@@ -58,9 +58,9 @@ describe("write-ahead log", () => {
   it("starts a new segment after the rolling interval and on every reopen", async () => {
     const dir = tempDir()
     try {
-      const segments = await live(Effect.gen(function*() {
+      const segments = await live(Effect.gen(function* () {
         yield* withLog(dir, (wal) =>
-          Effect.gen(function*() {
+          Effect.gen(function* () {
             yield* wal.appendBlock(0, 1, bytes(`[0]`))
             yield* wal.appendBlock(1, 1, bytes(`[1]`))
             yield* TestClock.adjust(1000)
@@ -69,7 +69,7 @@ describe("write-ahead log", () => {
             yield* wal.appendBlock(3, 1, bytes(`[3]`))
           }), 1000).pipe(Effect.provide(TestClock.layer()))
         return yield* withLog(dir, (wal) =>
-          Effect.gen(function*() {
+          Effect.gen(function* () {
             yield* wal.appendBlock(4, 1, bytes(`[4]`))
             const blocks = [...wal.recovered.blocks].map(([id, b]) => [id, b.location.segment])
             return { names: yield* wal.segments, blocks }
@@ -90,9 +90,9 @@ describe("write-ahead log", () => {
   it("deletes the oldest segments once all their blocks are allocated to covered batches, never the current one", async () => {
     const dir = tempDir()
     try {
-      const steps = await live(Effect.gen(function*() {
+      const steps = await live(Effect.gen(function* () {
         return yield* withLog(dir, (wal) =>
-          Effect.gen(function*() {
+          Effect.gen(function* () {
             yield* wal.appendBlock(0, 1, bytes(`[0]`)) // segment 0
             yield* wal.appendAllocation(1000, [0])
             yield* TestClock.adjust(1000)
@@ -124,7 +124,7 @@ describe("write-ahead log", () => {
       const dir = tempDir()
       try {
         await live(withLog(dir, (wal) =>
-          Effect.gen(function*() {
+          Effect.gen(function* () {
             yield* wal.appendBlock(0, 1, bytes(`["x"]`))
             yield* wal.appendAllocation(1000, [0])
             yield* wal.appendBlock(1, 1, bytes(`["y"]`))
@@ -136,9 +136,9 @@ describe("write-ahead log", () => {
           data[data.length - 1] ^= 0xff
           fs.writeFileSync(file, data)
         } else fs.appendFileSync(file, new Uint8Array([0, 0, 0, 9, 1, 2]))
-        const result = await live(Effect.gen(function*() {
+        const result = await live(Effect.gen(function* () {
           const first = yield* withLog(dir, (wal) =>
-            Effect.gen(function*() {
+            Effect.gen(function* () {
               yield* wal.appendBlock(2, 1, bytes(`["z"]`))
               return wal.recovered
             }))
@@ -162,7 +162,7 @@ describe("write-ahead log", () => {
 
 describe("receivers with the write-ahead log", () => {
   it("fails start with a ValidationError when there is no checkpoint directory", async () => {
-    const exit = await live(Effect.exit(Effect.gen(function*() {
+    const exit = await live(Effect.exit(Effect.gen(function* () {
       const ssc = yield* StreamingContext.make({ batchInterval: "1 second" })
       ssc.receiverStream(Receiver.make<number>({ name: "numbers", run: () => Effect.never, writeAheadLog: true }))
         .foreachBatch(() => {})
@@ -182,7 +182,7 @@ describe("receivers with the write-ahead log", () => {
     const dir = tempDir()
     const spill = nodePath.join(dir, "spill")
     try {
-      const result = await live(Effect.gen(function*() {
+      const result = await live(Effect.gen(function* () {
         const received: Array<number> = []
         let node: any
         let peak = 0
@@ -195,7 +195,7 @@ describe("receivers with the write-ahead log", () => {
           spillDirectory: spill,
           maxBufferedRecords: 10,
           run: (store) =>
-            Effect.gen(function*() {
+            Effect.gen(function* () {
               for (let i = 0; i < 20; i++) {
                 yield* store.all(Array.from({ length: 5 }, (_, j) => 5 * i + j))
                 peak = Math.max(peak, node.heldRecords)
@@ -235,7 +235,7 @@ describe("receivers with the write-ahead log", () => {
         return records
       }
       // First run: a long batch interval, so the stored records are not processed before the stop.
-      const first = await live(Effect.gen(function*() {
+      const first = await live(Effect.gen(function* () {
         const seenAfterStore: Array<Array<number>> = []
         const done = { value: false }
         const ssc = yield* StreamingContext.getOrCreate(dir, (ssc) => {
@@ -243,7 +243,7 @@ describe("receivers with the write-ahead log", () => {
             name: "numbers",
             writeAheadLog: true,
             run: (store) =>
-              Effect.gen(function*() {
+              Effect.gen(function* () {
                 for (let i = 0; i < 5; i++) {
                   yield* store.all([3 * i, 3 * i + 1, 3 * i + 2])
                   seenAfterStore.push(inLog())
@@ -261,7 +261,7 @@ describe("receivers with the write-ahead log", () => {
       // each store.all was durable in the log when it returned
       first.forEach((records, i) => assert.deepEqual(records, Array.from({ length: 3 * (i + 1) }, (_, j) => j)))
       // Second run: the records come back in its first batch, once, and are not stored again.
-      const second = await live(Effect.gen(function*() {
+      const second = await live(Effect.gen(function* () {
         const batches: Array<ReadonlyArray<number>> = []
         const ssc = yield* StreamingContext.getOrCreate(dir, (ssc) => {
           ssc.receiverStream(Receiver.make<number>({ name: "numbers", writeAheadLog: true, run: () => Effect.never }))

@@ -57,7 +57,9 @@ const linesInLog = (checkpointDir: string): Set<number> => {
 }
 
 describe("write-ahead log recovery (real processes, SIGKILL)", () => {
-  it("every line the socket receiver stored before a SIGKILL is counted exactly once after recovery", { timeout: 60_000 }, async () => {
+  it("every line the socket receiver stored before a SIGKILL is counted exactly once after recovery", {
+    timeout: 60_000,
+  }, async () => {
     const server = await startLineServer()
     const checkpointDir = nodePath.join(root, "checkpoint")
     const outFile = nodePath.join(root, "counts.json")

@@ -136,18 +136,20 @@ describe("window (WindowOperationsSuite)", () => {
   })
 
   it("a windowed stream runs no output at non-aligned times: no print header, no foreachBatch call", async () => {
-    const { lines, calls } = await run(Effect.gen(function*() {
-      const calls: Array<number> = []
-      yield* Testing.run((ssc) => {
-        const w = Testing.input(ssc, nums6).window("3 seconds", "3 seconds")
-        w.print()
-        w.foreachBatch((_, time) => {
-          calls.push(time)
-        })
-        return w
-      }, { numBatches: 7 })
-      return { lines: yield* TestConsole.logLines, calls }
-    }).pipe(Effect.provide(TestConsole.layer)))
+    const { lines, calls } = await run(
+      Effect.gen(function* () {
+        const calls: Array<number> = []
+        yield* Testing.run((ssc) => {
+          const w = Testing.input(ssc, nums6).window("3 seconds", "3 seconds")
+          w.print()
+          w.foreachBatch((_, time) => {
+            calls.push(time)
+          })
+          return w
+        }, { numBatches: 7 })
+        return { lines: yield* TestConsole.logLines, calls }
+      }).pipe(Effect.provide(TestConsole.layer)),
+    )
     assert.deepEqual(calls, [3000, 6000])
     const text = lines.join("\n")
     assert.deepEqual(text.match(/Time: \d+ ms/g), ["Time: 3000 ms", "Time: 6000 ms"])
@@ -165,7 +167,9 @@ describe("window (WindowOperationsSuite)", () => {
   })
 
   it("windows of windows compose: window(4 s, 2 s) of window(2 s, 1 s)", async () => {
-    const out = await run(windowed(nums6, (st) => st.window("2 seconds", "1 second").window("4 seconds", "2 seconds"), 3, 2))
+    const out = await run(
+      windowed(nums6, (st) => st.window("2 seconds", "1 second").window("4 seconds", "2 seconds"), 3, 2),
+    )
     // at 2 s: inner windows at 1 s and 2 s; at 4 s: inner windows at 1–4 s; at 6 s: 3–6 s
     assert.deepEqual(out, [[0, 0, 1], [0, 0, 1, 1, 2, 2, 3], [1, 2, 2, 3, 3, 4, 4, 5]])
   })
@@ -174,8 +178,22 @@ describe("window (WindowOperationsSuite)", () => {
 describe("reduceByKeyAndWindow (WindowOperationsSuite)", () => {
   const cases: Array<[string, Array<Array<Pair>>, Array<Array<Pair>>, Array<Array<Pair>>, number, number]> = [
     ["basic reduction", [[["a", 1], ["a", 3]]], [[["a", 4]]], [[["a", 4]]], 2, 1],
-    ["key already in window and new value added into window", [[["a", 1]], [["a", 1]]], [[["a", 1]], [["a", 2]]], [[["a", 1]], [["a", 2]]], 2, 1],
-    ["new key added into window", [[["a", 1]], [["a", 1], ["b", 1]]], [[["a", 1]], [["a", 2], ["b", 1]]], [[["a", 1]], [["a", 2], ["b", 1]]], 2, 1],
+    [
+      "key already in window and new value added into window",
+      [[["a", 1]], [["a", 1]]],
+      [[["a", 1]], [["a", 2]]],
+      [[["a", 1]], [["a", 2]]],
+      2,
+      1,
+    ],
+    [
+      "new key added into window",
+      [[["a", 1]], [["a", 1], ["b", 1]]],
+      [[["a", 1]], [["a", 2], ["b", 1]]],
+      [[["a", 1]], [["a", 2], ["b", 1]]],
+      2,
+      1,
+    ],
     [
       "key removed from window",
       [[["a", 1]], [["a", 1]], [], []],
@@ -189,18 +207,26 @@ describe("reduceByKeyAndWindow (WindowOperationsSuite)", () => {
   ]
   for (const [name, input, naive, inverse, w, s] of cases) {
     it(`reduceByKeyAndWindow() - ${name}`, async () => {
-      const out = await run(windowed(input, (st) => st.reduceByKeyAndWindow(add, seconds(w), seconds(s)), naive.length, s))
+      const out = await run(
+        windowed(input, (st) => st.reduceByKeyAndWindow(add, seconds(w), seconds(s)), naive.length, s),
+      )
       assert.deepEqual(sorted(out), naive)
     })
     it(`reduceByKeyAndWindow() with inverse function - ${name}`, async () => {
-      const out = await run(windowed(input, (st) => st.reduceByKeyAndWindow(add, sub, seconds(w), seconds(s)), inverse.length, s))
+      const out = await run(
+        windowed(input, (st) => st.reduceByKeyAndWindow(add, sub, seconds(w), seconds(s)), inverse.length, s),
+      )
       assert.deepEqual(sorted(out), inverse)
     })
   }
 
   it("reduceByKeyAndWindow() with inverse and filter functions - big test equals the naive output", async () => {
     const out = await run(
-      windowed(bigInput, (st) => st.reduceByKeyAndWindow(add, sub, "2 seconds", "1 second", { filter: ([, n]) => n !== 0 }), 12),
+      windowed(
+        bigInput,
+        (st) => st.reduceByKeyAndWindow(add, sub, "2 seconds", "1 second", { filter: ([, n]) => n !== 0 }),
+        12,
+      ),
     )
     assert.deepEqual(sorted(out), bigReduceOutput)
   })
@@ -209,14 +235,26 @@ describe("reduceByKeyAndWindow (WindowOperationsSuite)", () => {
     const vocabulary = ["spark", "effect", "deno", "bun", "window", "slide"]
     let seed = 7
     const next = () => (seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648)
-    const lines = Array.from({ length: 70 }, () => Array.from({ length: next() % 4 }, () => vocabulary[next() % vocabulary.length]).join(" "))
+    const lines = Array.from(
+      { length: 70 },
+      () => Array.from({ length: next() % 4 }, () => vocabulary[next() % vocabulary.length]).join(" "),
+    )
     const input = lines.map((l) => [l])
-    const words = (st: DStream.DStream<string>) => st.flatMap((l) => l.split(" ").filter((w) => w.length > 0)).mapToPair((w) => [w, 1])
+    const words = (st: DStream.DStream<string>) =>
+      st.flatMap((l) => l.split(" ").filter((w) => w.length > 0)).mapToPair((w) => [w, 1])
     const opts = { numBatches: 70 }
-    const viaWindow = await run(Testing.runOperation(input, (st) => words(st).window("30 seconds", "10 seconds").reduceByKey(add), opts))
-    const plain = await run(Testing.runOperation(input, (st) => words(st).reduceByKeyAndWindow(add, "30 seconds", "10 seconds"), opts))
+    const viaWindow = await run(
+      Testing.runOperation(input, (st) => words(st).window("30 seconds", "10 seconds").reduceByKey(add), opts),
+    )
+    const plain = await run(
+      Testing.runOperation(input, (st) => words(st).reduceByKeyAndWindow(add, "30 seconds", "10 seconds"), opts),
+    )
     const incremental = await run(
-      Testing.runOperation(input, (st) => words(st).reduceByKeyAndWindow(add, sub, "30 seconds", "10 seconds", { filter: ([, n]) => n > 0 }), opts),
+      Testing.runOperation(
+        input,
+        (st) => words(st).reduceByKeyAndWindow(add, sub, "30 seconds", "10 seconds", { filter: ([, n]) => n > 0 }),
+        opts,
+      ),
     )
     // Reference: count the words of the batches in (t − 30 s, t] directly.
     const expected = [10, 20, 30, 40, 50, 60, 70].map((t) => {
@@ -233,16 +271,32 @@ describe("reduceByKeyAndWindow (WindowOperationsSuite)", () => {
   })
 
   it("with an inverse function, a key seen only in the gap between windows (window < slide) is in no window", async () => {
-    const input: Array<Array<Pair>> = [[["a", 1]], [["a", 2]], [["a", 3]], [["a", 4], ["b", 1]], [["a", 5]], [["a", 6]], [], [], [["b", 9]]]
+    const input: Array<Array<Pair>> = [
+      [["a", 1]],
+      [["a", 2]],
+      [["a", 3]],
+      [["a", 4], ["b", 1]],
+      [["a", 5]],
+      [["a", 6]],
+      [],
+      [],
+      [["b", 9]],
+    ]
     const naive = await run(windowed(input, (st) => st.reduceByKeyAndWindow(add, "2 seconds", "3 seconds"), 3, 3))
-    const inverse = await run(windowed(input, (st) => st.reduceByKeyAndWindow(add, sub, "2 seconds", "3 seconds"), 3, 3))
+    const inverse = await run(
+      windowed(input, (st) => st.reduceByKeyAndWindow(add, sub, "2 seconds", "3 seconds"), 3, 3),
+    )
     assert.deepEqual(sorted(naive), [[["a", 5]], [["a", 11]], [["b", 9]]])
     assert.deepEqual(sorted(inverse), [[["a", 5]], [["a", 11]], [["a", 0], ["b", 9]]])
   })
 
   it("a filter that drops a key still holding data in the window fails the batch with a clear error", async () => {
     const exit = await runExit(
-      windowed([[["a", 1]], [], []] as Array<Array<Pair>>, (st) => st.reduceByKeyAndWindow(add, sub, "2 seconds", "1 second", { filter: ([, n]) => n > 1 }), 3),
+      windowed(
+        [[["a", 1]], [], []] as Array<Array<Pair>>,
+        (st) => st.reduceByKeyAndWindow(add, sub, "2 seconds", "1 second", { filter: ([, n]) => n > 1 }),
+        3,
+      ),
     )
     const error = failureOf(exit)
     assert.ok(error instanceof BatchJobError, String(error))
@@ -275,9 +329,17 @@ describe("reduceByKeyAndWindow (WindowOperationsSuite)", () => {
     let plainCalls = 0
     let incrementalCalls = 0
     const input = Array.from({ length: 40 }, () => [["k", 1], ["k", 1]] as Array<Pair>)
-    const plain = await run(windowed(input, (st) => st.reduceByKeyAndWindow((a, b) => (plainCalls++, a + b), "20 seconds"), 40))
-    const incremental = await run(windowed(input, (st) =>
-      st.reduceByKeyAndWindow((a, b) => (incrementalCalls++, a + b), (a, b) => (incrementalCalls++, a - b), "20 seconds"), 40))
+    const plain = await run(
+      windowed(input, (st) => st.reduceByKeyAndWindow((a, b) => (plainCalls++, a + b), "20 seconds"), 40),
+    )
+    const incremental = await run(
+      windowed(input, (st) =>
+        st.reduceByKeyAndWindow(
+          (a, b) => (incrementalCalls++, a + b),
+          (a, b) => (incrementalCalls++, a - b),
+          "20 seconds",
+        ), 40),
+    )
     assert.deepEqual(incremental, plain)
     assert.deepEqual(incremental.at(-1), [["k", 40]])
     // Per batch: 1 call reducing the batch itself, 1 adding it to the window, 1 subtracting
@@ -300,7 +362,9 @@ describe("other windowed operators (WindowOperationsSuite)", () => {
   })
 
   it("countByWindow() counts the elements of each window", async () => {
-    const out = await run(windowed([[1], [1], [1, 2], [0], [], []], (st) => st.countByWindow("2 seconds", "1 second"), 6))
+    const out = await run(
+      windowed([[1], [1], [1, 2], [0], [], []], (st) => st.countByWindow("2 seconds", "1 second"), 6),
+    )
     assert.deepEqual(out, [[1], [2], [3], [3], [1], [0]])
   })
 
@@ -310,7 +374,9 @@ describe("other windowed operators (WindowOperationsSuite)", () => {
   })
 
   it("countByValueAndWindow() counts each value over the window", async () => {
-    const out = await run(windowed([["a"], ["b", "b"], ["a", "b"]], (st) => st.countByValueAndWindow("2 seconds", "1 second"), 3))
+    const out = await run(
+      windowed([["a"], ["b", "b"], ["a", "b"]], (st) => st.countByValueAndWindow("2 seconds", "1 second"), 3),
+    )
     assert.deepEqual(sorted(out), [[["a", 1]], [["a", 1], ["b", 2]], [["a", 1], ["b", 3]]])
   })
 
@@ -355,14 +421,23 @@ describe("window operations (JavaAPISuite)", () => {
   for (const withInverse of [true, false]) {
     it(`testReduceByWindow${withInverse ? "WithInverse" : "WithoutInverse"}`, async () => {
       const input = [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
-      const out = await run(Testing.runOperation(input, (st) =>
-        withInverse ? st.reduceByWindow(add, sub, 2000, 1000) : st.reduceByWindow(add, 2000, 1000), { numBatches: 4 }))
+      const out = await run(
+        Testing.runOperation(
+          input,
+          (st) => withInverse ? st.reduceByWindow(add, sub, 2000, 1000) : st.reduceByWindow(add, 2000, 1000),
+          {
+            numBatches: 4,
+          },
+        ),
+      )
       assert.deepEqual(out, [[6], [21], [39], [24]])
     })
   }
 
   it("testGroupByKeyAndWindow", async () => {
-    const out = await run(Testing.runOperation(stringIntKVStream, (st) => st.groupByKeyAndWindow(2000, 1000), { numBatches: 3 }))
+    const out = await run(
+      Testing.runOperation(stringIntKVStream, (st) => st.groupByKeyAndWindow(2000, 1000), { numBatches: 3 }),
+    )
     const asSets = out.map((b) => sorted(b.map(([k, vs]) => [k, setOf(vs)] as const)))
     assert.deepEqual(asSets, [
       [["california", [1, 3]], ["new york", [1, 4]]],
@@ -372,13 +447,23 @@ describe("window operations (JavaAPISuite)", () => {
   })
 
   it("testReduceByKeyAndWindow", async () => {
-    const out = await run(Testing.runOperation(stringIntKVStream, (st) => st.reduceByKeyAndWindow(add, 2000, 1000), { numBatches: 3 }))
-    assert.deepEqual(sorted(out), [[["california", 4], ["new york", 5]], [["california", 14], ["new york", 9]], [["california", 10], ["new york", 4]]])
+    const out = await run(
+      Testing.runOperation(stringIntKVStream, (st) => st.reduceByKeyAndWindow(add, 2000, 1000), { numBatches: 3 }),
+    )
+    assert.deepEqual(sorted(out), [[["california", 4], ["new york", 5]], [["california", 14], ["new york", 9]], [[
+      "california",
+      10,
+    ], ["new york", 4]]])
   })
 
   it("testReduceByKeyAndWindowWithInverse", async () => {
-    const out = await run(Testing.runOperation(stringIntKVStream, (st) => st.reduceByKeyAndWindow(add, sub, 2000, 1000), { numBatches: 3 }))
-    assert.deepEqual(sorted(out), [[["california", 4], ["new york", 5]], [["california", 14], ["new york", 9]], [["california", 10], ["new york", 4]]])
+    const out = await run(
+      Testing.runOperation(stringIntKVStream, (st) => st.reduceByKeyAndWindow(add, sub, 2000, 1000), { numBatches: 3 }),
+    )
+    assert.deepEqual(sorted(out), [[["california", 4], ["new york", 5]], [["california", 14], ["new york", 9]], [[
+      "california",
+      10,
+    ], ["new york", 4]]])
   })
 
   it("testCountByValueAndWindow", async () => {
@@ -394,7 +479,7 @@ describe("window operations (JavaAPISuite)", () => {
 
 describe("window validation", () => {
   const withInput = <A>(f: (s: DStream.DStream<number>) => A): Promise<A> =>
-    run(Effect.gen(function*() {
+    run(Effect.gen(function* () {
       // Never started: the operators are only defined, so nothing needs stopping.
       const ssc = yield* StreamingContext.make({ batchInterval: "2 seconds" })
       return f(Testing.input(ssc, [[1]]))
@@ -405,7 +490,8 @@ describe("window validation", () => {
 
   it("a window that is not a multiple of the parent's slide fails when the operator is called, naming both durations", async () => {
     await withInput((s) => {
-      const message = /Cannot create WindowedDStream: the window duration \(3000 ms\) is not a multiple of the parent DStream's slide duration \(2000 ms\)/
+      const message =
+        /Cannot create WindowedDStream: the window duration \(3000 ms\) is not a multiple of the parent DStream's slide duration \(2000 ms\)/
       throwsNaming(() => s.window("3 seconds"), message)
       throwsNaming(() => s.mapToPair((n) => [n, n]).reduceByKeyAndWindow(add, "3 seconds"), message)
       throwsNaming(() => s.mapToPair((n) => [n, n]).groupByKeyAndWindow("3 seconds"), message)
@@ -415,16 +501,22 @@ describe("window validation", () => {
 
   it("a slide that is not a multiple of the parent's slide fails when the operator is called, naming both durations", async () => {
     await withInput((s) => {
-      const message = /Cannot create WindowedDStream: the slide duration \(3000 ms\) is not a multiple of the parent DStream's slide duration \(2000 ms\)/
+      const message =
+        /Cannot create WindowedDStream: the slide duration \(3000 ms\) is not a multiple of the parent DStream's slide duration \(2000 ms\)/
       throwsNaming(() => s.window("4 seconds", "3 seconds"), message)
-      throwsNaming(() => s.window("4 seconds", "2 seconds").window("8 seconds", "2 seconds").window("8 seconds", 3000), message)
+      throwsNaming(
+        () => s.window("4 seconds", "2 seconds").window("8 seconds", "2 seconds").window("8 seconds", 3000),
+        message,
+      )
     })
   })
 
   it("the incremental forms name ReducedWindowedDStream", async () => {
     await withInput((s) => {
-      const w = /ReducedWindowedDStream: the window duration \(3000 ms\) is not a multiple of the parent DStream's slide duration \(2000 ms\)/
-      const sl = /ReducedWindowedDStream: the slide duration \(1000 ms\) is not a multiple of the parent DStream's slide duration \(2000 ms\)/
+      const w =
+        /ReducedWindowedDStream: the window duration \(3000 ms\) is not a multiple of the parent DStream's slide duration \(2000 ms\)/
+      const sl =
+        /ReducedWindowedDStream: the slide duration \(1000 ms\) is not a multiple of the parent DStream's slide duration \(2000 ms\)/
       throwsNaming(() => s.mapToPair((n) => [n, n]).reduceByKeyAndWindow(add, sub, "3 seconds"), w)
       throwsNaming(() => s.mapToPair((n) => [n, n]).reduceByKeyAndWindow(add, sub, "4 seconds", "1 second"), sl)
       throwsNaming(() => s.countByWindow("3 seconds"), w)
@@ -436,7 +528,10 @@ describe("window validation", () => {
   it("a window relative to a windowed parent checks against the parent's slide, and window < slide is allowed", async () => {
     await withInput((s) => {
       const w = s.window("8 seconds", "4 seconds")
-      throwsNaming(() => w.window("6 seconds"), /window duration \(6000 ms\) is not a multiple of the parent DStream's slide duration \(4000 ms\)/)
+      throwsNaming(
+        () => w.window("6 seconds"),
+        /window duration \(6000 ms\) is not a multiple of the parent DStream's slide duration \(4000 ms\)/,
+      )
       assert.equal(w.window("8 seconds").node.slideMillis, 4000)
       assert.ok(s.window("2 seconds", "6 seconds"))
     })

@@ -33,7 +33,9 @@ export const payloadOf = (checkpoint: Checkpoint.Checkpoint, location: string): 
   ) {
     throw new Checkpoint.CheckpointError({
       location,
-      message: `Cannot read checkpoint ${Checkpoint.fileName(checkpoint.time)} in "${location}": it is not a graph checkpoint`,
+      message: `Cannot read checkpoint ${
+        Checkpoint.fileName(checkpoint.time)
+      } in "${location}": it is not a graph checkpoint`,
     })
   }
   return p
@@ -71,7 +73,10 @@ const participants = (graph: Graph): Map<string, Participant> => {
         key: `FileInputDStream#${node.streamId}`,
         snapshot: () => ({ threshold: selector.initialModTimeIgnoreThreshold, selections: selector.snapshot() }),
         restore: (data) => {
-          const d = data as { threshold?: number; selections: ReadonlyArray<{ time: number; files: ReadonlyArray<string> }> }
+          const d = data as {
+            threshold?: number
+            selections: ReadonlyArray<{ time: number; files: ReadonlyArray<string> }>
+          }
           if (typeof d.threshold === "number") selector.init(d.threshold)
           selector.restore(d.selections)
         },
@@ -121,7 +126,7 @@ export const prepare = (
   directory: string | undefined,
   recovered: Checkpoint.Checkpoint | undefined,
 ): Effect.Effect<Runtime | undefined, Checkpoint.CheckpointError | ValidationError, NodeEnv> =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     if (directory === undefined) return undefined
     for (const input of graph.inputs) {
       if (input.kind === "QueueInputDStream") {
@@ -146,13 +151,17 @@ export const prepare = (
         if (!nodes.has(key)) {
           return yield* new Checkpoint.CheckpointError({
             location: store.location,
-            message: `Cannot recover from checkpoint ${Checkpoint.fileName(recovered.time)} in "${store.location}": it holds state "${key}" that no operator of this pipeline has; name the stateful operator as before or start from an empty checkpoint directory`,
+            message: `Cannot recover from checkpoint ${
+              Checkpoint.fileName(recovered.time)
+            } in "${store.location}": it holds state "${key}" that no operator of this pipeline has; name the stateful operator as before or start from an empty checkpoint directory`,
           })
         }
       }
       for (const [key, participant] of nodes) {
         if (!(key in payload.nodes)) {
-          yield* Effect.logWarning(`Checkpoint ${Checkpoint.fileName(recovered.time)} has no state for "${key}"; it starts empty`)
+          yield* Effect.logWarning(
+            `Checkpoint ${Checkpoint.fileName(recovered.time)} has no state for "${key}"; it starts empty`,
+          )
           continue
         }
         try {
@@ -160,13 +169,17 @@ export const prepare = (
         } catch (cause) {
           return yield* new Checkpoint.CheckpointError({
             location: store.location,
-            message: `Cannot decode "${key}" from checkpoint ${Checkpoint.fileName(recovered.time)} in "${store.location}": ${cause instanceof Error ? cause.message : String(cause)}`,
+            message: `Cannot decode "${key}" from checkpoint ${
+              Checkpoint.fileName(recovered.time)
+            } in "${store.location}": ${cause instanceof Error ? cause.message : String(cause)}`,
             cause,
           })
         }
       }
       yield* Effect.logInfo(
-        `Recovered from checkpoint ${Checkpoint.fileName(recovered.time)} in "${store.location}" (batch ${Time.format(recovered.time)})`,
+        `Recovered from checkpoint ${Checkpoint.fileName(recovered.time)} in "${store.location}" (batch ${
+          Time.format(recovered.time)
+        })`,
       )
     }
     return {

@@ -37,7 +37,7 @@ export class FileInputNode<A> extends InputNode<A> {
   }
 
   compute(t: number): Effect.Effect<Batch<A>, unknown, NodeEnv> {
-    return Effect.gen({ self: this }, function*() {
+    return Effect.gen({ self: this }, function* () {
       const files = yield* this.selector.select(t)
       let batch: Array<A>
       if (this.decode === "text") {

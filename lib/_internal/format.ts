@@ -29,7 +29,9 @@ export const formatElement = (u: unknown): string => {
   if (u === null) return "null"
   if (Array.isArray(u)) return "(" + u.map(formatElement).join(",") + ")"
   if (Option.isOption(u)) return Option.isSome(u) ? `Some(${formatElement(u.value)})` : "None"
-  if (u instanceof Map) return "Map(" + Array.from(u, ([k, v]) => `${formatElement(k)} -> ${formatElement(v)}`).join(", ") + ")"
+  if (u instanceof Map) {
+    return "Map(" + Array.from(u, ([k, v]) => `${formatElement(k)} -> ${formatElement(v)}`).join(", ") + ")"
+  }
   if (u instanceof Set) return "Set(" + Array.from(u, formatElement).join(", ") + ")"
   if (u instanceof Date) return u.toISOString()
   if (hasOwnToString(u as object)) return String(u)

@@ -22,7 +22,6 @@ import * as Time from "../Time.ts"
 import { type Batch, InputNode, type InputRuntime, type NodeContext, type NodeEnv } from "./node.ts"
 import * as Wal from "./wal.ts"
 
-
 /** @internal */
 export type QueueSource<A> = Array<ReadonlyArray<A>> | Queue.Queue<ReadonlyArray<A>>
 
@@ -147,14 +146,19 @@ export const defaultMaxBufferedRecords = 1_000_000
 export const resolveSettings = (own: ReceiverSettings, context: ReceiverSettings | undefined): ResolvedSettings => {
   const pick = <K extends keyof ReceiverSettings>(key: K): ReceiverSettings[K] => own[key] ?? context?.[key]
   const blockInterval = pick("blockInterval")
-  const blockMillis = blockInterval === undefined ? defaultBlockIntervalMillis : Time.millis(blockInterval, "Block interval")
+  const blockMillis = blockInterval === undefined
+    ? defaultBlockIntervalMillis
+    : Time.millis(blockInterval, "Block interval")
   const maxRate = pick("maxRate") ?? Infinity
   const maxBufferedRecords = pick("maxBufferedRecords") ?? defaultMaxBufferedRecords
   const check = (ok: boolean, message: string) => {
     if (!ok) throw new ValidationError({ message })
   }
   check(maxRate > 0, `Receiver maxRate must be positive, got ${maxRate}`)
-  check(Number.isSafeInteger(maxBufferedRecords) && maxBufferedRecords > 0, `Receiver maxBufferedRecords must be a positive integer, got ${maxBufferedRecords}`)
+  check(
+    Number.isSafeInteger(maxBufferedRecords) && maxBufferedRecords > 0,
+    `Receiver maxBufferedRecords must be a positive integer, got ${maxBufferedRecords}`,
+  )
   const initialRate = pick("initialRate")
   check(initialRate === undefined || initialRate > 0, `Receiver initialRate must be positive, got ${initialRate}`)
   const backpressure = pick("backpressure")
@@ -163,13 +167,19 @@ export const resolveSettings = (own: ReceiverSettings, context: ReceiverSettings
   return {
     blockMillis,
     maxRate,
-    backpressure: backpressure === true ? {} : backpressure === false || backpressure === undefined ? undefined : backpressure,
+    backpressure: backpressure === true
+      ? {}
+      : backpressure === false || backpressure === undefined
+      ? undefined
+      : backpressure,
     initialRate,
     maxBufferedRecords,
     storage: pick("storage") ?? "memory",
     spillDirectory: pick("spillDirectory"),
     writeAheadLog: wal !== undefined && wal !== false,
-    walRollMillis: rolling === undefined ? Wal.defaultRollMillis : Time.millis(rolling, "Write-ahead log rolling interval"),
+    walRollMillis: rolling === undefined
+      ? Wal.defaultRollMillis
+      : Time.millis(rolling, "Write-ahead log rolling interval"),
   }
 }
 
@@ -258,7 +268,7 @@ export class ReceiverInputNode<A> extends InputNode<A> {
     ) {
       return Effect.sync(() => this.append(records))
     }
-    return Effect.gen({ self: this }, function*() {
+    return Effect.gen({ self: this }, function* () {
       let offset = 0
       while (offset < records.length) {
         const n = Math.min(records.length - offset, this.limiter.chunk, s.maxBufferedRecords)
@@ -341,7 +351,7 @@ export class ReceiverInputNode<A> extends InputNode<A> {
       block.ready = true
       return Effect.void
     }
-    return Effect.gen({ self: this }, function*() {
+    return Effect.gen({ self: this }, function* () {
       const dir = yield* this.spillDirectory()
       const file = this.path!.join(dir, `block-${this.streamId}-${block.id}`)
       yield* Effect.orDie(this.fs!.writeFile(file, this.serializer.encode(records)))
@@ -387,7 +397,9 @@ export class ReceiverInputNode<A> extends InputNode<A> {
     const make = configured !== undefined
       ? Effect.as(fs.makeDirectory(configured, { recursive: true }), configured)
       : fs.makeTempDirectory({ prefix: "effect-dstream-spill-" }).pipe(
-        Effect.tap((dir) => Effect.sync(() => this.ctx.onStop(() => Effect.ignore(fs.remove(dir, { recursive: true }))))),
+        Effect.tap((dir) =>
+          Effect.sync(() => this.ctx.onStop(() => Effect.ignore(fs.remove(dir, { recursive: true }))))
+        ),
       )
     return Effect.orDie(make).pipe(Effect.tap((dir) => Effect.sync(() => (this.spillDir = dir))))
   }
@@ -402,7 +414,7 @@ export class ReceiverInputNode<A> extends InputNode<A> {
    * batch re-run after recovery gets the blocks the log recorded for it.
    */
   override allocate(t: number): Effect.Effect<void> {
-    return Effect.gen({ self: this }, function*() {
+    return Effect.gen({ self: this }, function* () {
       yield* this.sealCurrent(false)
       let ready: Array<Block<A>> | undefined
       if (this.replayed.size > 0) {
@@ -421,7 +433,10 @@ export class ReceiverInputNode<A> extends InputNode<A> {
           const logged = yield* Effect.exit(this.wal.appendAllocation(t, ready.map((b) => b.id)))
           if (Exit.isFailure(logged)) {
             // not recorded: the blocks wait for the next batch rather than risk being lost
-            yield* Effect.logError(`Cannot log the blocks of batch ${Time.format(t)} of receiver ${this.name}`, logged.cause)
+            yield* Effect.logError(
+              `Cannot log the blocks of batch ${Time.format(t)} of receiver ${this.name}`,
+              logged.cause,
+            )
             ready = []
           }
         }
@@ -433,14 +448,16 @@ export class ReceiverInputNode<A> extends InputNode<A> {
       for (const b of ready) records += b.count
       this.record(t, records, {
         blocks: ready.length,
-        spilledBlocks: ready.filter((b) => b.file !== undefined || (b.records === undefined && b.logged !== undefined)).length,
+        spilledBlocks: ready.filter((b) =>
+          b.file !== undefined || (b.records === undefined && b.logged !== undefined)
+        ).length,
         rateLimit: this.limiter.rate,
       })
     })
   }
 
   compute(t: number): Effect.Effect<Batch<A>> {
-    return Effect.gen({ self: this }, function*() {
+    return Effect.gen({ self: this }, function* () {
       const blocks = this.allocations.get(t) ?? []
       const parts: Array<ReadonlyArray<A>> = []
       for (const block of blocks) {
@@ -528,7 +545,9 @@ export class ReceiverInputNode<A> extends InputNode<A> {
     const wal = this.wal
     if (wal === undefined) return Effect.void
     return Effect.andThen(wal.appendCheckpointed(time), wal.cleanup(oldestKept)).pipe(
-      Effect.catch((error) => Effect.logWarning(`Write-ahead log cleanup of receiver ${this.name} failed: ${error.message}`)),
+      Effect.catch((error) =>
+        Effect.logWarning(`Write-ahead log cleanup of receiver ${this.name} failed: ${error.message}`)
+      ),
     )
   }
 
@@ -541,7 +560,7 @@ export class ReceiverInputNode<A> extends InputNode<A> {
    * Replayed blocks stay on disk until their batch runs.
    */
   private openLog(): Effect.Effect<void, never, Scope.Scope | NodeEnv> {
-    return Effect.gen({ self: this }, function*() {
+    return Effect.gen({ self: this }, function* () {
       const directory = this.path!.join(this.ctx.checkpointDir()!, "receivedData", String(this.streamId))
       const wal = yield* Effect.orDie(Wal.open(directory, { rollMillis: this.settings.walRollMillis }))
       this.wal = wal
@@ -581,7 +600,7 @@ export class ReceiverInputNode<A> extends InputNode<A> {
   }
 
   override start(rt: InputRuntime): Effect.Effect<void, never, Scope.Scope | NodeEnv> {
-    return Effect.gen({ self: this }, function*() {
+    return Effect.gen({ self: this }, function* () {
       this.fs = yield* FileSystem.FileSystem
       this.path = yield* Path.Path
       const s = this.settings
@@ -640,7 +659,7 @@ const makeStore = <A>(node: ReceiverInputNode<A>, rt: InputRuntime, stored: { co
  * @internal
  */
 const supervise = <A>(node: ReceiverInputNode<A>, rt: InputRuntime): Effect.Effect<void> =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const schedule = node.receiver.restartSchedule ?? defaultRestartSchedule
     let step = yield* Schedule.toStep(schedule)
     yield* Effect.addFinalizer(() => rt.publish({ _tag: "ReceiverStopped", receiverInfo: node.info(false) }))
@@ -662,15 +681,15 @@ const supervise = <A>(node: ReceiverInputNode<A>, rt: InputRuntime): Effect.Effe
         yield* Effect.logWarning(`Receiver ${node.name} stopped: its restart schedule is exhausted`)
         return
       }
-      const delay = error.restartDelayMillis !== undefined
-        ? Duration.millis(error.restartDelayMillis)
-        : next.value[1]
+      const delay = error.restartDelayMillis !== undefined ? Duration.millis(error.restartDelayMillis) : next.value[1]
       yield* Effect.sleep(delay)
     }
   }).pipe(
     Effect.scoped,
     Effect.tapCause((cause) =>
-      Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logError(`Supervisor of receiver ${node.name} failed`, cause)
+      Cause.hasInterruptsOnly(cause)
+        ? Effect.void
+        : Effect.logError(`Supervisor of receiver ${node.name} failed`, cause)
     ),
   )
 

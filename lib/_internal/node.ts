@@ -60,14 +60,12 @@ export abstract class Node<A> {
     const state = ctx.lifecycle()
     if (state === "ACTIVE") {
       throw new IllegalStateError({
-        message:
-          "Cannot add new inputs, transformations, or output operations after starting a context",
+        message: "Cannot add new inputs, transformations, or output operations after starting a context",
       })
     }
     if (state === "STOPPED") {
       throw new IllegalStateError({
-        message:
-          "Cannot add new inputs, transformations, or output operations after stopping a context",
+        message: "Cannot add new inputs, transformations, or output operations after stopping a context",
       })
     }
     for (const p of parents) {
@@ -112,7 +110,9 @@ export abstract class Node<A> {
   initialize(zero: number): void {
     if (this.zeroTime !== undefined && this.zeroTime !== zero) {
       throw new IllegalStateError({
-        message: `Zero time of ${this.kind} is already ${Time.format(this.zeroTime)}, cannot initialize it again to ${Time.format(zero)}`,
+        message: `Zero time of ${this.kind} is already ${Time.format(this.zeroTime)}, cannot initialize it again to ${
+          Time.format(zero)
+        }`,
       })
     }
     this.zeroTime = zero
@@ -156,19 +156,24 @@ export abstract class Node<A> {
   validateAtStart(): void {
     if (this.mustCheckpoint && this.ctx.checkpointDir() === undefined) {
       throw new ValidationError({
-        message:
-          `Cannot start: ${this.kind} needs a checkpoint directory; set it with ssc.checkpoint(directory)`,
+        message: `Cannot start: ${this.kind} needs a checkpoint directory; set it with ssc.checkpoint(directory)`,
       })
     }
     if (this.checkpointMillis !== undefined) {
       if (this.checkpointMillis < this.slideMillis) {
         throw new ValidationError({
-          message: `The checkpoint interval of ${this.kind} (${Time.format(this.checkpointMillis)}) is lower than its slide (${Time.format(this.slideMillis)}); set it to at least ${Time.format(this.slideMillis)}`,
+          message: `The checkpoint interval of ${this.kind} (${
+            Time.format(this.checkpointMillis)
+          }) is lower than its slide (${Time.format(this.slideMillis)}); set it to at least ${
+            Time.format(this.slideMillis)
+          }`,
         })
       }
       if (this.checkpointMillis % this.slideMillis !== 0) {
         throw new ValidationError({
-          message: `The checkpoint interval of ${this.kind} (${Time.format(this.checkpointMillis)}) is not a multiple of its slide (${Time.format(this.slideMillis)})`,
+          message: `The checkpoint interval of ${this.kind} (${
+            Time.format(this.checkpointMillis)
+          }) is not a multiple of its slide (${Time.format(this.slideMillis)})`,
         })
       }
     }
@@ -329,7 +334,9 @@ export const sameSlide = (parents: ReadonlyArray<Node<any>>): number => {
   for (const p of parents) {
     if (p.slideMillis !== slide) {
       throw new ValidationError({
-        message: `Cannot combine DStreams with different slide durations: ${parents.map((q) => Time.format(q.slideMillis)).join(", ")}`,
+        message: `Cannot combine DStreams with different slide durations: ${
+          parents.map((q) => Time.format(q.slideMillis)).join(", ")
+        }`,
       })
     }
   }

@@ -44,8 +44,12 @@ export class JobScheduler {
    * Starts the clock and job fibers in `scope`, the first batch at `firstTime`; `recovered`
    * batch times (pending or missed before a restart) are queued first.
    */
-  start(firstTime: number, scope: Scope.Scope, recovered: ReadonlyArray<number> = []): Effect.Effect<void, never, NodeEnv> {
-    return Effect.gen({ self: this }, function*() {
+  start(
+    firstTime: number,
+    scope: Scope.Scope,
+    recovered: ReadonlyArray<number> = [],
+  ): Effect.Effect<void, never, NodeEnv> {
+    return Effect.gen({ self: this }, function* () {
       this.pending = yield* Queue.unbounded<PendingBatch>()
       this.jobFiber = yield* Effect.forkIn(this.runJobs(), scope)
       for (const t of recovered) yield* this.cut(t)
@@ -58,7 +62,7 @@ export class JobScheduler {
 
   /** Cuts batch `t`: inputs allocate what they received, then the batch is queued. */
   private cut(time: number): Effect.Effect<void> {
-    return Effect.gen({ self: this }, function*() {
+    return Effect.gen({ self: this }, function* () {
       for (const input of this.graph.inputs) yield* input.allocate(time)
       const submissionTime = yield* Clock.currentTimeMillis
       this.lastSubmitted = time
@@ -89,7 +93,7 @@ export class JobScheduler {
   }
 
   private runBatch(batch: PendingBatch): Effect.Effect<void, never, NodeEnv> {
-    return Effect.gen({ self: this }, function*() {
+    return Effect.gen({ self: this }, function* () {
       const { time, submissionTime } = batch
       this.processing = true
       const processingStartTime = yield* Clock.currentTimeMillis
@@ -109,7 +113,9 @@ export class JobScheduler {
         const output = outputs[id]
         const job = yield* Effect.exit(output.generateJob(time))
         if (Exit.isFailure(job)) {
-          return yield* this.fail(new BatchJobError({ batchTime: time, outputId: -1, cause: Exit.isFailure(job) ? causeOf(job) : undefined }))
+          return yield* this.fail(
+            new BatchJobError({ batchTime: time, outputId: -1, cause: Exit.isFailure(job) ? causeOf(job) : undefined }),
+          )
         }
         if (job.value === undefined) continue
         const startTime = yield* Clock.currentTimeMillis
@@ -195,7 +201,7 @@ export class JobScheduler {
    * been processed (with the clock still running, slow batches would never let it go idle).
    */
   drain(): Effect.Effect<void> {
-    return Effect.gen({ self: this }, function*() {
+    return Effect.gen({ self: this }, function* () {
       while (this.graph.inputs.some((i) => i.hasPending())) {
         yield* Deferred.await(this.batchDone)
       }

@@ -77,13 +77,15 @@ export abstract class KeyedStateNode<K, V, Out> extends Node<Out> implements Che
   abstract restoreCheckpoint(data: unknown, time: number): void
 
   compute(t: number): Effect.Effect<Batch<Out> | undefined, unknown, NodeEnv> {
-    return Effect.gen({ self: this }, function*() {
+    return Effect.gen({ self: this }, function* () {
       let last = this.lastTime ?? this.zeroTime!
       // Asked again for the batch just folded in (it produced no batch, so it is not memoised).
       if (t === last && this.lastTime !== undefined) return this.generated.get(t)
       if (t <= last) {
         return yield* new IllegalStateError({
-          message: `Cannot compute ${this.kind} at ${Time.format(t)}: its state has already advanced to ${Time.format(last)}`,
+          message: `Cannot compute ${this.kind} at ${Time.format(t)}: its state has already advanced to ${
+            Time.format(last)
+          }`,
         })
       }
       for (let s = last + this.slideMillis; s < t; s += this.slideMillis) {
@@ -139,7 +141,7 @@ export class UpdateStateNode<K, V, S> extends KeyedStateNode<K, V, readonly [K, 
   protected apply(t: number, input: Batch<readonly [K, V]> | undefined): Batch<readonly [K, S]> | undefined {
     if (!this.hasState) {
       if (input === undefined) return undefined
-      if (this.initial !== undefined) for (const [k, s] of this.initial) this.state.set(k, s)
+      if (this.initial !== undefined) { for (const [k, s] of this.initial) this.state.set(k, s) }
       this.hasState = true
     }
     const groups = new KeyMap<K, Array<V>>()
@@ -244,7 +246,7 @@ export class MapWithStateNode<K, V, S, T> extends KeyedStateNode<K, V, T> {
 
   /** Loads the initial state (first batch); a method of its own so `apply`'s loops stay small. */
   private loadInitial(t: number): void {
-    if (this.initial !== undefined) for (const [k, s] of this.initial) this.state.set(k, { state: s, time: t })
+    if (this.initial !== undefined) { for (const [k, s] of this.initial) this.state.set(k, { state: s, time: t }) }
     this.initialized = true
   }
 
@@ -341,7 +343,11 @@ export class MapWithStateNode<K, V, S, T> extends KeyedStateNode<K, V, T> {
   }
 
   restoreCheckpoint(data: unknown, time: number): void {
-    const d = data as { initialized: boolean; lastTime?: number; entries: ReadonlyArray<readonly [unknown, unknown, number]> }
+    const d = data as {
+      initialized: boolean
+      lastTime?: number
+      entries: ReadonlyArray<readonly [unknown, unknown, number]>
+    }
     if (typeof d !== "object" || d === null || !Array.isArray(d.entries)) throw new Error("not mapWithState data")
     const { decodeKey, decodeState } = this.codecs
     for (const [k, s, at] of d.entries) this.state.set(decodeKey(k), { state: decodeState(s), time: at })

@@ -198,7 +198,7 @@ export const open = (
   directory: string,
   options: WalOptions,
 ): Effect.Effect<WriteAheadLog, WalError, FileSystem.FileSystem | Path.Path | Scope.Scope> =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     const outer = yield* Effect.scope
@@ -253,7 +253,13 @@ export const open = (
     const lock = yield* Semaphore.make(1)
     let nextSegment = numbered.length === 0 ? 0 : numbered[numbered.length - 1].n + 1
     let current:
-      | { readonly info: SegmentInfo; readonly file: FileSystem.File; readonly scope: Scope.Closeable; readonly opened: number; size: number }
+      | {
+        readonly info: SegmentInfo
+        readonly file: FileSystem.File
+        readonly scope: Scope.Closeable
+        readonly opened: number
+        size: number
+      }
       | undefined
 
     const closeCurrent = Effect.suspend(() => {
@@ -263,7 +269,7 @@ export const open = (
     })
     yield* Scope.addFinalizer(outer, lock.withPermit(closeCurrent))
 
-    const ensureSegment = Effect.gen(function*() {
+    const ensureSegment = Effect.gen(function* () {
       const now = yield* Clock.currentTimeMillis
       if (current !== undefined && now - current.opened < options.rollMillis) return current
       yield* closeCurrent
@@ -284,7 +290,7 @@ export const open = (
      * lock, so cleanup never sees a segment without it); a failed write rolls the segment.
      */
     const append = (record: WalRecord, update: (info: SegmentInfo) => void): Effect.Effect<BlockLocation, WalError> =>
-      lock.withPermit(Effect.gen(function*() {
+      lock.withPermit(Effect.gen(function* () {
         const segment = yield* ensureSegment
         const bytes = encodeRecord(record)
         const offset = segment.size
@@ -301,7 +307,7 @@ export const open = (
       }))
 
     const readBlock = (location: BlockLocation): Effect.Effect<Uint8Array, WalError> =>
-      Effect.scoped(Effect.gen(function*() {
+      Effect.scoped(Effect.gen(function* () {
         const file = yield* fs.open(path.join(directory, location.segment), { flag: "r" })
         const buffer = new Uint8Array(location.length)
         let read = 0
@@ -315,14 +321,19 @@ export const open = (
         if (first === undefined || first._tag !== "Block") {
           return yield* new WalError({
             directory,
-            message: `Cannot read the block at ${location.offset} of write-ahead log segment "${location.segment}" in "${directory}": ${decoded.tail?.reason ?? "not a block"}`,
+            message:
+              `Cannot read the block at ${location.offset} of write-ahead log segment "${location.segment}" in "${directory}": ${
+                decoded.tail?.reason ?? "not a block"
+              }`,
           })
         }
         return first.data
-      })).pipe(Effect.mapError((e) => e instanceof WalError ? e : fail(`Cannot read write-ahead log segment "${location.segment}"`)(e)))
+      })).pipe(Effect.mapError((e) =>
+        e instanceof WalError ? e : fail(`Cannot read write-ahead log segment "${location.segment}"`)(e)
+      ))
 
     const cleanup = (time: number): Effect.Effect<ReadonlyArray<string>, WalError> =>
-      lock.withPermit(Effect.gen(function*() {
+      lock.withPermit(Effect.gen(function* () {
         const removed: Array<string> = []
         while (segments.length > 0 && segments[0] !== current?.info) {
           const oldest = segments[0]
@@ -330,13 +341,17 @@ export const open = (
             const t = allocatedTo.get(id)
             return t !== undefined && t <= time
           })
-          if (!covered) break
+          if (!covered) {
+            break
+          }
           yield* Effect.mapError(
             fs.remove(path.join(directory, oldest.name), { force: true }),
             fail(`Cannot delete write-ahead log segment "${oldest.name}" in "${directory}"`),
           )
           segments.shift()
-          for (const id of oldest.blocks) allocatedTo.delete(id)
+          for (const id of oldest.blocks) {
+            allocatedTo.delete(id)
+          }
           removed.push(oldest.name)
         }
         return removed
@@ -345,7 +360,8 @@ export const open = (
     return {
       directory,
       recovered,
-      appendBlock: (id, count, data) => append({ _tag: "Block", id, count, data }, (info) => info.blocks.push(id)),
+      appendBlock: (id, count, data) =>
+        append({ _tag: "Block", id, count, data }, (info) => info.blocks.push(id)),
       appendAllocation: (time, ids) =>
         Effect.asVoid(append({ _tag: "Allocation", time, blocks: ids }, (info) => {
           for (const id of ids) allocatedTo.set(id, time)

@@ -16,15 +16,24 @@ import { type Batch, concatBatches, Node, type NodeEnv } from "./node.ts"
  * `ValidationError` naming both durations otherwise. Returns the slide.
  * @internal
  */
-export const validateWindow = (kind: string, windowMillis: number, slideMillis: number, parentSlideMillis: number): number => {
+export const validateWindow = (
+  kind: string,
+  windowMillis: number,
+  slideMillis: number,
+  parentSlideMillis: number,
+): number => {
   if (!Time.isMultipleOf(windowMillis, parentSlideMillis)) {
     throw new ValidationError({
-      message: `Cannot create ${kind}: the window duration (${Time.format(windowMillis)}) is not a multiple of the parent DStream's slide duration (${Time.format(parentSlideMillis)})`,
+      message: `Cannot create ${kind}: the window duration (${
+        Time.format(windowMillis)
+      }) is not a multiple of the parent DStream's slide duration (${Time.format(parentSlideMillis)})`,
     })
   }
   if (!Time.isMultipleOf(slideMillis, parentSlideMillis)) {
     throw new ValidationError({
-      message: `Cannot create ${kind}: the slide duration (${Time.format(slideMillis)}) is not a multiple of the parent DStream's slide duration (${Time.format(parentSlideMillis)})`,
+      message: `Cannot create ${kind}: the slide duration (${
+        Time.format(slideMillis)
+      }) is not a multiple of the parent DStream's slide duration (${Time.format(parentSlideMillis)})`,
     })
   }
   return slideMillis
@@ -37,7 +46,11 @@ export const validateWindow = (kind: string, windowMillis: number, slideMillis: 
  * batch.
  * @internal
  */
-export const sliceBatches = <A>(node: Node<A>, from: number, to: number): Effect.Effect<Array<Batch<A>>, unknown, NodeEnv> => {
+export const sliceBatches = <A>(
+  node: Node<A>,
+  from: number,
+  to: number,
+): Effect.Effect<Array<Batch<A>>, unknown, NodeEnv> => {
   const zero = node.zeroTime!
   const slide = node.slideMillis
   const start = Time.floor(from, slide, zero)
@@ -52,9 +65,10 @@ export const sliceBatches = <A>(node: Node<A>, from: number, to: number): Effect
   }
   if (missing === undefined) return Effect.succeed(found as Array<Batch<A>>)
   return Effect.map(
-    Effect.forEach(missing, ([index, t]) => Effect.map(node.getOrCompute(t), (batch) => {
-      found[index] = batch
-    })),
+    Effect.forEach(missing, ([index, t]) =>
+      Effect.map(node.getOrCompute(t), (batch) => {
+        found[index] = batch
+      })),
     () => found.filter((b): b is Batch<A> => b !== undefined),
   )
 }
@@ -83,7 +97,6 @@ export class WindowNode<A> extends Node<A> {
     )
   }
 }
-
 
 /** Per-key reduce of a run of already-reduced batches, in time order. */
 const reduceBatches = <K, V>(
@@ -167,13 +180,21 @@ export class ReducedWindowNode<K, V> extends Node<readonly [K, V]> {
     if (!previousKnown) {
       // The previous window was never computed here (e.g. the graph was rebuilt after a
       // restart): reduce the whole current window once instead of recursing back to zero time.
-      return Effect.flatMap(sliceBatches(this.reduced, curBegin, t), (entering) =>
-        this.merge(t, prevEnd, undefined, [], entering))
+      return Effect.flatMap(
+        sliceBatches(this.reduced, curBegin, t),
+        (entering) => this.merge(t, prevEnd, undefined, [], entering),
+      )
     }
-    return Effect.flatMap(this.getOrCompute(prevEnd), (previous) =>
-      Effect.flatMap(sliceBatches(this.reduced, prevBegin, Math.min(curBegin - p, prevEnd)), (leaving) =>
-        Effect.flatMap(sliceBatches(this.reduced, Math.max(prevEnd + p, curBegin), t), (entering) =>
-          this.merge(t, prevEnd, previous, leaving, entering))))
+    return Effect.flatMap(
+      this.getOrCompute(prevEnd),
+      (previous) =>
+        Effect.flatMap(
+          sliceBatches(this.reduced, prevBegin, Math.min(curBegin - p, prevEnd)),
+          (leaving) =>
+            Effect.flatMap(sliceBatches(this.reduced, Math.max(prevEnd + p, curBegin), t), (entering) =>
+              this.merge(t, prevEnd, previous, leaving, entering)),
+        ),
+    )
   }
 
   private merge(
@@ -188,7 +209,9 @@ export class ReducedWindowNode<K, V> extends Node<readonly [K, V]> {
       table = this.last.table
     } else {
       table = new KeyMap<K, V>()
-      if (previous !== undefined) for (let i = 0; i < previous.length; i++) table.set(previous[i][0], previous[i][1])
+      if (previous !== undefined) {
+        for (let i = 0; i < previous.length; i++) table.set(previous[i][0], previous[i][1])
+      }
     }
     // The table is mutated below: it belongs to no window until this one is complete.
     this.last = undefined
@@ -203,7 +226,9 @@ export class ReducedWindowNode<K, V> extends Node<readonly [K, V]> {
     if (orphan !== undefined) {
       return Effect.fail(
         new IllegalStateError({
-          message: `Cannot compute ReducedWindowedDStream at ${Time.format(t)}: key ${showKey(orphan.key)} left the window, but the previous window has no value for it and no new values arrived; a filter must only drop keys whose value returned to the zero of the inverse function`,
+          message: `Cannot compute ReducedWindowedDStream at ${Time.format(t)}: key ${
+            showKey(orphan.key)
+          } left the window, but the previous window has no value for it and no new values arrived; a filter must only drop keys whose value returned to the zero of the inverse function`,
         }),
       )
     }
@@ -217,7 +242,7 @@ export class ReducedWindowNode<K, V> extends Node<readonly [K, V]> {
       if (filter === undefined || filter(kv)) out.push(kv)
       else (dropped ??= []).push(k)
     })
-    if (dropped !== undefined) for (const k of dropped) table.delete(k)
+    if (dropped !== undefined) { for (const k of dropped) table.delete(k) }
     this.last = { time: t, table }
     return Effect.succeed(out)
   }

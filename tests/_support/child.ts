@@ -8,9 +8,7 @@ import { Option } from "effect"
 
 /** The command that runs `script` on the runtime running this test. */
 export const runtimeCommand = (script: string): [string, Array<string>] =>
-  "Deno" in globalThis
-    ? ["node_modules/.bin/deno", ["run", "-A", script]]
-    : ["node_modules/.bin/bun", [script]]
+  "Deno" in globalThis ? ["node_modules/.bin/deno", ["run", "-A", script]] : ["node_modules/.bin/bun", [script]]
 
 /** A running child with its combined stdout / stderr lines. */
 export interface Child {
@@ -51,11 +49,12 @@ export const waitForLog = async (child: Child, pattern: RegExp, ms = 30_000): Pr
 }
 
 /** A child's output: the running counts after every batch, written atomically (temp + rename). */
-export const writeCounts = (outFile: string) => (counts: ReadonlyArray<readonly [unknown, number]>, time: number): void => {
-  const tmp = `${outFile}.tmp`
-  writeFileSync(tmp, JSON.stringify({ time, counts: Object.fromEntries(counts) }))
-  renameSync(tmp, outFile)
-}
+export const writeCounts =
+  (outFile: string) => (counts: ReadonlyArray<readonly [unknown, number]>, time: number): void => {
+    const tmp = `${outFile}.tmp`
+    writeFileSync(tmp, JSON.stringify({ time, counts: Object.fromEntries(counts) }))
+    renameSync(tmp, outFile)
+  }
 
 /** The running sum of a key's values, as updateStateByKey's function (the seed's word count). */
 export const runningSum = (values: ReadonlyArray<number>, state: Option.Option<number>): Option.Option<number> =>

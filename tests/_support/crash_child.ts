@@ -10,7 +10,7 @@ import { runningSum, writeCounts } from "./child.ts"
 
 const [inputDir, checkpointDir, outFile] = process.argv.slice(2)
 
-StreamingContext.runMain(Effect.gen(function*() {
+StreamingContext.runMain(Effect.gen(function* () {
   const ssc = yield* StreamingContext.getOrCreate(checkpointDir, (ssc) => {
     ssc.textFileStream(inputDir)
       .flatMap((line) => line.split(" "))

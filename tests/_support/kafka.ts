@@ -37,7 +37,11 @@ export const fast = {
 } as const
 
 /** Produces `key:value` lines with kcat (keys spread records over partitions). */
-export const produce = (bootstrap: string, topic: string, pairs: ReadonlyArray<readonly [string, string]>): Promise<string> =>
+export const produce = (
+  bootstrap: string,
+  topic: string,
+  pairs: ReadonlyArray<readonly [string, string]>,
+): Promise<string> =>
   kcat(["-P", "-b", bootstrap, "-t", topic, "-K", "\t"], pairs.map(([k, v]) => `${k}\t${v}\n`).join(""))
 
 /** Makes sure a topic exists (auto-created by a metadata request) so partitions are known. */
@@ -46,8 +50,16 @@ export const ensureTopic = async (bootstrap: string, topic: string): Promise<voi
 }
 
 /** Reads the group's committed offsets per partition (-1 = none). */
-export const committedOffsets = async (brokers: ReadonlyArray<string>, groupId: string, topic: string): Promise<Map<number, number>> => {
-  const kafka = new kafkajs.Kafka({ brokers: [...brokers], logLevel: kafkajs.logLevel.NOTHING, retry: { retries: 3, initialRetryTime: 100 } })
+export const committedOffsets = async (
+  brokers: ReadonlyArray<string>,
+  groupId: string,
+  topic: string,
+): Promise<Map<number, number>> => {
+  const kafka = new kafkajs.Kafka({
+    brokers: [...brokers],
+    logLevel: kafkajs.logLevel.NOTHING,
+    retry: { retries: 3, initialRetryTime: 100 },
+  })
   const admin = kafka.admin()
   await admin.connect()
   try {
@@ -101,7 +113,9 @@ export class Member {
   async until(predicate: () => boolean, ms: number, what: string): Promise<void> {
     const deadline = Date.now() + ms
     while (!predicate()) {
-      if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}; member stderr: ${this.stderr.slice(-2000)}`)
+      if (Date.now() > deadline) {
+        throw new Error(`Timed out waiting for ${what}; member stderr: ${this.stderr.slice(-2000)}`)
+      }
       await new Promise<void>((r) => {
         const t = setTimeout(r, 200)
         this.waiters.push(() => {
@@ -121,7 +135,11 @@ export class Member {
 }
 
 /** Polls `predicate` until true or fails after `ms`. */
-export const eventually = async (predicate: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> => {
+export const eventually = async (
+  predicate: () => boolean | Promise<boolean>,
+  ms: number,
+  what: string,
+): Promise<void> => {
   const deadline = Date.now() + ms
   while (!(await predicate())) {
     if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`)

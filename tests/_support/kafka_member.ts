@@ -11,7 +11,7 @@ import { Kafka, StreamingContext } from "../../mod.ts"
 
 const [brokers, topic, groupId, mode] = process.argv.slice(2)
 
-StreamingContext.runMain(Effect.gen(function*() {
+StreamingContext.runMain(Effect.gen(function* () {
   const ssc = yield* StreamingContext.make({ batchInterval: "300 millis" })
   const stream = Kafka.directStream(ssc, {
     brokers: brokers.split(","),
@@ -26,7 +26,7 @@ StreamingContext.runMain(Effect.gen(function*() {
   })
   let stalled = false
   stream.foreachBatch((records) =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const assignment = (yield* stream.assignment).map((tp) => tp.partition).sort()
       process.stdout.write(
         JSON.stringify({ assignment, records: records.map((r) => [r.partition, r.offset, r.value]) }) + "\n",

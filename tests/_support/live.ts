@@ -9,7 +9,7 @@ export const live = <A, E>(effect: Effect.Effect<A, E, any>): Promise<A> =>
 
 /** Polls `condition` every 20 ms; dies after `timeoutMillis` (generous: the machine is shared). */
 export const waitFor = (condition: () => boolean, what: string, timeoutMillis = 60_000): Effect.Effect<void> =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const deadline = Date.now() + timeoutMillis
     while (!condition()) {
       if (Date.now() > deadline) return yield* Effect.die(new Error(`timed out waiting for ${what}`))

@@ -11,7 +11,7 @@ import { runningSum, writeCounts } from "./child.ts"
 
 const [port, checkpointDir, outFile] = process.argv.slice(2)
 
-StreamingContext.runMain(Effect.gen(function*() {
+StreamingContext.runMain(Effect.gen(function* () {
   const ssc = yield* StreamingContext.getOrCreate(checkpointDir, (ssc) => {
     ssc.socketTextStream("127.0.0.1", Number(port), { writeAheadLog: { rollingInterval: "1 second" } })
       .filter((line) => line.length > 0)
