@@ -10,10 +10,8 @@ import { Effect, Option } from "effect"
 import * as Checkpoint from "../Checkpoint.ts"
 import { ValidationError } from "../Errors.ts"
 import * as Time from "../Time.ts"
-import { FileInputNode } from "./fileInput.ts"
-import { ReceiverInputNode } from "./inputs.ts"
 import type { Graph } from "./graph.ts"
-import type { Node, NodeEnv } from "./node.ts"
+import { type InputCheckpoint, InputNode, type Node, type NodeEnv } from "./node.ts"
 import { isCheckpointed } from "./state.ts"
 
 /** What one checkpoint holds. @internal */
@@ -41,13 +39,7 @@ export const payloadOf = (checkpoint: Checkpoint.Checkpoint, location: string): 
   return p
 }
 
-interface Participant {
-  readonly key: string
-  readonly snapshot: () => unknown
-  readonly restore: (data: unknown, time: number) => void
-  /** After the checkpoint of `time` is written; `oldestKept`: the oldest checkpoint still kept. */
-  readonly written?: (time: number, oldestKept: number) => Effect.Effect<void>
-}
+type Participant = InputCheckpoint
 
 /** The checkpointed nodes of the started graph, by stable key. */
 const participants = (graph: Graph): Map<string, Participant> => {
@@ -67,30 +59,13 @@ const participants = (graph: Graph): Map<string, Participant> => {
         snapshot: () => node.snapshotCheckpoint(),
         restore: (data, time) => node.restoreCheckpoint(data, time),
       })
-    } else if (node instanceof FileInputNode) {
-      const selector = node.selector
-      out.set(`FileInputDStream#${node.streamId}`, {
-        key: `FileInputDStream#${node.streamId}`,
-        snapshot: () => ({ threshold: selector.initialModTimeIgnoreThreshold, selections: selector.snapshot() }),
-        restore: (data) => {
-          const d = data as {
-            threshold?: number
-            selections: ReadonlyArray<{ time: number; files: ReadonlyArray<string> }>
-          }
-          if (typeof d.threshold === "number") selector.init(d.threshold)
-          selector.restore(d.selections)
-        },
-      })
-    } else if (node instanceof ReceiverInputNode && node.settings.writeAheadLog) {
-      // The write-ahead log: the checkpoint tells recovery which logged batches are processed;
-      // after it is written, covered log segments are deleted.
-      const key = `ReceiverInputDStream#${node.streamId}`
-      out.set(key, {
-        key,
-        snapshot: () => node.walSnapshot(),
-        restore: (data, time) => node.walRestore(data, time),
-        written: (time, oldestKept) => node.walCheckpointed(time, oldestKept),
-      })
+    } else if (node instanceof InputNode) {
+      const data = node.checkpointData()
+      if (data === undefined) continue
+      if (out.has(data.key)) {
+        throw new ValidationError({ message: `Two inputs share the checkpoint key "${data.key}"` })
+      }
+      out.set(data.key, data)
     }
   }
   return out
@@ -188,7 +163,7 @@ export const prepare = (
         Effect.suspend(() => {
           if ((t - zero) % interval !== 0) return Effect.void
           const data: Record<string, unknown> = {}
-          for (const [key, participant] of nodes) data[key] = participant.snapshot()
+          for (const [key, participant] of nodes) data[key] = participant.snapshot(t)
           const payload: Payload = { time: t, zeroTime: zero, batchMillis: graph.batchMillis, nodes: data }
           const oldestKept = t - (Checkpoint.defaultKeep - 1) * interval
           return Effect.andThen(

@@ -6,7 +6,14 @@
 import { Effect } from "effect"
 import type { Scope } from "effect"
 import { FileSelector, type FileStreamOptions, readFileBytes, readTextLines } from "../../receivers/file.ts"
-import { type Batch, InputNode, type InputRuntime, type NodeContext, type NodeEnv } from "./node.ts"
+import {
+  type Batch,
+  type InputCheckpoint,
+  InputNode,
+  type InputRuntime,
+  type NodeContext,
+  type NodeEnv,
+} from "./node.ts"
 
 export type { FileStreamOptions }
 
@@ -34,6 +41,23 @@ export class FileInputNode<A> extends InputNode<A> {
     return Effect.sync(() => {
       if (this.selector.initialModTimeIgnoreThreshold === undefined) this.selector.init(rt.startTime)
     })
+  }
+
+  /** The selector's threshold and the files selected for every remembered batch time. */
+  override checkpointData(): InputCheckpoint {
+    const selector = this.selector
+    return {
+      key: `FileInputDStream#${this.streamId}`,
+      snapshot: () => ({ threshold: selector.initialModTimeIgnoreThreshold, selections: selector.snapshot() }),
+      restore: (data) => {
+        const d = data as {
+          threshold?: number
+          selections: ReadonlyArray<{ time: number; files: ReadonlyArray<string> }>
+        }
+        if (typeof d.threshold === "number") selector.init(d.threshold)
+        selector.restore(d.selections)
+      },
+    }
   }
 
   compute(t: number): Effect.Effect<Batch<A>, unknown, NodeEnv> {

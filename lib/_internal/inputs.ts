@@ -19,7 +19,14 @@ import {
   type Store,
 } from "../Receiver.ts"
 import * as Time from "../Time.ts"
-import { type Batch, InputNode, type InputRuntime, type NodeContext, type NodeEnv } from "./node.ts"
+import {
+  type Batch,
+  type InputCheckpoint,
+  InputNode,
+  type InputRuntime,
+  type NodeContext,
+  type NodeEnv,
+} from "./node.ts"
 import * as Wal from "./wal.ts"
 
 /** @internal */
@@ -524,6 +531,20 @@ export class ReceiverInputNode<A> extends InputNode<A> {
       })
     }
     super.validateAtStart()
+  }
+
+  /**
+   * With the write-ahead log, the checkpoint tells recovery which logged batches are processed;
+   * after it is written, covered log segments are deleted.
+   */
+  override checkpointData(): InputCheckpoint | undefined {
+    if (!this.settings.writeAheadLog) return undefined
+    return {
+      key: `ReceiverInputDStream#${this.streamId}`,
+      snapshot: () => this.walSnapshot(),
+      restore: (data, time) => this.walRestore(data, time),
+      written: (time, oldestKept) => this.walCheckpointed(time, oldestKept),
+    }
   }
 
   /** Checkpoint data (write-ahead log only): the next block id. */

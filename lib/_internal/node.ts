@@ -368,6 +368,25 @@ export class OutputNode<A> extends Node<never> {
   }
 }
 
+/**
+ * An input's part in graph checkpoints (Spark's `DStreamCheckpointData` of an input): what it
+ * must remember so that a recovered context re-runs its batches with the same data.
+ * @internal
+ */
+export interface InputCheckpoint {
+  /** Stable key of this input's data in the checkpoint. */
+  readonly key: string
+  /** The data to write with the graph checkpoint taken after batch `time`. */
+  readonly snapshot: (time: number) => unknown
+  /** Restores `snapshot` data of the checkpoint of `time`, before start; throws an Error on bad data. */
+  readonly restore: (data: unknown, time: number) => void
+  /**
+   * After the checkpoint of `time` is durable; `oldestKept` is the oldest checkpoint still kept
+   * (what it covers may be released: log segments deleted, offsets committed).
+   */
+  readonly written?: ((time: number, oldestKept: number) => Effect.Effect<void>) | undefined
+}
+
 /** Information about one input's batch (Spark's `StreamInputInfo`). @internal */
 export interface InputInfo {
   readonly numRecords: number
@@ -409,6 +428,11 @@ export abstract class InputNode<A> extends Node<A> {
   /** `true` while the source holds records not yet allocated to a batch. */
   hasPending(): boolean {
     return false
+  }
+
+  /** This input's part in graph checkpoints, or `undefined` when it has nothing to keep. */
+  checkpointData(): InputCheckpoint | undefined {
+    return undefined
   }
 
   /** Told about every completed batch, in order (rate controllers feed on it). */
