@@ -16,8 +16,15 @@ export const runtimeName: string = globals.Bun !== undefined
   ? `deno ${globals.Deno.version.deno}`
   : `node ${process.version}`
 
-/** A full GC when the runtime exposes one (Bun, or V8 with --expose-gc); otherwise nothing. */
+/**
+ * A full, synchronous GC when the runtime exposes one: `Bun.gc(true)`, or V8's `gc()` with no
+ * argument under `--expose-gc` (Deno: `--v8-flags=--expose-gc`). V8's `gc(true)` is only a
+ * young-generation collection, so it must not be used for heap figures.
+ */
 export const collectGarbage = (): void => {
-  const gc = globals.gc ?? globals.Bun?.gc
-  if (typeof gc === "function") gc(true)
+  if (typeof globals.Bun?.gc === "function") globals.Bun.gc(true)
+  else if (typeof globals.gc === "function") globals.gc()
 }
+
+/** `true` when {@link collectGarbage} can force a collection (heap figures are meaningful). */
+export const canCollectGarbage: boolean = typeof globals.Bun?.gc === "function" || typeof globals.gc === "function"
