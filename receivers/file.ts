@@ -350,8 +350,10 @@ export class FileSelector {
 
 /**
  * Reads the files' contents as UTF-8 lines, in order (split on \n, \r\n, \r; a final
- * unterminated line is kept; a leading UTF-8 BOM is dropped). An empty file logs Spark's
- * "has no data in it" warning via Effect.logWarning and contributes nothing.
+ * unterminated line is kept; a leading UTF-8 BOM is dropped; invalid UTF-8 becomes U+FFFD).
+ * An empty file logs Spark's "has no data in it" warning via Effect.logWarning and contributes
+ * nothing. Fails on the first file that cannot be read; file streams use
+ * {@link readEachFile} and {@link decodeTextLines} instead, which skip bad files.
  *
  * @since 0.1.0
  * @category reading

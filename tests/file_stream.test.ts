@@ -271,4 +271,31 @@ describe("file streams and bad files", () => {
     assert.equal(error.count, 2)
     assert.ok(errors[0].lastErrorMessage?.includes(binary) && errors[0].lastErrorMessage.includes("byte 4"))
   })
+
+  it("a file the fileStream decoder throws on is reported and contributes nothing; the other files are decoded", async () => {
+    const { input, checkpoint } = freshDirs()
+    put(input, "a.rec", 500, "1,2")
+    const bad = put(input, "b.rec", 600, "3,x")
+    put(input, "c.rec", 700, "4")
+    const ran = await runFrom(
+      checkpoint,
+      (ssc, out) =>
+        ssc.fileStream(input, (bytes) =>
+          new TextDecoder().decode(bytes).split(",").map((field) => {
+            const n = Number(field)
+            if (Number.isNaN(n)) throw new Error(`not a number: "${field}"`)
+            return n
+          })).foreachBatch((batch, time) => {
+            out.push([time, [...batch]])
+          }),
+      { startAt: 0, numBatches: 1 },
+    )
+    assert.equal(ran.failed, false)
+    assert.deepEqual(ran.out, [[1000, [1, 2, 4]]])
+    const errors = receiverErrors(ran.events)
+    assert.equal(errors.length, 1)
+    assert.ok(errors[0].lastError instanceof FileStreamError)
+    assert.equal(errors[0].lastError.path, bad)
+    assert.equal(errors[0].lastErrorMessage, `Could not decode file ${bad}: not a number: "x"`)
+  })
 })

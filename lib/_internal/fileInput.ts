@@ -6,8 +6,9 @@
  * Checkpoints hold the file list of every remembered batch (Spark's
  * `FileInputDStreamCheckpointData`); a recovered context rebuilds those batches from their
  * lists, so windows and `slice` over recovered time read the same files as an uninterrupted
- * run. A file that cannot be read, or a text file that is not valid UTF-8, is reported as a
- * `ReceiverError` event naming it, logged, and skipped: the batch's other files are read.
+ * run. A file that cannot be read, a text file that is not valid UTF-8, or a file the
+ * `fileStream` decoder throws on is reported as a `ReceiverError` event naming it, logged, and
+ * skipped: the batch's other files are read.
  * @internal
  */
 import { Clock, Context, Effect, Exit, Semaphore } from "effect"
@@ -117,19 +118,15 @@ export class FileInputNode<A> extends InputNode<A> {
   compute(t: number): Effect.Effect<Batch<A>, unknown, NodeEnv> {
     return Effect.gen({ self: this }, function* () {
       const files = yield* this.filesOf(t)
+      const decode = this.decode
       const batch: Array<A> = []
-      const text = this.decode === "text" ? (batch as Array<unknown> as Array<string>) : undefined
       for (const read of yield* readEachFile(files)) {
-        if (read instanceof FileStreamError) {
-          yield* this.report(read)
-          continue
-        }
-        if (text !== undefined) {
-          const malformed = decodeTextLines(read.path, read.bytes, text)
-          if (malformed !== undefined) yield* this.report(malformed)
-        } else if (this.decode !== "text") {
-          for (const a of this.decode(read.bytes, read.path)) batch.push(a)
-        }
+        const problem = read instanceof FileStreamError
+          ? read
+          : decode === "text"
+          ? decodeTextLines(read.path, read.bytes, batch as Array<unknown> as Array<string>)
+          : decodeWith(decode, read.path, read.bytes, batch)
+        if (problem !== undefined) yield* this.report(problem)
       }
       this.record(t, batch.length, { files })
       return batch
@@ -179,5 +176,25 @@ export class FileInputNode<A> extends InputNode<A> {
     const limit = t - (this.rememberMillis ?? this.slideMillis)
     for (const time of this.restored.keys()) if (time <= limit) this.restored.delete(time)
     for (const time of this.allocated.keys()) if (time <= limit) this.allocated.delete(time)
+  }
+}
+
+/**
+ * Appends what `decode` makes of one file to `batch`; if it throws, nothing of the file is
+ * kept and the result is a `FileStreamError` naming the file.
+ */
+const decodeWith = <A>(
+  decode: (bytes: Uint8Array, path: string) => Iterable<A>,
+  path: string,
+  bytes: Uint8Array,
+  batch: Array<A>,
+): FileStreamError | undefined => {
+  const start = batch.length
+  try {
+    for (const a of decode(bytes, path)) batch.push(a)
+    return undefined
+  } catch (cause) {
+    batch.length = start
+    return new FileStreamError({ path, description: "Could not decode file", cause })
   }
 }
