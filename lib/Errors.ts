@@ -81,20 +81,25 @@ export class LineTooLongError extends Data.TaggedError("LineTooLongError")<{
 }
 
 /**
- * Bytes received from a socket (or read from a file) were not valid UTF-8. The invalid
- * sequences are replaced with U+FFFD and receiving continues; the receiver reports this error
- * as a receiver-error event.
+ * Bytes received from a socket or read from a file were not valid UTF-8, reported as a
+ * receiver-error event. A socket receiver replaces the invalid sequences with U+FFFD and keeps
+ * receiving; a text file stream skips the file (`source` is its path, `offset` the byte
+ * offset of its first invalid sequence).
  *
  * @since 0.1.0
  * @category errors
  */
 export class MalformedInputError extends Data.TaggedError("MalformedInputError")<{
   readonly source: string
-  /** Invalid sequences in the reported chunk. */
+  /** Invalid sequences in the reported chunk (or file). */
   readonly count: number
+  /** Byte offset of the first invalid sequence, when the source is a file. */
+  readonly offset?: number | undefined
 }> {
   override get message(): string {
-    return `Invalid UTF-8 from ${this.source}: ${this.count} malformed sequence(s) replaced with U+FFFD`
+    return this.offset === undefined
+      ? `Invalid UTF-8 from ${this.source}: ${this.count} malformed sequence(s) replaced with U+FFFD`
+      : `Invalid UTF-8 in ${this.source} at byte ${this.offset}: ${this.count} malformed sequence(s)`
   }
 }
 

@@ -10,11 +10,16 @@
  * and was not selected in a remembered batch. Files are attributed by modification time, each
  * at most once while its selection is remembered; changes after selection are ignored.
  *
+ * Bad files: the engine reads a batch's files one by one ({@link readEachFile}); a file that
+ * cannot be read (permission denied, gone, a directory by now) is reported and skipped, the
+ * batch's other files are read. A text file that is not valid UTF-8 is skipped as a whole
+ * ({@link decodeTextLines} reports where its first invalid byte is).
+ *
  * @module
  */
 import { Clock, Data, Duration, Effect, FileSystem, Option, Path } from "effect"
 import type { PlatformError } from "effect/PlatformError"
-import { describeCause } from "../lib/Errors.ts"
+import { describeCause, MalformedInputError } from "../lib/Errors.ts"
 
 /**
  * Reading the monitored directories or a selected file failed. `path` names the directory or
@@ -135,6 +140,8 @@ export class FileSelector {
   private initialThreshold: number | undefined = undefined
   /** batch time -> files selected for it (Spark's `batchTimeToSelectedFiles`). */
   private readonly selections = new Map<number, ReadonlyArray<string>>()
+  /** How long selections are kept: `durationToRemember`, or longer (see {@link retain}). */
+  private keepMillis: number
   /** Union of the remembered selections (Spark's `recentlySelectedFiles`). */
   private recentlySelected = new Set<string>()
   private missingWarned = false
@@ -152,6 +159,7 @@ export class FileSelector {
       throw new RangeError(`minRememberDuration must not be negative, got ${minRemember} ms`)
     }
     this.durationToRemember = durationToRememberMillis(batchIntervalMillis, minRemember)
+    this.keepMillis = this.durationToRemember
     this.filter = options?.filter ?? defaultFilter
     this.newFilesOnly = options?.newFilesOnly ?? true
   }
@@ -165,6 +173,17 @@ export class FileSelector {
    */
   init(nowMillis: number): void {
     this.initialThreshold = this.newFilesOnly ? nowMillis : 0
+  }
+
+  /**
+   * Keeps selections (and so {@link snapshot}s) for at least `millis`, not only
+   * `durationToRemember`: the stream's remember duration, which windows raise, so that a
+   * checkpoint holds the file list of every batch a recovered window reads (Spark clears
+   * `batchTimeToSelectedFiles` by the stream's `rememberDuration`). Which files are new is
+   * still decided with `durationToRemember`.
+   */
+  retain(millis: number): void {
+    this.keepMillis = Math.max(this.durationToRemember, millis)
   }
 
   /** The initial ignore threshold (`undefined` before `init` / the first `select`). */
@@ -267,9 +286,9 @@ export class FileSelector {
     this.rebuildRecentlySelected()
   }
 
-  /** Spark's `clearMetadata(T)`: drop batches with time < T − durationToRemember. */
+  /** Spark's `clearMetadata(T)`: drop batches with time < T − remember (see {@link retain}). */
   private forget(batchTime: number): void {
-    const limit = batchTime - this.durationToRemember
+    const limit = batchTime - this.keepMillis
     let removed = false
     for (const time of this.selections.keys()) {
       if (time < limit) {
@@ -331,8 +350,10 @@ export class FileSelector {
 
 /**
  * Reads the files' contents as UTF-8 lines, in order (split on \n, \r\n, \r; a final
- * unterminated line is kept; a leading UTF-8 BOM is dropped). An empty file logs Spark's
- * "has no data in it" warning via Effect.logWarning and contributes nothing.
+ * unterminated line is kept; a leading UTF-8 BOM is dropped; invalid UTF-8 becomes U+FFFD).
+ * An empty file logs Spark's "has no data in it" warning via Effect.logWarning and contributes
+ * nothing. Fails on the first file that cannot be read; file streams use
+ * {@link readEachFile} and {@link decodeTextLines} instead, which skip bad files.
  *
  * @since 0.1.0
  * @category reading
@@ -347,10 +368,7 @@ export const readTextLines = (
     for (let i = 0; i < contents.length; i++) {
       const bytes = contents[i].bytes
       if (bytes.length === 0) continue
-      const parts = decoder.decode(bytes).split(lineBreak)
-      // A trailing terminator ends the last line; it does not start an empty one.
-      const n = parts[parts.length - 1] === "" ? parts.length - 1 : parts.length
-      for (let j = 0; j < n; j++) lines.push(parts[j])
+      pushLines(decoder.decode(bytes), lines)
     }
     return lines
   })
@@ -383,11 +401,149 @@ export const readFileBytes = (
     return out
   })
 
+/**
+ * Reads each file's bytes, in order, without failing: a file that cannot be read
+ * (permission denied, gone since it was selected, a directory by now, …) is a
+ * `FileStreamError` naming it in its place, so the caller can report it and use the others. An
+ * empty file logs Spark's "has no data in it" warning and is returned with zero bytes.
+ *
+ * @example
+ * ```ts
+ * const results = yield* readEachFile(["/data/in/a.txt", "/data/in/b.txt"])
+ * for (const r of results) if (r instanceof FileStreamError) yield* Effect.logWarning(r.message)
+ * ```
+ *
+ * @since 0.1.0
+ * @category reading
+ */
+export const readEachFile = (
+  files: ReadonlyArray<string>,
+): Effect.Effect<Array<FileBytes | FileStreamError>, never, FileSystem.FileSystem> =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    return yield* Effect.forEach(
+      files,
+      (file) =>
+        fs.readFile(file).pipe(
+          Effect.flatMap((bytes): Effect.Effect<FileBytes> =>
+            bytes.length === 0
+              ? Effect.as(Effect.logWarning(emptyFileWarning(file)), { path: file, bytes })
+              : Effect.succeed({ path: file, bytes })
+          ),
+          Effect.catch((cause) =>
+            Effect.succeed(new FileStreamError({ path: file, description: "Could not read file", cause }))
+          ),
+        ),
+      { concurrency: 8 },
+    )
+  })
+
+/**
+ * Decodes one file's bytes as UTF-8 lines (split on \n, \r\n, \r; a final unterminated line is
+ * kept; a leading BOM is dropped) and appends them to `into`. If the bytes are not valid UTF-8
+ * nothing is appended and the result is a `MalformedInputError` whose `source` is the file,
+ * `offset` the byte offset of the first invalid sequence and `count` the number of invalid
+ * sequences: a file is taken whole or not at all, never as lines with U+FFFD in them.
+ *
+ * @example
+ * ```ts
+ * const lines: Array<string> = []
+ * const error = decodeTextLines("/data/in/a.txt", new TextEncoder().encode("a\nb\n"), lines) // undefined; lines = ["a", "b"]
+ * ```
+ *
+ * @since 0.1.0
+ * @category reading
+ */
+export const decodeTextLines = (
+  file: string,
+  bytes: Uint8Array,
+  into: Array<string>,
+): MalformedInputError | undefined => {
+  if (bytes.length === 0) return undefined
+  let text: string
+  try {
+    text = strictDecoder.decode(bytes)
+  } catch {
+    const malformed = findMalformedUtf8(bytes) ?? { offset: 0, count: 1 }
+    return new MalformedInputError({ source: file, count: malformed.count, offset: malformed.offset })
+  }
+  pushLines(text, into)
+  return undefined
+}
+
+/**
+ * The byte offset of the first invalid UTF-8 sequence in `bytes` and the number of invalid
+ * sequences (each maximal invalid subpart counts once, as a decoder's U+FFFD replacements do),
+ * or `undefined` if the bytes are valid UTF-8.
+ *
+ * @example
+ * ```ts
+ * findMalformedUtf8(new Uint8Array([0x61, 0xff, 0x62])) // { offset: 1, count: 1 }
+ * ```
+ *
+ * @since 0.1.0
+ * @category reading
+ */
+export const findMalformedUtf8 = (
+  bytes: Uint8Array,
+): { readonly offset: number; readonly count: number } | undefined => {
+  const n = bytes.length
+  let first = -1
+  let count = 0
+  let i = 0
+  while (i < n) {
+    const c = bytes[i]
+    if (c < 0x80) {
+      i++
+      continue
+    }
+    // continuation bytes needed, and the allowed range of the first one (no overlongs, no surrogates)
+    let need = 0
+    let lo = 0x80
+    let hi = 0xbf
+    if (c >= 0xc2 && c <= 0xdf) need = 1
+    else if (c >= 0xe0 && c <= 0xef) {
+      need = 2
+      if (c === 0xe0) lo = 0xa0
+      else if (c === 0xed) hi = 0x9f
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      need = 3
+      if (c === 0xf0) lo = 0x90
+      else if (c === 0xf4) hi = 0x8f
+    }
+    let k = 1
+    if (need > 0) {
+      while (k <= need && i + k < n) {
+        const d = bytes[i + k]
+        if (k === 1 ? d < lo || d > hi : (d & 0xc0) !== 0x80) break
+        k++
+      }
+      if (k > need) {
+        i += k
+        continue
+      }
+    }
+    if (first < 0) first = i
+    count++
+    i += k
+  }
+  return first < 0 ? undefined : { offset: first, count }
+}
+
 // -----------------------------------------------------------------------------
 // internal
 // -----------------------------------------------------------------------------
 
 const lineBreak = /\r\n|\r|\n/
+
+const strictDecoder = new TextDecoder("utf-8", { fatal: true })
+
+/** Appends the lines of `text`; a trailing terminator ends the last line, it does not start an empty one. */
+const pushLines = (text: string, into: Array<string>): void => {
+  const parts = text.split(lineBreak)
+  const n = parts[parts.length - 1] === "" ? parts.length - 1 : parts.length
+  for (let j = 0; j < n; j++) into.push(parts[j])
+}
 
 const globChars = /[*?[{]/
 

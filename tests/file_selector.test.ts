@@ -11,13 +11,17 @@ import { Effect, Logger } from "effect"
 import type { FileSystem, Path } from "effect"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import {
+  decodeTextLines,
   durationToRememberMillis,
   emptyFileWarning,
   FileSelector,
   FileStreamError,
+  findMalformedUtf8,
+  readEachFile,
   readFileBytes,
   readTextLines,
 } from "../receivers/file.ts"
+import { MalformedInputError } from "../lib/Errors.ts"
 
 /** A start time aligned to whole seconds; every time in these tests is relative to it. */
 const B = 1_700_000_000_000
@@ -451,5 +455,64 @@ describe("readTextLines / readFileBytes", () => {
     assert.deepEqual(Array.from(result[0].bytes), [97, 98])
     assert.equal(result[1].bytes.length, 0)
     assert.deepEqual(warnings, [emptyFileWarning(f2)])
+  })
+})
+
+describe("readEachFile / decodeTextLines / findMalformedUtf8", () => {
+  it("readEachFile puts a FileStreamError naming an unreadable file in its place and reads the others", async () => {
+    const dir = await freshDir()
+    const f1 = await put(dir, "1.txt", B, "a")
+    const gone = join(dir, "gone.txt")
+    const sub = join(dir, "sub")
+    await mkdir(sub)
+    const f3 = await put(dir, "3.txt", B, "")
+    const { result, warnings } = await run(readEachFile([f1, gone, sub, f3]))
+    assert.equal(result.length, 4)
+    assert.ok(!(result[0] instanceof FileStreamError) && result[0].path === f1)
+    for (const [i, path] of [[1, gone], [2, sub]] as const) {
+      const r = result[i]
+      assert.ok(r instanceof FileStreamError)
+      assert.equal(r.path, path)
+      assert.ok(r.message.startsWith(`Could not read file ${path}: `), r.message)
+    }
+    assert.ok(!(result[3] instanceof FileStreamError) && result[3].bytes.length === 0)
+    assert.deepEqual(warnings, [emptyFileWarning(f3)])
+  })
+
+  it("decodeTextLines appends a valid file's lines and nothing of an invalid one", () => {
+    const lines: Array<string> = ["before"]
+    assert.equal(decodeTextLines("a", new TextEncoder().encode("\uFEFFx\r\ny\rz\n"), lines), undefined)
+    assert.deepEqual(lines, ["before", "x", "y", "z"])
+    const error = decodeTextLines("b", new Uint8Array([0x6f, 0x6b, 0x0a, 0xc3, 0x28, 0x0a]), lines)
+    assert.ok(error instanceof MalformedInputError)
+    assert.deepEqual([error.source, error.offset, error.count], ["b", 3, 1])
+    assert.equal(error.message, "Invalid UTF-8 in b at byte 3: 1 malformed sequence(s)")
+    assert.deepEqual(lines, ["before", "x", "y", "z"])
+  })
+
+  it("findMalformedUtf8 finds the first invalid sequence and counts them as a decoder replaces them", () => {
+    const cases: ReadonlyArray<readonly [ReadonlyArray<number>, { offset: number; count: number } | undefined]> = [
+      [[0x61, 0xe2, 0x82, 0xac, 0xf0, 0x9f, 0x98, 0x80], undefined], // a € 😀
+      [[0xef, 0xbf, 0xbd], undefined], // an encoded U+FFFD is valid
+      [[0x61, 0xc0, 0xaf], { offset: 1, count: 2 }], // overlong "/"
+      [[0xed, 0xa0, 0x80], { offset: 0, count: 3 }], // a surrogate
+      [[0x61, 0xe2, 0x82], { offset: 1, count: 1 }], // truncated at the end
+      [[0xf4, 0x90, 0x80, 0x80], { offset: 0, count: 4 }], // above U+10FFFF
+      [[0x80, 0x62, 0xff], { offset: 0, count: 2 }],
+    ]
+    for (const [bytes, expected] of cases) {
+      assert.deepEqual(findMalformedUtf8(new Uint8Array(bytes)), expected, JSON.stringify(bytes))
+    }
+    // Random bytes: the count equals the U+FFFD a WHATWG decoder produces.
+    let seed = 42
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648
+    const pool = [0x00, 0x41, 0x7f, 0x80, 0xbf, 0xc2, 0xdf, 0xe0, 0xed, 0xef, 0xf0, 0xf4, 0xf5, 0xff, 0xa0, 0x90]
+    for (let i = 0; i < 2000; i++) {
+      const bytes = Uint8Array.from({ length: 1 + Math.floor(random() * 8) }, () => pool[Math.floor(random() * 16)])
+      const text = new TextDecoder().decode(bytes)
+      const replaced = text.split("\uFFFD").length - 1
+      const found = findMalformedUtf8(bytes)
+      assert.equal(found?.count ?? 0, replaced, Array.from(bytes).join(","))
+    }
   })
 })
