@@ -119,39 +119,45 @@ export interface DStream<out A> extends Pipeable {
 
   // ---- keyed operators (only on DStream<readonly [K, V]>) ---------------------------------
   /** Merges the values of each key with `f` per batch. */
-  reduceByKey<K, V>(this: DStream<readonly [K, V]>, f: (a: V, b: V) => V): DStream<readonly [K, V]>
+  reduceByKey<K = any, V = any>(this: DStream<readonly [K, V]>, f: (a: V, b: V) => V): DStream<readonly [K, V]>
   /** Collects the values of each key per batch, in arrival order. */
-  groupByKey<K, V>(this: DStream<readonly [K, V]>): DStream<readonly [K, ReadonlyArray<V>]>
+  groupByKey<K = any, V = any>(this: DStream<readonly [K, V]>): DStream<readonly [K, ReadonlyArray<V>]>
   /** Spark's `combineByKey`: per-key combiners built from the batch's values. */
-  combineByKey<K, V, C>(
+  combineByKey<K = any, V = any, C = any>(
     this: DStream<readonly [K, V]>,
     createCombiner: (v: V) => C,
     mergeValue: (c: C, v: V) => C,
     mergeCombiners: (a: C, b: C) => C,
   ): DStream<readonly [K, C]>
   /** Applies `f` to every value, keeping keys. */
-  mapValues<K, V, W>(this: DStream<readonly [K, V]>, f: (v: V) => W): DStream<readonly [K, W]>
+  mapValues<K = any, V = any, W = any>(this: DStream<readonly [K, V]>, f: (v: V) => W): DStream<readonly [K, W]>
   /** Applies `f` to every value and flattens, keeping keys. */
-  flatMapValues<K, V, W>(this: DStream<readonly [K, V]>, f: (v: V) => Iterable<W>): DStream<readonly [K, W]>
+  flatMapValues<K = any, V = any, W = any>(
+    this: DStream<readonly [K, V]>,
+    f: (v: V) => Iterable<W>,
+  ): DStream<readonly [K, W]>
   /** Inner join of the two streams' batches of the same time. */
-  join<K, V, W>(this: DStream<readonly [K, V]>, that: DStream<readonly [K, W]>): DStream<readonly [K, readonly [V, W]]>
+  join<K = any, V = any, W = any>(
+    this: DStream<readonly [K, V]>,
+    that: DStream<readonly [K, W]>,
+  ): DStream<readonly [K, readonly [V, W]]>
   /** Left outer join; a missing right side is `Option.none()`. */
-  leftOuterJoin<K, V, W>(
+  leftOuterJoin<K = any, V = any, W = any>(
     this: DStream<readonly [K, V]>,
     that: DStream<readonly [K, W]>,
   ): DStream<readonly [K, readonly [V, Option.Option<W>]]>
   /** Right outer join; a missing left side is `Option.none()`. */
-  rightOuterJoin<K, V, W>(
+  rightOuterJoin<K = any, V = any, W = any>(
     this: DStream<readonly [K, V]>,
     that: DStream<readonly [K, W]>,
   ): DStream<readonly [K, readonly [Option.Option<V>, W]]>
   /** Full outer join; a missing side is `Option.none()`. */
-  fullOuterJoin<K, V, W>(
+  fullOuterJoin<K = any, V = any, W = any>(
     this: DStream<readonly [K, V]>,
     that: DStream<readonly [K, W]>,
   ): DStream<readonly [K, readonly [Option.Option<V>, Option.Option<W>]]>
   /** Groups both streams' values per key; a key on one side only gets an empty array on the other. */
-  cogroup<K, V, W>(
+  cogroup<K = any, V = any, W = any>(
     this: DStream<readonly [K, V]>,
     that: DStream<readonly [K, W]>,
   ): DStream<readonly [K, readonly [ReadonlyArray<V>, ReadonlyArray<W>]]>
@@ -173,14 +179,14 @@ export interface DStream<out A> extends Pipeable {
   /** Occurrences of each distinct element per window (incremental; zero counts dropped). */
   countByValueAndWindow(windowDuration: Duration.Input, slideDuration?: Duration.Input): DStream<readonly [A, number]>
   /** Merges each key's values over the window with `f`; keys without data in the window disappear. */
-  reduceByKeyAndWindow<K, V>(
+  reduceByKeyAndWindow<K = any, V = any>(
     this: DStream<readonly [K, V]>,
     f: (a: V, b: V) => V,
     windowDuration: Duration.Input,
     slideDuration?: Duration.Input,
   ): DStream<readonly [K, V]>
   /** Incremental per-key window reduce with an inverse function; keys at zero stay unless `filter` drops them. */
-  reduceByKeyAndWindow<K, V>(
+  reduceByKeyAndWindow<K = any, V = any>(
     this: DStream<readonly [K, V]>,
     f: (a: V, b: V) => V,
     invF: (a: V, b: V) => V,
@@ -189,7 +195,7 @@ export interface DStream<out A> extends Pipeable {
     options?: InverseWindowOptions<K, V>,
   ): DStream<readonly [K, V]>
   /** Collects each key's values over the window, in time order. */
-  groupByKeyAndWindow<K, V>(
+  groupByKeyAndWindow<K = any, V = any>(
     this: DStream<readonly [K, V]>,
     windowDuration: Duration.Input,
     slideDuration?: Duration.Input,
@@ -202,13 +208,13 @@ export interface DStream<out A> extends Pipeable {
    * empty without data) and returns the new state, or `None` to remove the key. The batch is
    * the whole state. `initialState` is the state before the first batch.
    */
-  updateStateByKey<K, V, S = V>(
+  updateStateByKey<K = any, V = any, S = V>(
     this: DStream<readonly [K, V]>,
     update: (values: ReadonlyArray<V>, state: Option.Option<S>) => Option.Option<S>,
     options?: UpdateStateOptions<K, S>,
   ): DStream<readonly [K, S]>
   /** `updateStateByKey` whose function also gets the batch time and the key. */
-  updateStateByKey<K, V, S>(
+  updateStateByKey<K = any, V = any, S = any>(
     this: DStream<readonly [K, V]>,
     options: UpdateStateWithTime<K, V, S>,
   ): DStream<readonly [K, S]>
@@ -216,7 +222,10 @@ export interface DStream<out A> extends Pipeable {
    * Spark's `mapWithState`: the spec's function runs once per record (and once per key timing
    * out), reading and changing the key's `State`; the batch is what it emits.
    */
-  mapWithState<K, V, S, T>(this: DStream<readonly [K, V]>, spec: StateSpec<K, V, S, T>): MapWithStateDStream<K, S, T>
+  mapWithState<K = any, V = any, S = any, T = any>(
+    this: DStream<readonly [K, V]>,
+    spec: StateSpec<K, V, S, T>,
+  ): MapWithStateDStream<K, S, T>
   /** Sets how often this stream's state is checkpointed (default: Spark's, ≥ 10 s); returns this stream. */
   checkpoint<Self extends DStream<A>>(this: Self, interval: Duration.Input): Self
   // ---- end of stateful operators -------------------------------------------------------------

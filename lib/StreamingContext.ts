@@ -196,6 +196,8 @@ class ContextImpl implements StreamingContext, NodeContext {
   private readonly gracefulTimeoutMillis: number
   /** The checkpoint `getOrCreate` recovers from. */
   recovered: Checkpoint.Checkpoint | undefined = undefined
+  /** The checkpoint store `getOrCreate` read from, used again at start (one store, one place). */
+  checkpointStore: Checkpoint.CheckpointStoreShape | undefined = undefined
   readonly receiverSettings: ReceiverSettings | undefined
 
   constructor(
@@ -271,7 +273,12 @@ class ContextImpl implements StreamingContext, NodeContext {
       this.scope = scope
       const env = yield* platformServices(scope)
       // ---- checkpointing (stateful streams): open the store, restore a recovered snapshot ----
-      const checkpoints = yield* Checkpointing.prepare(this.graph, this.checkpointPath, this.recovered).pipe(
+      const checkpoints = yield* Checkpointing.prepare(
+        this.graph,
+        this.checkpointPath,
+        this.recovered,
+        this.checkpointStore,
+      ).pipe(
         Effect.provideContext(env),
         Effect.tapError(() =>
           Effect.andThen(
@@ -552,6 +559,7 @@ export const getOrCreate = <E = never, R = never>(
   options?: Partial<Options>,
 ): Effect.Effect<StreamingContext, E | Checkpoint.CheckpointError | ValidationError, R> =>
   Effect.gen(function* () {
+    const givenStore = yield* Effect.serviceOption(Checkpoint.CheckpointStore)
     const latest = yield* Effect.scoped(
       Effect.flatMap(Effect.scope, (scope) =>
         Effect.flatMap(platformServices(scope), (env) =>
@@ -570,6 +578,7 @@ export const getOrCreate = <E = never, R = never>(
     }
     const ssc = yield* make({ ...options, batchInterval })
     if (latest._tag === "Some") (ssc as ContextImpl).recovered = latest.value
+    if (givenStore._tag === "Some") (ssc as ContextImpl).checkpointStore = givenStore.value
     ssc.checkpoint(directory)
     const built = create(ssc)
     if (Effect.isEffect(built)) yield* built

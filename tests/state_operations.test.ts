@@ -36,15 +36,15 @@ const mapWithStateOutput = <S, T>(
   numBatches = input.length,
 ) =>
   Effect.gen(function* () {
-    const snapshots: Array<ReadonlyArray<readonly [string, S]>> = []
-    const outputs = yield* Testing.run((ssc) => {
+    const result = yield* Testing.run((ssc) => {
       const stream = Testing.input(ssc, input).map((x) => [x, 1] as const).mapWithState(spec)
-      stream.stateSnapshots().foreachBatch((batch) => {
-        snapshots.push(batch)
-      })
-      return stream
+      return { outputs: stream, snapshots: stream.stateSnapshots() }
     }, { numBatches, checkpoint: "checkpoint" })
-    return { outputs, snapshots }
+    if (result.failure !== undefined) return yield* Effect.fail(result.failure)
+    return {
+      outputs: result.outputs.outputs.map((c) => c.batch),
+      snapshots: result.outputs.snapshots.map((c) => c.batch),
+    }
   })
 
 const sum = (values: ReadonlyArray<number>): number => values.reduce((a, b) => a + b, 0)

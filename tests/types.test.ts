@@ -24,6 +24,13 @@ const build = (ssc: StreamingContext.StreamingContext) => {
 
   const counts = pairs.reduceByKey((a, b) => a + b)
   expectType(counts).toBe<DStream.DStream<readonly [string, number]>>(true)
+
+  // Keyed operators on an untyped stream (`DStream<any>`, e.g. parsed JSON) keep `any`, not `unknown`.
+  const untyped = lines.map((l): any => JSON.parse(l))
+  expectType(untyped.reduceByKey((a, b) => a + b)).toBe<DStream.DStream<readonly [any, any]>>(true)
+  expectType(untyped.mapValues((v) => v.total)).toBe<DStream.DStream<readonly [any, any]>>(true)
+  expectType(untyped.join(untyped)).toBe<DStream.DStream<readonly [any, readonly [any, any]]>>(true)
+  expectType(untyped.groupByKey()).toBe<DStream.DStream<readonly [any, ReadonlyArray<any>]>>(true)
   expectType(pairs.groupByKey()).toBe<DStream.DStream<readonly [string, ReadonlyArray<number>]>>(true)
   expectType(pairs.mapValues((n) => String(n))).toBe<DStream.DStream<readonly [string, string]>>(true)
 

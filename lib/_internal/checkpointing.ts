@@ -100,6 +100,8 @@ export const prepare = (
   graph: Graph,
   directory: string | undefined,
   recovered: Checkpoint.Checkpoint | undefined,
+  /** The store `getOrCreate` read the recovered checkpoint from, if the environment gave one. */
+  given?: Checkpoint.CheckpointStoreShape | undefined,
 ): Effect.Effect<Runtime | undefined, Checkpoint.CheckpointError | ValidationError, NodeEnv> =>
   Effect.gen(function* () {
     if (directory === undefined) return undefined
@@ -111,7 +113,7 @@ export const prepare = (
         })
       }
     }
-    const store = yield* storeFor(directory)
+    const store = given ?? (yield* storeFor(directory))
     const nodes = yield* Effect.try({ try: () => participants(graph), catch: (e) => e as ValidationError })
     const interval = intervalOf(graph)
     const zero = graph.zeroTime!
