@@ -119,7 +119,8 @@ describe("file stream recovery (real processes, SIGKILL)", () => {
         assert.equal(sum(result), expected, `window ${t}; ${context}`)
         checked++
       }
-      assert.ok(checked > 20, `only ${checked} windows`)
+      // A sanity floor, not a speed gate: under load fewer windows fit in the run.
+      assert.ok(checked >= 10, `only ${checked} windows`)
     } finally {
       await kill(child)
     }
