@@ -32,9 +32,9 @@ describe("write-ahead log", () => {
           Effect.gen(function* () {
             const a = yield* wal.appendBlock(0, 2, bytes(`["a","b"]`))
             const b = yield* wal.appendBlock(1, 1, bytes(`["c"]`))
-            yield* wal.appendAllocation(1000, [0, 1])
+            yield* wal.appendAllocation(1000, [{ id: 0, count: 2 }, { id: 1, count: 1 }])
             const c = yield* wal.appendBlock(2, 1, bytes(`["d"]`))
-            yield* wal.appendCheckpointed(1000)
+            yield* wal.appendCheckpointed({ time: 1000, nextBlockId: 2, pending: [] })
             return [a, b, c]
           }))
         return yield* withLog(dir, (wal) =>
@@ -47,8 +47,10 @@ describe("write-ahead log", () => {
       assert.deepEqual([...r.blocks.keys()], [0, 1, 2])
       assert.deepEqual([...r.blocks.values()].map((b) => b.count), [2, 1, 1])
       assert.deepEqual([...r.allocatedTo], [[0, 1000], [1, 1000]])
+      assert.deepEqual([...r.allocatedCounts], [[0, 2], [1, 1]])
       assert.equal(r.checkpointed, 1000)
-      assert.deepEqual(r.ignoredTails, [])
+      assert.deepEqual(r.coverage, { time: 1000, nextBlockId: 2, pending: [] })
+      assert.deepEqual(r.damaged, [])
       assert.deepEqual(result.read, [`["a","b"]`, `["c"]`, `["d"]`])
     } finally {
       fs.rmSync(dir, { recursive: true, force: true })
@@ -94,16 +96,16 @@ describe("write-ahead log", () => {
         return yield* withLog(dir, (wal) =>
           Effect.gen(function* () {
             yield* wal.appendBlock(0, 1, bytes(`[0]`)) // segment 0
-            yield* wal.appendAllocation(1000, [0])
+            yield* wal.appendAllocation(1000, [{ id: 0, count: 1 }])
             yield* TestClock.adjust(1000)
             yield* wal.appendBlock(1, 1, bytes(`[1]`)) // segment 1: block 1 unallocated for now
             yield* TestClock.adjust(1000)
             yield* wal.appendBlock(2, 1, bytes(`[2]`)) // segment 2
-            yield* wal.appendAllocation(2000, [2])
+            yield* wal.appendAllocation(2000, [{ id: 2, count: 1 }])
             yield* TestClock.adjust(1000)
-            yield* wal.appendCheckpointed(2000) // segment 3 (current)
+            yield* wal.appendCheckpointed({ time: 2000, nextBlockId: 3, pending: [[1, 2]] }) // segment 3 (current)
             const first = yield* wal.cleanup(2000) // segment 1 holds an unallocated block: stop there
-            yield* wal.appendAllocation(3000, [1]) // segment 3
+            yield* wal.appendAllocation(3000, [{ id: 1, count: 1 }]) // segment 3
             const notYet = yield* wal.cleanup(2000) // block 1 belongs to batch 3000, not covered
             const second = yield* wal.cleanup(3000)
             return { first, notYet, second, left: yield* wal.segments, files: fs.readdirSync(dir).sort() }
@@ -119,14 +121,14 @@ describe("write-ahead log", () => {
     }
   })
 
-  it("ignores a torn or corrupt last record and keeps appending to a new segment", async () => {
+  it("skips a torn or corrupt last record, reports it, and keeps appending to a new segment", async () => {
     for (const damage of ["truncate", "flip", "garbage"] as const) {
       const dir = tempDir()
       try {
         await live(withLog(dir, (wal) =>
           Effect.gen(function* () {
             yield* wal.appendBlock(0, 1, bytes(`["x"]`))
-            yield* wal.appendAllocation(1000, [0])
+            yield* wal.appendAllocation(1000, [{ id: 0, count: 1 }])
             yield* wal.appendBlock(1, 1, bytes(`["y"]`))
           })))
         const file = nodePath.join(dir, "log-0000000000")
@@ -147,8 +149,8 @@ describe("write-ahead log", () => {
         }))
         const expected = damage === "garbage" ? [0, 1] : [0]
         assert.deepEqual([...result.first.blocks.keys()], expected, damage)
-        assert.equal(result.first.ignoredTails.length, 1, damage)
-        assert.equal(result.first.ignoredTails[0].segment, "log-0000000000")
+        assert.equal(result.first.damaged.length, 1, damage)
+        assert.equal(result.first.damaged[0].segment, "log-0000000000")
         assert.deepEqual([...result.first.allocatedTo], [[0, 1000]])
         // the block appended after the damage is readable: it went to a new segment
         assert.deepEqual([...result.second.blocks.keys()], [...expected, 2], damage)
