@@ -57,6 +57,7 @@ const runUntilCheckpointed = (
     yield* waitFor(() => out.state.length >= new Set(words).size, "the words")
     const seen = new Set(checkpointsIn(dir))
     yield* waitFor(() => checkpointsIn(dir).some((n) => !seen.has(n)), "a checkpoint after the words")
+    yield* waitFor(() => fs.existsSync(markerOf(dir)), "the marker written after the first checkpoint")
     yield* ssc.stop()
     return new Map(out.state)
   })
@@ -212,7 +213,10 @@ describe("checkpoint and write-ahead log files", () => {
         const out = { state: [] as ReadonlyArray<readonly [string, number]> }
         const ssc = yield* StreamingContext.getOrCreate(dir, build(["a"], out), { batchInterval: "100 millis" })
         yield* ssc.start
-        yield* waitFor(() => checkpointsIn(dir).length > 0 && out.state.length > 0, "a checkpoint")
+        yield* waitFor(
+          () => checkpointsIn(dir).length > 0 && out.state.length > 0 && fs.existsSync(markerOf(dir)),
+          "a checkpoint and the marker",
+        )
         lockMode = modeOf(nodePath.join(dir, ".lock"))
         yield* ssc.stop()
       })

@@ -4,7 +4,7 @@
  * record is tolerated; and, in a context, `store` returns only once the block is in the log,
  * the log needs a checkpoint directory, and what was stored but not processed is replayed.
  */
-import { describe, it } from "node:test"
+import { after, describe, it } from "node:test"
 import assert from "node:assert/strict"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -18,9 +18,10 @@ import { runningSum } from "./_support/child.ts"
 import * as Wal from "../lib/_internal/wal.ts"
 import { live, waitFor } from "./_support/live.ts"
 
-const tempDir = () => fs.mkdtempSync(nodePath.join(os.tmpdir(), "dstream-wal-unit-"))
-/** The used marker a checkpoint directory gets beside it. */
-const markerOf = (dir: string) => nodePath.join(nodePath.dirname(dir), `.${nodePath.basename(dir)}.effect-dstream`)
+const root = fs.mkdtempSync(nodePath.join(os.tmpdir(), "dstream-wal-unit-"))
+after(() => fs.rmSync(root, { recursive: true, force: true }))
+/** A directory of its own, inside `root` (so the marker a checkpoint directory gets beside it goes too). */
+const tempDir = () => fs.mkdtempSync(nodePath.join(root, "d-"))
 const bytes = (text: string) => new TextEncoder().encode(text)
 const text = (data: Uint8Array) => new TextDecoder().decode(data)
 
@@ -383,7 +384,6 @@ describe("write-ahead log recovery with damage", () => {
       )
     } finally {
       fs.rmSync(dir, { recursive: true, force: true })
-      fs.rmSync(markerOf(dir), { force: true })
     }
   })
 })

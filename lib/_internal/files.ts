@@ -72,6 +72,6 @@ export const writeFileDurably = (
   })).pipe(
     Effect.andThen(fs.rename(temp, file)),
     Effect.andThen(syncDirectory(fs, directory)),
-    Effect.tapError(() => Effect.ignore(fs.remove(temp, { force: true }))),
+    Effect.onError(() => Effect.ignore(fs.remove(temp, { force: true }))),
   )
 }

@@ -223,7 +223,7 @@ export const markUsed = (
     })).pipe(
       Effect.andThen(fs.rename(temp, marker)),
       Effect.andThen(syncDirectory(fs, parent)),
-      Effect.tapError(() => Effect.ignore(fs.remove(temp, { force: true }))),
+      Effect.onError(() => Effect.ignore(fs.remove(temp, { force: true }))),
       Effect.catch((error) =>
         Effect.logWarning(
           `Cannot write the marker "${marker}" beside checkpoint directory "${directory}" (${error.message}): if the directory is deleted, getOrCreate will not notice that its checkpoints are gone`,
