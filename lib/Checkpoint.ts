@@ -10,7 +10,11 @@
  * {@link write} and {@link readLatest}, so every store behaves the same.
  *
  * Without a `CheckpointStore` in the environment, a context uses
- * `layerFileSystem(ssc.checkpointDirectory)`.
+ * `layerFileSystem(ssc.checkpointDirectory)`, and then also guards the directory: writes are
+ * durable (fsync, rename, fsync of the directory) and private ({@link Permissions}); a running
+ * context holds the directory's lock (a second one fails with {@link CheckpointLockedError});
+ * and a marker beside the directory lets `getOrCreate` refuse to start from nothing when the
+ * checkpoints are gone ({@link CheckpointMissingError}).
  *
  * @example
  * ```ts

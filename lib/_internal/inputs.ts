@@ -662,6 +662,12 @@ export class ReceiverInputNode<A> extends InputNode<A> {
       for (const [id, { count, location }] of contents.blocks) {
         if (id > maxId) maxId = id
         const time = contents.allocatedTo.get(id)
+        const allocatedCount = contents.allocatedCounts.get(id)
+        if (allocatedCount !== undefined && allocatedCount !== count) {
+          yield* Effect.logWarning(
+            `Write-ahead log of receiver ${this.name}: the allocation record of block ${id} says ${allocatedCount} records, its block record holds ${count}; using the block record`,
+          )
+        }
         if (isCovered(id)) {
           if (time === undefined) settled.push(id)
           continue
