@@ -172,6 +172,18 @@ describe("lost checkpoint directory", () => {
       // and the next run recovers from it normally
       const next = await live(runUntilCheckpointed(dir, ["c"]))
       assert.deepEqual([...next], [["c", 2]])
+
+      // checkpoint files and the marker deleted, the write-ahead log kept: its checkpoint markers tell
+      for (const name of checkpointsIn(dir)) fs.rmSync(nodePath.join(dir, name))
+      fs.rmSync(markerOf(dir))
+      const fromLog = failureOf(await attempt())
+      assert.ok(fromLog instanceof Checkpoint.CheckpointMissingError, String(fromLog))
+      assert.ok(
+        fromLog.evidence.startsWith(
+          `the write-ahead log "${nodePath.join(dir, "receivedData", "0")}" records a checkpoint of batch `,
+        ),
+        fromLog.evidence,
+      )
     },
   )
 

@@ -13,7 +13,8 @@
  *   checkpoint is durable, it says "this directory held checkpoints". It survives the deletion
  *   of the directory, so `getOrCreate` can refuse a silent fresh start when the checkpoints are
  *   gone. Not writable (e.g. the directory is a mount point in a read-only parent): a warning,
- *   and that protection is off.
+ *   and that protection is off. Checkpoint markers in the directory's write-ahead logs are
+ *   evidence too (the checkpoint files were deleted, the logs kept).
  *
  * `process.pid`, `process.kill(pid, 0)` and `os.hostname()` come from `node:process` / `node:os`:
  * effect has no service for them.
@@ -25,6 +26,7 @@ import * as os from "node:os"
 import process from "node:process"
 import { CheckpointError, CheckpointLockedError, CheckpointMissingError, type LockOwner } from "../Checkpoint.ts"
 import { randomSuffix, syncDirectory } from "./files.ts"
+import { decodeSegment } from "./wal.ts"
 
 /** The lock file's name inside the checkpoint directory. @internal */
 export const lockFileName = ".lock"
@@ -233,9 +235,33 @@ export const markUsed = (
   })
 
 /**
+ * The write-ahead logs of `directory` (`receivedData/<streamId>/log-*`), if one records a
+ * checkpoint marker: evidence that checkpoints existed even without the marker beside.
+ */
+const walEvidence = (
+  directory: string,
+): Effect.Effect<string | undefined, never, FileSystem.FileSystem | Path.Path> =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const received = path.join(directory, "receivedData")
+    for (const stream of yield* fs.readDirectory(received)) {
+      const logDir = path.join(received, stream)
+      for (const name of (yield* fs.readDirectory(logDir)).filter((n) => n.startsWith("log-")).sort()) {
+        for (const { record } of decodeSegment(yield* fs.readFile(path.join(logDir, name))).records) {
+          if (record._tag === "Checkpointed") {
+            return `the write-ahead log "${logDir}" records a checkpoint of batch ${record.time}`
+          }
+        }
+      }
+    }
+    return undefined
+  }).pipe(Effect.orElseSucceed(() => undefined))
+
+/**
  * `getOrCreate` found no checkpoint in `directory`: fails with `CheckpointMissingError` when the
- * used marker shows checkpoints existed, unless `allowFreshStart` (then the marker is removed
- * with a warning).
+ * used marker beside it, or a checkpoint marker in its write-ahead logs, shows checkpoints
+ * existed, unless `allowFreshStart` (then the used marker is removed with a warning).
  * @internal
  */
 export const checkNotLost = (
@@ -251,11 +277,11 @@ export const checkNotLost = (
         new CheckpointError({ location: directory, message: `Cannot check "${marker}": ${cause.message}`, cause })
       ),
     )
-    if (!exists) return
-    const evidence = `the marker "${marker}" says so`
+    const evidence = exists ? `the marker "${marker}" says so` : yield* walEvidence(directory)
+    if (evidence === undefined) return
     if (!allowFreshStart) return yield* new CheckpointMissingError({ directory, evidence })
     yield* Effect.logWarning(
       `Checkpoint directory "${directory}" held checkpoints before (${evidence}) and now has none; starting from nothing as allowFreshStart asks`,
     )
-    yield* Effect.ignore(fs.remove(marker))
+    if (exists) yield* Effect.ignore(fs.remove(marker))
   })

@@ -13,7 +13,7 @@ const [mode, checkpointDir] = process.argv.slice(2)
 StreamingContext.runMain(Effect.gen(function* () {
   const ssc = yield* StreamingContext.getOrCreate(checkpointDir, (ssc) => {
     ssc.receiverStream(Receiver.make<string>({ name: "idle", run: () => Effect.never })).foreachBatch(() => {})
-  }, { batchInterval: "200 millis" })
+  }, { batchInterval: "100 millis" })
   const exit = yield* Effect.exit(ssc.start)
   if (mode === "try") {
     const failure = Exit.isFailure(exit) ? exit.cause.reasons.find((r) => r._tag === "Fail") : undefined
