@@ -210,11 +210,14 @@ describe("write-ahead log damage", () => {
       const restore = () => {
         for (const [name, data] of pristine) fs.writeFileSync(nodePath.join(dir, name), data)
       }
-      // a block in the middle of the oldest segment, an allocation in the middle of the last one
+      // a block in the middle of the oldest segment, an allocation in the middle of the last one,
+      // the last record, a segment header
       const targets = [
         all.filter((r) => r.segment === "log-0000000000" && r.record._tag === "Block")[2],
         all.filter((r) => r.segment === "log-0000000002" && r.record._tag === "Allocation")[1],
         all[all.length - 1], // the very last record
+        // the 16-byte header of the middle segment (format version and its CRC)
+        { ...all.find((r) => r.segment === "log-0000000001")!, offset: 0, length: 16 },
       ]
       for (const target of targets) {
         for (let byte = 0; byte < target.length; byte++) {
