@@ -124,8 +124,8 @@ export const prepare = (
       }
     }
     const { store, onDisk } = yield* resolveStore(directory)
-    const lock = onDisk ? yield* Lock.acquire(directory, (yield* Checkpoint.Permissions).file) : undefined
     const fileMode = (yield* Checkpoint.Permissions).file
+    const lock = onDisk ? yield* Lock.acquire(directory, fileMode) : undefined
     const env = yield* Effect.context<NodeEnv>()
     let marked = !onDisk
     const nodes = yield* Effect.try({ try: () => participants(graph), catch: (e) => e as ValidationError })
