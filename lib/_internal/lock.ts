@@ -46,6 +46,15 @@ export interface DirectoryLock {
   readonly verify: Effect.Effect<void, CheckpointError>
 }
 
+/** This host's name; `undefined` when the runtime may not read it (Deno without `--allow-sys`). */
+const hostName = (): string | undefined => {
+  try {
+    return os.hostname()
+  } catch {
+    return undefined
+  }
+}
+
 const isAlive = (pid: number): boolean => {
   try {
     process.kill(pid, 0)
@@ -87,9 +96,10 @@ export const acquire = (
     const guard = `${file}.takeover`
     const fail = (message: string) => (cause: PlatformError) =>
       new CheckpointError({ location: directory, message: `${message}: ${cause.message}`, cause })
+    const host = hostName()
     const mine: LockContent = {
       pid: process.pid,
-      host: os.hostname(),
+      host: host ?? "(unknown)",
       since: new Date().toISOString(),
       token: randomSuffix() + randomSuffix(),
     }
@@ -132,8 +142,9 @@ export const acquire = (
         ),
         Effect.mapError((e) => e instanceof CheckpointError ? e : fail(`Cannot read the lock file "${target}"`)(e)),
       )
+    // only an owner on this (known) host can be checked
     const isStale = (c: LockContent): boolean =>
-      c.host === mine.host && (c.pid === mine.pid ? !heldTokens.has(c.token) : !isAlive(c.pid))
+      host !== undefined && c.host === host && (c.pid === mine.pid ? !heldTokens.has(c.token) : !isAlive(c.pid))
     const lockedBy = (c: LockContent) =>
       new CheckpointLockedError({ directory, lockFile: file, owner: { pid: c.pid, host: c.host, since: c.since } })
 
