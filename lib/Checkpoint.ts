@@ -10,7 +10,11 @@
  * {@link write} and {@link readLatest}, so every store behaves the same.
  *
  * Without a `CheckpointStore` in the environment, a context uses
- * `layerFileSystem(ssc.checkpointDirectory)`.
+ * `layerFileSystem(ssc.checkpointDirectory)`, and then also guards the directory: writes are
+ * durable (fsync, rename, fsync of the directory) and private ({@link Permissions}); a running
+ * context holds the directory's lock (a second one fails with {@link CheckpointLockedError});
+ * and a marker beside the directory lets `getOrCreate` refuse to start from nothing when the
+ * checkpoints are gone ({@link CheckpointMissingError}).
  *
  * @example
  * ```ts
@@ -22,6 +26,8 @@
  */
 import { Context, Data, Effect, FileSystem, Layer, Option, Path } from "effect"
 import type { PlatformError } from "effect/PlatformError"
+import * as zlib from "node:zlib"
+import { makeDirectoryDurably, randomSuffix, writeFileDurably } from "./_internal/files.ts"
 
 /**
  * Reading or writing a checkpoint failed, a checkpoint could not be decoded (corrupt, written
@@ -37,6 +43,76 @@ export class CheckpointError extends Data.TaggedError("CheckpointError")<{
   readonly message: string
   readonly cause?: unknown
 }> {}
+
+/**
+ * Who holds the lock of a checkpoint directory: written into its `.lock` file by the running
+ * context.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface LockOwner {
+  readonly pid: number
+  readonly host: string
+  /** When the owner took the lock (ISO 8601). */
+  readonly since: string
+}
+
+/**
+ * Another running context (in this or another process) holds the checkpoint directory's lock:
+ * two contexts on one directory would run every output twice and delete each other's
+ * write-ahead log. Fails `start`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class CheckpointLockedError extends Data.TaggedError("CheckpointLockedError")<{
+  readonly directory: string
+  /** The lock file. */
+  readonly lockFile: string
+  readonly owner: LockOwner
+}> {
+  override get message(): string {
+    return `Cannot use checkpoint directory "${this.directory}": it is locked by process ${this.owner.pid} on host "${this.owner.host}" since ${this.owner.since}; stop that context first, or delete "${this.lockFile}" if that process is gone`
+  }
+}
+
+/**
+ * `getOrCreate` found no checkpoint in a directory that held checkpoints before (the directory
+ * was deleted or emptied): starting afresh would silently drop the recovered state. Pass
+ * `{ allowFreshStart: true }` to `getOrCreate` to start from nothing anyway.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class CheckpointMissingError extends Data.TaggedError("CheckpointMissingError")<{
+  readonly directory: string
+  /** What shows that checkpoints existed (the marker file beside the directory). */
+  readonly evidence: string
+}> {
+  override get message(): string {
+    return `Cannot recover from checkpoint directory "${this.directory}": it held checkpoints before (${this.evidence}) and now has none; restore it, or pass { allowFreshStart: true } to getOrCreate to start from nothing`
+  }
+}
+
+/**
+ * The permission bits of the files and directories written for checkpoints and the
+ * write-ahead log (which holds the raw received data). Default: files `0o600`, directories
+ * `0o700` (owner only); the process umask can only remove bits. Provide another value to share
+ * them, e.g. with a group.
+ *
+ * @example
+ * ```ts
+ * program.pipe(Effect.provideService(Checkpoint.Permissions, { file: 0o640, directory: 0o750 }))
+ * ```
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export const Permissions: Context.Reference<{ readonly file: number; readonly directory: number }> = Context
+  .Reference<{ readonly file: number; readonly directory: number }>("effect-dstream/Checkpoint/Permissions", {
+    defaultValue: () => ({ file: 0o600, directory: 0o700 }),
+  })
 
 /**
  * The operations a checkpoint store provides. Names are plain file names; `write` is atomic:
@@ -105,8 +181,11 @@ export const layerMemory: Layer.Layer<CheckpointStore> = Layer.effect(Checkpoint
 /**
  * A store keeping one file per name in `directory`, created if missing. Fails with a
  * `CheckpointError` when the directory cannot be created or written (checked once, by writing
- * and removing a probe file). Writes go to a hidden temp file that is then renamed over the
- * target, so a crash mid-write never leaves a partial checkpoint under its final name.
+ * and removing a probe file). A write is atomic and durable: a hidden temp file is written and
+ * fsynced, renamed over the target, and the directory fsynced, so a crash never leaves a partial
+ * checkpoint under its final name and a write that returned survives a power loss. Files are
+ * created with {@link Permissions} (`0o600` by default), directories likewise (`0o700`). A write
+ * into a directory that disappeared fails with a `CheckpointError` saying so.
  *
  * @example
  * ```ts
@@ -122,27 +201,38 @@ export const makeFileSystem = (
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
+    const modes = yield* Permissions
     const dir = path.resolve(directory)
     const fail = (message: string) => (cause: PlatformError) =>
       new CheckpointError({ location: directory, message: `${message}: ${cause.message}`, cause })
-    yield* fs.makeDirectory(dir, { recursive: true }).pipe(
+    yield* makeDirectoryDurably(fs, path, dir, modes.directory).pipe(
       Effect.mapError(fail(`Cannot create the checkpoint directory "${directory}"`)),
     )
     const probe = path.join(dir, `.probe-${randomSuffix()}`)
-    yield* fs.writeFile(probe, new Uint8Array([1])).pipe(
+    yield* fs.writeFile(probe, new Uint8Array([1]), { mode: modes.file }).pipe(
       Effect.andThen(fs.remove(probe)),
       Effect.mapError(fail(`Cannot write to the checkpoint directory "${directory}"`)),
     )
+    /** A failed operation: says so when the whole directory is gone. */
+    const failIn = (message: string) => (cause: PlatformError) =>
+      Effect.flatMap(
+        Effect.orElseSucceed(fs.exists(dir), () => true),
+        (exists) =>
+          Effect.fail(
+            exists ? fail(message)(cause) : new CheckpointError({
+              location: directory,
+              message:
+                `${message}: the checkpoint directory "${directory}" disappeared while the context was running (its checkpoints and write-ahead logs are gone)`,
+              cause,
+            }),
+          ),
+      )
     return {
       location: directory,
-      write: (name, bytes) => {
-        const temp = path.join(dir, `.${name}.tmp-${randomSuffix()}`)
-        return fs.writeFile(temp, bytes).pipe(
-          Effect.andThen(fs.rename(temp, path.join(dir, name))),
-          Effect.tapError(() => Effect.ignore(fs.remove(temp, { force: true }))),
-          Effect.mapError(fail(`Cannot write checkpoint "${name}" to "${directory}"`)),
-        )
-      },
+      write: (name, bytes) =>
+        writeFileDurably(fs, path, path.join(dir, name), bytes, modes.file).pipe(
+          Effect.catch(failIn(`Cannot write checkpoint "${name}" to "${directory}"`)),
+        ),
       read: (name) =>
         fs.readFile(path.join(dir, name)).pipe(
           Effect.map((bytes): Uint8Array | undefined => bytes),
@@ -154,11 +244,11 @@ export const makeFileSystem = (
         ),
       list: fs.readDirectory(dir).pipe(
         Effect.map((names) => names.filter((n) => !n.startsWith("."))),
-        Effect.mapError(fail(`Cannot list the checkpoint directory "${directory}"`)),
+        Effect.catch(failIn(`Cannot list the checkpoint directory "${directory}"`)),
       ),
       remove: (name) =>
         fs.remove(path.join(dir, name), { force: true }).pipe(
-          Effect.mapError(fail(`Cannot remove checkpoint "${name}" in "${directory}"`)),
+          Effect.catch(failIn(`Cannot remove checkpoint "${name}" in "${directory}"`)),
         ),
     }
   })
@@ -370,22 +460,5 @@ export const readLatest = (store: CheckpointStoreShape): Effect.Effect<Option.Op
 
 // ---- internal ---------------------------------------------------------------------------------
 
-const randomSuffix = (): string => Math.random().toString(36).slice(2, 10)
-
-let crcTable: Int32Array | undefined
-
-/** CRC-32 (IEEE), unsigned. @internal */
-export const crc32 = (bytes: Uint8Array): number => {
-  if (crcTable === undefined) {
-    crcTable = new Int32Array(256)
-    for (let n = 0; n < 256; n++) {
-      let c = n
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1
-      crcTable[n] = c
-    }
-  }
-  const table = crcTable
-  let crc = -1
-  for (let i = 0; i < bytes.length; i++) crc = table[(crc ^ bytes[i]) & 0xff] ^ (crc >>> 8)
-  return (crc ^ -1) >>> 0
-}
+/** CRC-32 (IEEE), unsigned: `node:zlib`'s native one (Node 22.2+, Deno, Bun). @internal */
+export const crc32 = (bytes: Uint8Array): number => zlib.crc32(bytes)

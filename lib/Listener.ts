@@ -76,6 +76,28 @@ export interface ReceiverInfo {
 }
 
 /**
+ * A byte range of a receiver's write-ahead log that could not be read when the context started
+ * (a torn last record after a crash, or corruption): the records in it are skipped, the reading
+ * resumes at the next valid record.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface WriteAheadLogDamage {
+  readonly streamId: number
+  /** The receiver's name. */
+  readonly receiver: string
+  /** The segment file's path. */
+  readonly segment: string
+  /** Where the unreadable range starts in the segment. */
+  readonly offset: number
+  /** Its length. */
+  readonly bytes: number
+  /** Why it could not be read, e.g. `checksum mismatch`, `truncated record`. */
+  readonly reason: string
+}
+
+/**
  * Every event the context publishes.
  *
  * @since 0.1.0
@@ -86,6 +108,7 @@ export type StreamingEvent =
   | { readonly _tag: "ReceiverStarted"; readonly receiverInfo: ReceiverInfo }
   | { readonly _tag: "ReceiverError"; readonly receiverInfo: ReceiverInfo }
   | { readonly _tag: "ReceiverStopped"; readonly receiverInfo: ReceiverInfo }
+  | { readonly _tag: "WriteAheadLogDamaged"; readonly damage: WriteAheadLogDamage }
   | { readonly _tag: "BatchSubmitted"; readonly batchInfo: BatchInfo }
   | { readonly _tag: "BatchStarted"; readonly batchInfo: BatchInfo }
   | { readonly _tag: "BatchCompleted"; readonly batchInfo: BatchInfo }

@@ -106,9 +106,13 @@ export interface StreamingContext {
   /**
    * Starts the clock, receivers and jobs. Warns if already started; fails with
    * `IllegalStateError` after a stop or while another context is active, and with
-   * `ValidationError` when the graph is invalid (the context is then STOPPED).
+   * `ValidationError` when the graph is invalid (the context is then STOPPED), with
+   * `CheckpointLockedError` when another running context holds the checkpoint directory.
    */
-  readonly start: Effect.Effect<void, IllegalStateError | ValidationError | Checkpoint.CheckpointError>
+  readonly start: Effect.Effect<
+    void,
+    IllegalStateError | ValidationError | Checkpoint.CheckpointError | Checkpoint.CheckpointLockedError
+  >
   /**
    * Waits until the context stops; fails with the `BatchJobError` that stopped it. If the
    * waiting fiber is interrupted (Ctrl-C under `runMain`), the context is stopped gracefully.
@@ -241,7 +245,10 @@ class ContextImpl implements StreamingContext, NodeContext {
     return Effect.sync(() => this.lifecycleState)
   }
 
-  get start(): Effect.Effect<void, IllegalStateError | ValidationError | Checkpoint.CheckpointError> {
+  get start(): Effect.Effect<
+    void,
+    IllegalStateError | ValidationError | Checkpoint.CheckpointError | Checkpoint.CheckpointLockedError
+  > {
     return Effect.gen({ self: this }, function* () {
       if (this.lifecycleState === "ACTIVE") {
         return yield* Effect.logWarning("StreamingContext has already been started")
@@ -279,6 +286,7 @@ class ContextImpl implements StreamingContext, NodeContext {
         this.recovered,
         this.checkpointStore,
       ).pipe(
+        Scope.provide(scope), // the checkpoint directory's lock is released when the context's scope closes
         Effect.provideContext(env),
         Effect.tapError(() =>
           Effect.andThen(
@@ -531,6 +539,21 @@ export const getActive: Effect.Effect<StreamingContext | undefined> = Effect.syn
 // ---- recovery (getOrCreate) ----------------------------------------------------------------------
 
 /**
+ * Options of {@link getOrCreate}: the context's options (used when there is no checkpoint) and
+ * `allowFreshStart`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface GetOrCreateOptions extends Partial<Options> {
+  /**
+   * Start from nothing even when the checkpoint directory held checkpoints before and lost them
+   * (default `false`: that fails with `CheckpointMissingError`).
+   */
+  readonly allowFreshStart?: boolean | undefined
+}
+
+/**
  * Spark's `StreamingContext.getOrCreate`: if `directory` holds a checkpoint, builds a context
  * that continues from it — its state restored at start, the batches pending at the crash and
  * those missed while the process was down run first — otherwise a fresh one. Either way
@@ -538,7 +561,9 @@ export const getActive: Effect.Effect<StreamingContext | undefined> = Effect.syn
  * code), and the context checkpoints into `directory`. The batch interval comes from the
  * checkpoint when there is one, else from `options` (default 1 second). A corrupt newest
  * checkpoint falls back to the previous one; when none is readable it fails with a
- * `CheckpointError`.
+ * `CheckpointError`. When `directory` has no checkpoint but held some before (a marker beside
+ * it survives its deletion), it fails with `CheckpointMissingError` instead of silently
+ * starting from nothing, unless `allowFreshStart` is set.
  *
  * @example
  * ```ts
@@ -556,18 +581,23 @@ export const getActive: Effect.Effect<StreamingContext | undefined> = Effect.syn
 export const getOrCreate = <E = never, R = never>(
   directory: string,
   create: (ssc: StreamingContext) => void | Effect.Effect<void, E, R>,
-  options?: Partial<Options>,
-): Effect.Effect<StreamingContext, E | Checkpoint.CheckpointError | ValidationError, R> =>
+  options?: GetOrCreateOptions,
+): Effect.Effect<
+  StreamingContext,
+  E | Checkpoint.CheckpointError | Checkpoint.CheckpointMissingError | ValidationError,
+  R
+> =>
   Effect.gen(function* () {
     const givenStore = yield* Effect.serviceOption(Checkpoint.CheckpointStore)
     const latest = yield* Effect.scoped(
       Effect.flatMap(Effect.scope, (scope) =>
         Effect.flatMap(platformServices(scope), (env) =>
           Effect.provideContext(
-            Effect.flatMap(Checkpointing.storeFor(directory), Checkpoint.readLatest),
+            Checkpointing.readForRecovery(directory, options?.allowFreshStart ?? false),
             env,
           ))),
     )
+    const { allowFreshStart: _, ...contextOptions } = options ?? {}
     let batchInterval: Duration.Input = options?.batchInterval ?? "1 second"
     if (latest._tag === "Some") {
       const payload = yield* Effect.try({
@@ -576,7 +606,7 @@ export const getOrCreate = <E = never, R = never>(
       })
       batchInterval = payload.batchMillis
     }
-    const ssc = yield* make({ ...options, batchInterval })
+    const ssc = yield* make({ ...contextOptions, batchInterval })
     if (latest._tag === "Some") (ssc as ContextImpl).recovered = latest.value
     if (givenStore._tag === "Some") (ssc as ContextImpl).checkpointStore = givenStore.value
     ssc.checkpoint(directory)

@@ -185,7 +185,12 @@ export interface RunResult<O extends Streams> {
  * @since 0.1.0
  * @category testing
  */
-export type StartError = IllegalStateError | ValidationError | Checkpoint.CheckpointError
+export type StartError =
+  | IllegalStateError
+  | ValidationError
+  | Checkpoint.CheckpointError
+  | Checkpoint.CheckpointLockedError
+  | Checkpoint.CheckpointMissingError
 
 /**
  * Options of {@link run}, {@link harness} and {@link recover}.

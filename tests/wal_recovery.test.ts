@@ -17,7 +17,7 @@ import assert from "node:assert/strict"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as nodePath from "node:path"
-import { decodeSegment } from "../lib/_internal/wal.ts"
+import { decodeSegment, type WalRecord } from "../lib/_internal/wal.ts"
 import { startLineServer } from "./_support/line_server.ts"
 import { type Child, kill, sleep, startChild as startScript, waitForLog } from "./_support/child.ts"
 
@@ -55,6 +55,49 @@ const linesInLog = (checkpointDir: string): Set<number> => {
   }
   return lines
 }
+
+/** Sends numbered lines, 2 every 10 ms, while a client is connected, until `stop`. */
+const startSender = (server: Awaited<ReturnType<typeof startLineServer>>) => {
+  const state = { next: 1, sending: true }
+  const done = (async () => {
+    while (state.sending) {
+      if (server.connected === 0) {
+        await sleep(10)
+        continue
+      }
+      const lines = `${state.next}\n${state.next + 1}\n`
+      state.next += 2
+      await server.send(lines).catch(() => {})
+      await sleep(10)
+    }
+  })()
+  return {
+    get last() {
+      return state.next - 1
+    },
+    stop: async () => {
+      state.sending = false
+      await done
+    },
+  }
+}
+
+/** Every complete record of the log, with its segment, offset and length. */
+const recordsInLog = (checkpointDir: string) => {
+  const dir = nodePath.join(checkpointDir, "receivedData", "0")
+  return fs.readdirSync(dir).sort().flatMap((segment) =>
+    decodeSegment(fs.readFileSync(nodePath.join(dir, segment))).records.map((r) => ({
+      file: nodePath.join(dir, segment),
+      segment,
+      ...r,
+    }))
+  )
+}
+
+const linesOf = (record: WalRecord): Array<number> =>
+  record._tag === "Block"
+    ? (JSON.parse(new TextDecoder().decode(record.data)) as Array<string>).filter((l) => l.length > 0).map(Number)
+    : []
 
 describe("write-ahead log recovery (real processes, SIGKILL)", () => {
   it("every line the socket receiver stored before a SIGKILL is counted exactly once after recovery", {
@@ -138,4 +181,100 @@ describe("write-ahead log recovery (real processes, SIGKILL)", () => {
     // most lines made it (what was lost was in flight, not stored)
     assert.ok(Object.keys(counts).length > last * 0.8, `only ${Object.keys(counts).length} of ${last} lines counted`)
   })
+
+  it(
+    "a flipped bit in an older segment and in the last one: recovery skips just those records, reports them, and counts every stored line exactly once",
+    {
+      timeout: 60_000,
+    },
+    async () => {
+      const server = await startLineServer()
+      const checkpointDir = nodePath.join(root, "checkpoint-damage")
+      const outFile = nodePath.join(root, "counts-damage.json")
+      const args = [String(server.port), checkpointDir, outFile]
+      let child = startChild(args)
+      const sender = startSender(server)
+      const logDir = nodePath.join(checkpointDir, "receivedData", "0")
+      const segments = () => fs.existsSync(logDir) ? fs.readdirSync(logDir) : []
+      const checkpoints = () =>
+        fs.existsSync(checkpointDir)
+          ? fs.readdirSync(checkpointDir).filter((n) => /^checkpoint-\d+$/.test(n)).map((n) => Number(n.slice(11)))
+          : []
+      const deadline = Date.now() + 40_000
+      // at least two segments (rolled every second) and a checkpoint
+      while (!(segments().length >= 2 && checkpoints().length > 0)) {
+        assert.ok(Date.now() < deadline, `no second segment; child log:\n${child.log.join("")}`)
+        await sleep(50)
+      }
+      await sleep(300 + Math.floor(Math.random() * 500))
+      await kill(child)
+
+      // what the log holds, and what the newest checkpoint covers (allocated to batches up to it)
+      const records = recordsInLog(checkpointDir)
+      const stored = new Set(records.flatMap((r) => linesOf(r.record)))
+      const newest = Math.max(...checkpoints())
+      const coveredBlocks = new Set(
+        records.flatMap((r) => r.record._tag === "Allocation" && r.record.time <= newest ? r.record.blocks : []),
+      )
+      const names = [...new Set(records.map((r) => r.segment))]
+      const last = names[names.length - 1]
+      const isCoveredBlock = (r: (typeof records)[number]) =>
+        r.record._tag === "Block" && coveredBlocks.has(r.record.id)
+      // an older segment: an allocation record; the last segment: a processed block (or an allocation)
+      const older = records.filter((r) => r.segment !== last && r.record._tag === "Allocation")
+      const inLast = records.filter((r) => r.segment === last && isCoveredBlock(r))
+      const lastAllocations = records.filter((r) => r.segment === last && r.record._tag === "Allocation")
+      const targets = [
+        older[Math.floor(older.length / 2)] ?? records.find((r) => r.segment !== last && isCoveredBlock(r)),
+        inLast[Math.floor(inLast.length / 2)] ?? lastAllocations[Math.floor(lastAllocations.length / 2)],
+      ].filter((t) => t !== undefined)
+      assert.equal(targets.length, 2, `no record to damage in ${names.join(", ")}`)
+      for (const target of targets) {
+        const data = fs.readFileSync(target.file)
+        data[target.offset + 12 + Math.floor(Math.random() * (target.length - 12))] ^= 1 <<
+          Math.floor(Math.random() * 8)
+        fs.writeFileSync(target.file, data)
+      }
+
+      child = startChild(args)
+      await waitForLog(child, /Recovered from checkpoint checkpoint-\d+/)
+      await sleep(1000)
+      await sender.stop()
+      const lastLine = sender.last
+      const until = Date.now() + 20_000
+      while (Date.now() < until && !(String(lastLine) in readCounts(outFile))) await sleep(100)
+      await sleep(500)
+      await kill(child)
+      await server.close()
+      const counts = readCounts(outFile)
+      const log = child.log.join("")
+      const context = `damaged ${
+        targets.map((t) => `${t.record._tag} ${t.segment}:${t.offset}`).join(", ")
+      }; child log:\n${log}`
+
+      // each damaged record is reported: segment, offset, byte count
+      const damage = log.split("\n").filter((l) => l.startsWith("DAMAGE ")).map((l) => JSON.parse(l.slice(7)))
+      for (const target of targets) {
+        assert.ok(
+          damage.some((d) => d.segment === target.file && d.offset === target.offset && d.bytes === target.length),
+          `no damage event for ${target.segment}:${target.offset} (${target.length} bytes); ${context}`,
+        )
+        assert.ok(
+          log.includes(
+            `skipped ${target.length} unreadable bytes at offset ${target.offset} of segment "${target.file}"`,
+          ),
+          context,
+        )
+      }
+      // exactly once, nothing stored lost
+      assert.deepEqual(
+        Object.entries(counts).filter(([, c]) => c !== 1),
+        [],
+        `lines counted more than once; ${context}`,
+      )
+      const lost = [...stored].filter((n) => !(String(n) in counts)).sort((a, b) => a - b)
+      assert.deepEqual(lost, [], `stored lines missing from the recovered state; ${context}`)
+      assert.ok(String(lastLine) in counts, `the last line ${lastLine} was not processed; ${context}`)
+    },
+  )
 })

@@ -6,12 +6,13 @@
  * missed while the process was down, then continues with the clock.
  * @internal
  */
-import { Effect, Option } from "effect"
+import { Effect, Option, type Scope } from "effect"
 import * as Checkpoint from "../Checkpoint.ts"
 import { ValidationError } from "../Errors.ts"
 import * as Time from "../Time.ts"
 import type { Graph } from "./graph.ts"
 import { type InputCheckpoint, InputNode, type Node, type NodeEnv } from "./node.ts"
+import * as Lock from "./lock.ts"
 import { isCheckpointed } from "./state.ts"
 
 /** What one checkpoint holds. @internal */
@@ -92,8 +93,15 @@ export interface Runtime {
 
 /**
  * Called by `start` after the graph is initialised: refuses queue streams, opens the store
- * (the environment's `CheckpointStore`, else a file-system store in `directory`) and restores
- * the recovered snapshot, if any. `undefined` when checkpointing is off.
+ * (the environment's `CheckpointStore`, else a file-system store in `directory`), takes the
+ * directory's lock for the scope (file-system store; fails with `CheckpointLockedError` when a
+ * live context holds it) and restores the recovered snapshot, if any. `undefined` when
+ * checkpointing is off.
+ *
+ * Each checkpoint write first checks that the lock is still ours (a deleted directory fails the
+ * batch with a `CheckpointError` saying so), is durable when `Checkpoint.write` returns, then
+ * writes the used marker beside the directory (once per run) and only then tells the inputs
+ * (which may delete write-ahead log segments the checkpoint covers).
  * @internal
  */
 export const prepare = (
@@ -102,7 +110,11 @@ export const prepare = (
   recovered: Checkpoint.Checkpoint | undefined,
   /** The store `getOrCreate` read the recovered checkpoint from, if the environment gave one. */
   given?: Checkpoint.CheckpointStoreShape | undefined,
-): Effect.Effect<Runtime | undefined, Checkpoint.CheckpointError | ValidationError, NodeEnv> =>
+): Effect.Effect<
+  Runtime | undefined,
+  Checkpoint.CheckpointError | Checkpoint.CheckpointLockedError | ValidationError,
+  NodeEnv | Scope.Scope
+> =>
   Effect.gen(function* () {
     if (directory === undefined) return undefined
     for (const input of graph.inputs) {
@@ -113,7 +125,11 @@ export const prepare = (
         })
       }
     }
-    const store = given ?? (yield* storeFor(directory))
+    const { store, onDisk } = given !== undefined ? { store: given, onDisk: false } : yield* resolveStore(directory)
+    const fileMode = (yield* Checkpoint.Permissions).file
+    const lock = onDisk ? yield* Lock.acquire(directory, fileMode) : undefined
+    const env = yield* Effect.context<NodeEnv>()
+    let marked = !onDisk
     const nodes = yield* Effect.try({ try: () => participants(graph), catch: (e) => e as ValidationError })
     const interval = intervalOf(graph)
     const zero = graph.zeroTime!
@@ -168,10 +184,15 @@ export const prepare = (
           for (const [key, participant] of nodes) data[key] = participant.snapshot(t)
           const payload: Payload = { time: t, zeroTime: zero, batchMillis: graph.batchMillis, nodes: data }
           const oldestKept = t - (Checkpoint.defaultKeep - 1) * interval
-          return Effect.andThen(
-            Checkpoint.write(store, t, payload),
-            Effect.forEach(nodes.values(), (p) => p.written?.(t, oldestKept) ?? Effect.void, { discard: true }),
-          )
+          return Effect.gen(function* () {
+            if (lock !== undefined) yield* lock.verify
+            yield* Checkpoint.write(store, t, payload)
+            if (!marked) {
+              yield* Effect.provideContext(Lock.markUsed(directory, fileMode), env)
+              marked = true
+            }
+            yield* Effect.forEach(nodes.values(), (p) => p.written?.(t, oldestKept) ?? Effect.void, { discard: true })
+          })
         }),
       recoverTimes: (first) => {
         if (lastCheckpoint === undefined) return []
@@ -182,14 +203,51 @@ export const prepare = (
     }
   })
 
+/**
+ * The environment's store, or a file-system store in `directory` (`onDisk`: the directory's
+ * lock and used marker apply). @internal
+ */
+export const resolveStore = (
+  directory: string,
+): Effect.Effect<
+  { readonly store: Checkpoint.CheckpointStoreShape; readonly onDisk: boolean },
+  Checkpoint.CheckpointError,
+  NodeEnv
+> =>
+  Effect.flatMap(
+    Effect.serviceOption(Checkpoint.CheckpointStore),
+    (store) =>
+      Option.isSome(store)
+        ? Effect.succeed({ store: store.value, onDisk: false as boolean })
+        : Effect.map(Checkpoint.makeFileSystem(directory), (fs) => ({ store: fs, onDisk: true as boolean })),
+  )
+
 /** The environment's store, or a file-system store in `directory`. @internal */
 export const storeFor = (
   directory: string,
 ): Effect.Effect<Checkpoint.CheckpointStoreShape, Checkpoint.CheckpointError, NodeEnv> =>
-  Effect.flatMap(
-    Effect.serviceOption(Checkpoint.CheckpointStore),
-    (store) => Option.isSome(store) ? Effect.succeed(store.value) : Checkpoint.makeFileSystem(directory),
-  )
+  Effect.map(resolveStore(directory), (r) => r.store)
+
+/**
+ * `getOrCreate`'s read: the newest readable checkpoint of `directory`. When there is none but
+ * the used marker beside the directory shows there were some (the directory was deleted or
+ * emptied), fails with `CheckpointMissingError` unless `allowFreshStart`.
+ * @internal
+ */
+export const readForRecovery = (
+  directory: string,
+  allowFreshStart: boolean,
+): Effect.Effect<
+  Option.Option<Checkpoint.Checkpoint>,
+  Checkpoint.CheckpointError | Checkpoint.CheckpointMissingError,
+  NodeEnv
+> =>
+  Effect.gen(function* () {
+    const { store, onDisk } = yield* resolveStore(directory)
+    const latest = yield* Checkpoint.readLatest(store)
+    if (Option.isNone(latest) && onDisk) yield* Lock.checkNotLost(directory, allowFreshStart)
+    return latest
+  })
 
 /** The nodes' data for a manual snapshot (benchmarks, tests). @internal */
 export const snapshotNode = (node: Node<any>): unknown => isCheckpointed(node) ? node.snapshotCheckpoint() : undefined

@@ -227,7 +227,13 @@ export class ReceiverInputNode<A> extends InputNode<A> {
   /** Batches after the recovered checkpoint whose blocks the log recorded: they get them again. */
   private replayed = new Map<number, Array<Block<A>>>()
   /** The graph checkpoint this input was restored from (set before start). */
-  private restoredFrom: { readonly time: number; readonly nextBlockId: number } | undefined
+  private restoredFrom:
+    | { readonly time: number; readonly nextBlockId: number; readonly coverage: Wal.Coverage | undefined }
+    | undefined
+  /** Write-ahead log: the allocations since the last graph checkpoint (what it does not cover). */
+  private allocationLog: Array<{ readonly time: number; readonly ids: ReadonlyArray<number> }> = []
+  /** Write-ahead log: what each snapshot taken but not yet written covers, by batch time. */
+  private readonly coverages = new Map<number, Wal.Coverage>()
   settings!: ResolvedSettings
   limiter!: RateLimiter
   readonly serializer: Serializer<A>
@@ -437,7 +443,7 @@ export class ReceiverInputNode<A> extends InputNode<A> {
       if (ready === undefined) {
         ready = this.blocks.filter((b) => b.ready)
         if (this.wal !== undefined && ready.length > 0) {
-          const logged = yield* Effect.exit(this.wal.appendAllocation(t, ready.map((b) => b.id)))
+          const logged = yield* Effect.exit(this.wal.appendAllocation(t, ready))
           if (Exit.isFailure(logged)) {
             // not recorded: the blocks wait for the next batch rather than risk being lost
             yield* Effect.logError(
@@ -450,6 +456,7 @@ export class ReceiverInputNode<A> extends InputNode<A> {
         const taken = new Set(ready)
         this.blocks = this.blocks.filter((b) => !taken.has(b))
       }
+      if (this.wal !== undefined && ready.length > 0) this.allocationLog.push({ time: t, ids: ready.map((b) => b.id) })
       this.allocations.set(t, ready)
       let records = 0
       for (const b of ready) records += b.count
@@ -541,31 +548,61 @@ export class ReceiverInputNode<A> extends InputNode<A> {
     if (!this.settings.writeAheadLog) return undefined
     return {
       key: `ReceiverInputDStream#${this.streamId}`,
-      snapshot: () => this.walSnapshot(),
+      snapshot: (time) => this.walSnapshot(time),
       restore: (data, time) => this.walRestore(data, time),
       written: (time, oldestKept) => this.walCheckpointed(time, oldestKept),
     }
   }
 
-  /** Checkpoint data (write-ahead log only): the next block id. */
-  walSnapshot(): unknown {
-    return { nextBlockId: this.nextBlockId }
+  /**
+   * Checkpoint data (write-ahead log only), taken after batch `time`: what the checkpoint
+   * covers, exactly — every block id below `nextBlockId` except the `pending` ones (not yet
+   * allocated, or allocated to a later batch). Recovery decides by it, not by allocation records
+   * (which may be unreadable), so no processed block is counted again.
+   */
+  walSnapshot(time: number): unknown {
+    const pending: Array<number> = []
+    for (const b of this.blocks) pending.push(b.id)
+    for (const [t, blocks] of this.replayed) if (t > time) { for (const b of blocks) pending.push(b.id) }
+    this.allocationLog = this.allocationLog.filter((a) => a.time > time)
+    for (const a of this.allocationLog) pending.push(...a.ids)
+    const coverage: Wal.Coverage = { time, nextBlockId: this.nextBlockId, pending: toRanges(pending) }
+    this.coverages.set(time, coverage)
+    return { nextBlockId: coverage.nextBlockId, pending: coverage.pending }
   }
 
   /** Restores from the graph checkpoint of `time`, before start. */
   walRestore(data: unknown, time: number): void {
-    const d = data as { nextBlockId?: unknown }
-    this.restoredFrom = { time, nextBlockId: typeof d?.nextBlockId === "number" ? d.nextBlockId : 0 }
+    const d = data as { nextBlockId?: unknown; pending?: unknown }
+    const nextBlockId = typeof d?.nextBlockId === "number" ? d.nextBlockId : 0
+    let coverage: Wal.Coverage | undefined
+    if (d?.pending !== undefined) {
+      const ranges = d.pending
+      if (
+        !Array.isArray(ranges) ||
+        !ranges.every((r) => Array.isArray(r) && r.length === 2 && r.every((n) => typeof n === "number"))
+      ) {
+        throw new Error(`write-ahead log coverage "pending" is not a list of [from, to] ranges`)
+      }
+      coverage = { time, nextBlockId, pending: ranges as Array<readonly [number, number]> }
+    }
+    this.restoredFrom = { time, nextBlockId, coverage }
   }
 
   /**
-   * After a graph checkpoint of `time` is written: log the marker, then delete the segments
-   * every kept checkpoint covers (`oldestKept`), so falling back to an older one still works.
+   * After a graph checkpoint of `time` is durable: log the marker (with what it covers), then
+   * delete the segments every kept checkpoint covers (`oldestKept`), so falling back to an older
+   * one still works.
    */
   walCheckpointed(time: number, oldestKept: number): Effect.Effect<void> {
     const wal = this.wal
     if (wal === undefined) return Effect.void
-    return Effect.andThen(wal.appendCheckpointed(time), wal.cleanup(oldestKept)).pipe(
+    const coverage = this.coverages.get(time)
+    for (const t of this.coverages.keys()) if (t <= time) this.coverages.delete(t)
+    return Effect.andThen(
+      coverage === undefined ? Effect.void : wal.appendCheckpointed(coverage),
+      wal.cleanup(oldestKept),
+    ).pipe(
       Effect.catch((error) =>
         Effect.logWarning(`Write-ahead log cleanup of receiver ${this.name} failed: ${error.message}`)
       ),
@@ -574,35 +611,70 @@ export class ReceiverInputNode<A> extends InputNode<A> {
 
   /**
    * Opens the write-ahead log and takes back what it holds (Spark's `ReceivedBlockTracker`
-   * recovery). Covered by the checkpoint restored from (or, starting afresh, by the newest
-   * checkpoint marker in the log): blocks allocated up to it, which are dropped. Recovering, a
-   * batch after it gets its recorded blocks again when it re-runs; the other blocks (never
-   * allocated, or allocated in a run whose state is not restored) go to the next batch.
-   * Replayed blocks stay on disk until their batch runs.
+   * recovery). Unreadable ranges of the log are reported (a `WriteAheadLogDamaged` event and a
+   * warning each). What the checkpoint restored from covers (or, starting afresh, what the
+   * newest checkpoint marker in the log covers) is dropped: with a coverage (this format), by
+   * block id, so a block whose allocation record is lost is still known as processed; with an
+   * older checkpoint, by the allocation records. Recovering, a batch after it gets its recorded
+   * blocks again when it re-runs; the other blocks (never allocated, allocation unreadable, or
+   * allocated in a run whose state is not restored) go to the next batch. Blocks a needed
+   * allocation names but whose data is unreadable are logged as lost. Replayed blocks stay on
+   * disk until their batch runs.
    */
-  private openLog(): Effect.Effect<void, never, Scope.Scope | NodeEnv> {
+  private openLog(rt: InputRuntime): Effect.Effect<void, never, Scope.Scope | NodeEnv> {
     return Effect.gen({ self: this }, function* () {
-      const directory = this.path!.join(this.ctx.checkpointDir()!, "receivedData", String(this.streamId))
+      const path = this.path!
+      const directory = path.join(this.ctx.checkpointDir()!, "receivedData", String(this.streamId))
       const wal = yield* Effect.orDie(Wal.open(directory, { rollMillis: this.settings.walRollMillis }))
       this.wal = wal
       const contents = wal.recovered
-      for (const tail of contents.ignoredTails) {
+      for (const d of contents.damaged) {
+        const segment = path.join(directory, d.segment)
         yield* Effect.logWarning(
-          `Write-ahead log segment "${tail.segment}" of receiver ${this.name}: ignored its last ${tail.bytes} bytes (${tail.reason})`,
+          `Write-ahead log of receiver ${this.name}: skipped ${d.bytes} unreadable bytes at offset ${d.offset} of segment "${segment}" (${d.reason})`,
         )
+        yield* rt.publish({
+          _tag: "WriteAheadLogDamaged",
+          damage: {
+            streamId: this.streamId,
+            receiver: this.name,
+            segment,
+            offset: d.offset,
+            bytes: d.bytes,
+            reason: d.reason,
+          },
+        })
       }
       const restored = this.restoredFrom
-      const covered = restored?.time ?? contents.checkpointed ?? -Infinity
-      let maxId = -1
+      const coverage = restored !== undefined ? restored.coverage : contents.coverage
+      const coveredTime = restored?.time ?? contents.checkpointed ?? -Infinity
+      const isCovered = (id: number): boolean => {
+        if (coverage !== undefined) return id < coverage.nextBlockId && !inRanges(coverage.pending, id)
+        const time = contents.allocatedTo.get(id)
+        return time !== undefined && time <= coveredTime
+      }
+      let maxId = Math.max(-1, (coverage?.nextBlockId ?? 0) - 1, (restored?.nextBlockId ?? 0) - 1)
+      for (const [from, to] of coverage?.pending ?? []) maxId = Math.max(maxId, to - 1)
+      for (const id of contents.allocatedTo.keys()) maxId = Math.max(maxId, id)
       let replayedRecords = 0
       const pool: Array<Block<A>> = []
+      const settled: Array<number> = []
       for (const [id, { count, location }] of contents.blocks) {
         if (id > maxId) maxId = id
         const time = contents.allocatedTo.get(id)
-        if (time !== undefined && time <= covered) continue
+        const allocatedCount = contents.allocatedCounts.get(id)
+        if (allocatedCount !== undefined && allocatedCount !== count) {
+          yield* Effect.logWarning(
+            `Write-ahead log of receiver ${this.name}: the allocation record of block ${id} says ${allocatedCount} records, its block record holds ${count}; using the block record`,
+          )
+        }
+        if (isCovered(id)) {
+          if (time === undefined) settled.push(id)
+          continue
+        }
         const block: Block<A> = { id, count, records: undefined, file: undefined, logged: location, ready: true }
         replayedRecords += count
-        if (time !== undefined && restored !== undefined) {
+        if (time !== undefined && restored !== undefined && time > coveredTime) {
           const blocks = this.replayed.get(time)
           if (blocks === undefined) this.replayed.set(time, [block])
           else blocks.push(block)
@@ -610,8 +682,27 @@ export class ReceiverInputNode<A> extends InputNode<A> {
           pool.push(block)
         }
       }
+      // covered blocks without a readable allocation record: still deletable by cleanup
+      wal.settle(settled, coveredTime)
+      const lost = new Map<number, { blocks: number; records: number | undefined }>()
+      for (const [id, time] of contents.allocatedTo) {
+        if (contents.blocks.has(id) || isCovered(id)) continue
+        const entry = lost.get(time) ?? { blocks: 0, records: 0 }
+        const count = contents.allocatedCounts.get(id)
+        lost.set(time, {
+          blocks: entry.blocks + 1,
+          records: entry.records === undefined || count === undefined ? undefined : entry.records + count,
+        })
+      }
+      for (const [time, { blocks, records }] of lost) {
+        yield* Effect.logError(
+          `Write-ahead log of receiver ${this.name}: ${blocks} blocks${
+            records === undefined ? "" : ` (${records} records)`
+          } of batch ${Time.format(time)} are unreadable; that batch runs without them`,
+        )
+      }
       this.blocks = pool.sort((x, y) => x.id - y.id)
-      this.nextBlockId = Math.max(this.nextBlockId, maxId + 1, restored?.nextBlockId ?? 0)
+      this.nextBlockId = Math.max(this.nextBlockId, maxId + 1)
       if (replayedRecords > 0) {
         yield* Effect.logInfo(
           `Receiver ${this.name} replays ${replayedRecords} records from its write-ahead log (${this.replayed.size} recorded batches, ${pool.length} unallocated blocks)`,
@@ -625,7 +716,7 @@ export class ReceiverInputNode<A> extends InputNode<A> {
       this.fs = yield* FileSystem.FileSystem
       this.path = yield* Path.Path
       const s = this.settings
-      if (s.writeAheadLog) yield* this.openLog()
+      if (s.writeAheadLog) yield* this.openLog(rt)
       if (s.backpressure !== undefined) this.estimator = RateEstimator.pid(this.slideMillis, s.backpressure)
       yield* Effect.forkScoped(
         Effect.forever(Effect.andThen(Effect.sleep(Duration.millis(s.blockMillis)), this.sealCurrent(false))),
@@ -644,6 +735,23 @@ export class ReceiverInputNode<A> extends InputNode<A> {
   get isStopped(): boolean {
     return this.stopped
   }
+}
+
+/** Sorted, merged `[from, to)` ranges of `ids`. */
+const toRanges = (ids: Array<number>): Array<readonly [number, number]> => {
+  ids.sort((a, b) => a - b)
+  const ranges: Array<[number, number]> = []
+  for (const id of ids) {
+    const last = ranges[ranges.length - 1]
+    if (last !== undefined && id <= last[1]) last[1] = Math.max(last[1], id + 1)
+    else ranges.push([id, id + 1])
+  }
+  return ranges
+}
+
+const inRanges = (ranges: ReadonlyArray<readonly [number, number]>, id: number): boolean => {
+  for (const [from, to] of ranges) if (id >= from && id < to) return true
+  return false
 }
 
 const makeStore = <A>(node: ReceiverInputNode<A>, rt: InputRuntime, stored: { count: number }): Store<A> => {
