@@ -21,7 +21,7 @@ import { TestClock } from "effect/testing"
 import * as BatchClock from "./BatchClock.ts"
 import * as Checkpoint from "./Checkpoint.ts"
 import * as DStream from "./DStream.ts"
-import type { BatchJobError, IllegalStateError, ValidationError } from "./Errors.ts"
+import type { BatchJobError, IllegalStateError, UnprocessedRecordsError, ValidationError } from "./Errors.ts"
 import * as StreamingContext from "./StreamingContext.ts"
 import * as Time from "./Time.ts"
 import { type Batch, InputNode, type NodeContext } from "./_internal/node.ts"
@@ -102,7 +102,7 @@ export const runWithTimes = <B>(
   options: RunOptions,
 ): Effect.Effect<
   Array<readonly [number, ReadonlyArray<B>]>,
-  BatchJobError | IllegalStateError | ValidationError | Checkpoint.CheckpointError
+  BatchJobError | IllegalStateError | ValidationError | Checkpoint.CheckpointError | UnprocessedRecordsError
 > =>
   Effect.gen(function* () {
     const batchInterval = options.batchInterval ?? "1 second"
@@ -148,7 +148,7 @@ export const run = <B>(
   options: RunOptions,
 ): Effect.Effect<
   Array<ReadonlyArray<B>>,
-  BatchJobError | IllegalStateError | ValidationError | Checkpoint.CheckpointError
+  BatchJobError | IllegalStateError | ValidationError | Checkpoint.CheckpointError | UnprocessedRecordsError
 > => Effect.map(runWithTimes(build, options), (out) => out.map(([, batch]) => batch))
 
 /**
@@ -170,7 +170,7 @@ export const runOperation = <A, B>(
   options?: Partial<RunOptions>,
 ): Effect.Effect<
   Array<ReadonlyArray<B>>,
-  BatchJobError | IllegalStateError | ValidationError | Checkpoint.CheckpointError
+  BatchJobError | IllegalStateError | ValidationError | Checkpoint.CheckpointError | UnprocessedRecordsError
 > => run((ssc) => operation(input(ssc, batches)), { numBatches: batches.length, ...options })
 
 /**
@@ -192,7 +192,7 @@ export const runOperation2 = <A, B, C>(
   options?: Partial<RunOptions>,
 ): Effect.Effect<
   Array<ReadonlyArray<C>>,
-  BatchJobError | IllegalStateError | ValidationError | Checkpoint.CheckpointError
+  BatchJobError | IllegalStateError | ValidationError | Checkpoint.CheckpointError | UnprocessedRecordsError
 > =>
   run((ssc) => operation(input(ssc, batches1), input(ssc, batches2)), {
     numBatches: Math.max(batches1.length, batches2.length),
