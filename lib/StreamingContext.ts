@@ -241,6 +241,8 @@ export const StreamingContext: Context.Service<StreamingContext, StreamingContex
 )
 
 let active: { readonly ctx: ContextImpl; readonly startedAt: string } | undefined
+/** Set when a stop left received records unprocessed (runMain then exits with status 1). */
+let unprocessedReported = false
 
 class ContextImpl implements StreamingContext, NodeContext {
   private lifecycleState: State = "INITIALIZED"
@@ -529,6 +531,7 @@ class ContextImpl implements StreamingContext, NodeContext {
           timeoutMillis: cutShort === "timeout" ? bound : undefined,
         })
         yield* Effect.logError(error.message)
+        unprocessedReported = true
         yield* Deferred.fail(this.terminated, error)
         return yield* error
       }
@@ -693,6 +696,9 @@ export const runMain = <E>(program: Effect.Effect<void, E, NodeServices.NodeServ
     teardown: (exit, onExit) => {
       process.removeListener("SIGINT", onSignal)
       process.removeListener("SIGTERM", onSignal)
+      // A stop run by an interrupted awaitTermination cannot fail the interrupted main fiber:
+      // its report (already logged) decides the status here.
+      if (unprocessedReported) return onExit(1)
       Runtime.defaultTeardown(exit, onExit)
     },
   })
