@@ -31,7 +31,7 @@ describe("graceful stop in a process (SIGTERM)", () => {
   it("a graceful stop that times out reports the unprocessed records and exits with status 1", async () => {
     // control: a graceful stop that processes everything ends with the signal's status and no report
     {
-      const { child, status } = start(["clean", "10 seconds"])
+      const { child, status } = start(["clean", "10"])
       try {
         await waitForLog(child, /ready/)
         signal(child, "SIGTERM")
@@ -44,7 +44,7 @@ describe("graceful stop in a process (SIGTERM)", () => {
         await child.exited
       }
     }
-    const { child, status } = start(["hang", "1 second"])
+    const { child, status } = start(["hang", "1"])
     try {
       await waitForLog(child, /ready/)
       const t0 = Date.now()
@@ -61,7 +61,7 @@ describe("graceful stop in a process (SIGTERM)", () => {
   })
 
   it("a second SIGTERM forces the stop at once with the same report", async () => {
-    const { child, status } = start(["hang", "60 seconds"])
+    const { child, status } = start(["hang", "60"])
     try {
       await waitForLog(child, /ready/)
       signal(child, "SIGTERM")

@@ -1,13 +1,14 @@
 /**
  * The graceful-stop test's child process: a receiver stores 3970 records; the output hangs
  * (`hang`) or works (`clean`). It logs `ready` once a batch with records is in its output, then
- * waits for SIGTERM. Usage: stop_child.ts <hang | clean> <graceful stop timeout>
+ * waits for SIGTERM. Usage: stop_child.ts <hang | clean> <graceful stop timeout in seconds>
  */
 import process from "node:process"
-import { Effect } from "effect"
+import { Duration, Effect } from "effect"
 import { Receiver, StreamingContext } from "../../mod.ts"
 
-const [mode, gracefulStopTimeout] = process.argv.slice(2)
+const [mode, seconds] = process.argv.slice(2)
+const gracefulStopTimeout = Duration.seconds(Number(seconds))
 
 StreamingContext.runMain(Effect.gen(function* () {
   const ssc = yield* StreamingContext.make({ batchInterval: "200 millis", gracefulStopTimeout })
