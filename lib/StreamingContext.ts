@@ -329,6 +329,7 @@ class ContextImpl implements StreamingContext, NodeContext {
   /** After each batch: log the records it sent to the dead letters. */
   private deadLettersDone(t: number): Effect.Effect<void> {
     return Effect.suspend(() => {
+      this.deadLetterNode?.forget(t)
       const seen = this.deadLetterCounts.get(t)
       if (seen === undefined) return Effect.void
       this.deadLetterCounts.delete(t)

@@ -484,8 +484,8 @@ export class DeadLetterNode extends Node<FailedRecord> {
     })
   }
 
-  override clearMetadata(t: number): void {
-    super.clearMetadata(t)
+  /** Drops the dead letters of batches up to `t` (their outputs have run, or none reads them). */
+  forget(t: number): void {
     for (const time of this.pending.keys()) if (time <= t) this.pending.delete(time)
   }
 }
