@@ -666,7 +666,7 @@ export const make = (options: Options): Effect.Effect<StreamingContext, Validati
  */
 export const layer = (options: Options): Layer.Layer<StreamingContext, ValidationError> =>
   Layer.effect(StreamingContext)(
-    Effect.acquireRelease(make(options), (ssc) => Effect.ignore(ssc.stop())),
+    Effect.acquireRelease(make(options), (ssc) => ssc.stop()),
   )
 
 /**
