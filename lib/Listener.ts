@@ -164,4 +164,5 @@ export const makeBatchInfo = (fields: {
  */
 export const formatProgress = (info: BatchInfo): string =>
   `Batch ${info.batchTime} ms: ${info.numRecords} records, scheduling delay ${info.schedulingDelay ?? "-"} ms, ` +
-  `processing ${info.processingDelay ?? "-"} ms, total delay ${info.totalDelay ?? "-"} ms`
+  `processing ${info.processingDelay ?? "-"} ms, total delay ${info.totalDelay ?? "-"} ms` +
+  (info.failureReason === undefined ? "" : `; skipped after a failure: ${info.failureReason}`)

@@ -16,7 +16,7 @@ import {
   BatchJobError,
   Checkpoint,
   IllegalStateError,
-  type Listener,
+  Listener,
   OutputTimeoutError,
   Receiver,
   StreamingContext,
@@ -79,6 +79,7 @@ describe("failure policies", () => {
     assert.equal(completed[0].failureReason, undefined)
     assert.match(completed[1].failureReason ?? "", /Output operation 0 \("foreachBatch"\) failed: sink down/)
     assert.equal(completed[1].outputOperationInfos[0].failureReason, "sink down")
+    assert.match(Listener.formatProgress(completed[1]), /; skipped after a failure: Output operation 0 .*sink down$/)
     const outputs = ofTag(out.events, "OutputOperationCompleted").map((e) => e.outputOperationInfo)
     assert.deepEqual(outputs.map((o) => [o.batchTime, o.failureReason]), [
       [1000, undefined],
