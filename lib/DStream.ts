@@ -16,17 +16,20 @@ import { FileSystem } from "effect"
 import { dual } from "effect/Function"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import { ValidationError } from "./Errors.ts"
-import { formatPrintBlock } from "./_internal/format.ts"
+import { formatElement, formatPrintBlock } from "./_internal/format.ts"
 import { KeyMap } from "./_internal/keyMap.ts"
 import {
   type Batch,
   BatchNode,
   concatBatches,
+  type FailedRecord as FailedRecordModel,
+  type FailurePolicy as FailurePolicyModel,
   type Fold,
   FoldNode,
   type Node,
   type NodeEnv,
   OutputNode,
+  type OutputSettings,
   PipeNode,
 } from "./_internal/node.ts"
 import * as Time from "./Time.ts"
@@ -65,6 +68,77 @@ export type BatchResult<B> = ReadonlyArray<B> | Effect.Effect<ReadonlyArray<B>, 
  * @category models
  */
 export type OutputResult = void | Effect.Effect<unknown, unknown, Env>
+
+/**
+ * What a failed output operation (or a failed computation of its batch) does: `"stop"` stops
+ * the context and fails `awaitTermination` with a `BatchJobError`; `"skip"` reports the failure
+ * (`OutputOperationCompleted` and `BatchCompleted` carry the reason), logs it and goes on, the
+ * batch counting as done (checkpointed, inputs told, Kafka offsets committable);
+ * `{ retry, then }` runs the output again on the `Schedule` (it receives each failure), then
+ * stops or skips (`then`, default `"stop"`).
+ *
+ * @example
+ * ```ts
+ * const ssc = yield* StreamingContext.make({
+ *   batchInterval: "1 second",
+ *   onFailure: { retry: Schedule.min([Schedule.exponential("100 millis"), Schedule.recurs(3)]), then: "skip" },
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type FailurePolicy = FailurePolicyModel
+
+/**
+ * A record a per-record operator threw on (context option `recordErrors: "deadLetter"`), as
+ * `ssc.deadLetters` gives it: the record, the operator's name, what it threw and the batch time.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type FailedRecord = FailedRecordModel
+
+/**
+ * Options every output operation takes: its own failure policy and timeout (the context's
+ * `onFailure` and `outputTimeout` otherwise). `timeout: Infinity` waits without bound.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface OutputOptions {
+  readonly onFailure?: FailurePolicy | undefined
+  readonly timeout?: Duration.Input | undefined
+}
+
+/**
+ * Checks a failure policy; throws a `ValidationError` naming what is wrong.
+ * @internal
+ */
+export const validatePolicy = (policy: FailurePolicy, what: string): FailurePolicy => {
+  if (policy === "stop" || policy === "skip") return policy
+  if (typeof policy === "object" && policy !== null && "retry" in policy && policy.retry !== undefined) {
+    if (policy.then === undefined || policy.then === "stop" || policy.then === "skip") return policy
+  }
+  throw new ValidationError({
+    message: `${what} must be "stop", "skip" or { retry: Schedule, then?: "stop" | "skip" }: ${
+      typeof policy === "object" ? JSON.stringify(policy) : String(policy)
+    }`,
+  })
+}
+
+const outputSettings = (options: OutputOptions | undefined): OutputSettings => {
+  if (options === undefined) return {}
+  const timeout = options.timeout
+  return {
+    onFailure: options.onFailure === undefined ? undefined : validatePolicy(options.onFailure, "onFailure"),
+    timeoutMillis: timeout === undefined
+      ? undefined
+      : timeout === Infinity || (Duration.isDuration(timeout) && !Duration.isFinite(timeout))
+      ? Infinity
+      : Time.millis(timeout, "Output timeout"),
+  }
+}
 
 /**
  * A discretized stream of `A`.
@@ -232,18 +306,19 @@ export interface DStream<out A> extends Pipeable {
 
   // ---- output operations --------------------------------------------------------------------
   /** Prints the first `num` elements of every batch in Spark's format (header even when empty). */
-  print(num?: number): void
+  print(num?: number, options?: OutputOptions): void
   /** Runs `f` on every batch with its time (plain or Effect-returning). */
-  foreachBatch(f: (batch: ReadonlyArray<A>, time: number) => OutputResult): void
+  foreachBatch(f: (batch: ReadonlyArray<A>, time: number) => OutputResult, options?: OutputOptions): void
   /** Alias of `foreachBatch` (Spark's name). */
-  foreachRDD(f: (batch: ReadonlyArray<A>, time: number) => OutputResult): void
+  foreachRDD(f: (batch: ReadonlyArray<A>, time: number) => OutputResult, options?: OutputOptions): void
   /** Writes every batch to the directory `prefix-<ms>[.suffix]`, atomically. */
-  saveAsTextFiles(prefix: string, suffix?: string): void
+  saveAsTextFiles(prefix: string, suffix?: string, options?: OutputOptions): void
   /**
    * The batches as an Effect `Stream` of `[time, batch]`. A bounded buffer (default 16 batches)
-   * applies backpressure: batches wait while the consumer is behind. Ends when the context stops.
+   * applies backpressure: batches wait while the consumer is behind (within the output timeout).
+   * Ends when the context stops.
    */
-  toStream(options?: { readonly capacity?: number }): Stream.Stream<readonly [number, ReadonlyArray<A>]>
+  toStream(options?: ToStreamOptions): Stream.Stream<readonly [number, ReadonlyArray<A>]>
 }
 
 class DStreamImpl<A> implements DStream<A> {
@@ -374,19 +449,19 @@ class DStreamImpl<A> implements DStream<A> {
     return checkpoint(this, interval)
   }
   // ---- end of stateful operators ----
-  print(num?: number): void {
-    print(this, num)
+  print(num?: number, options?: OutputOptions): void {
+    print(this, num, options)
   }
-  foreachBatch(f: (batch: ReadonlyArray<A>, time: number) => OutputResult): void {
-    foreachBatch(this, f)
+  foreachBatch(f: (batch: ReadonlyArray<A>, time: number) => OutputResult, options?: OutputOptions): void {
+    foreachBatch(this, f, options)
   }
-  foreachRDD(f: (batch: ReadonlyArray<A>, time: number) => OutputResult): void {
-    foreachBatch(this, f)
+  foreachRDD(f: (batch: ReadonlyArray<A>, time: number) => OutputResult, options?: OutputOptions): void {
+    foreachBatch(this, f, options)
   }
-  saveAsTextFiles(prefix: string, suffix?: string): void {
-    saveAsTextFiles(this, prefix, suffix)
+  saveAsTextFiles(prefix: string, suffix?: string, options?: OutputOptions): void {
+    saveAsTextFiles(this, prefix, suffix, options)
   }
-  toStream(options?: { readonly capacity?: number }): Stream.Stream<readonly [number, ReadonlyArray<A>]> {
+  toStream(options?: ToStreamOptions): Stream.Stream<readonly [number, ReadonlyArray<A>]> {
     return toStream(this, options)
   }
 }
@@ -405,11 +480,19 @@ export const fromNode = <A>(node: Node<A>): DStream<A> => new DStreamImpl(node)
  */
 export const isDStream = (u: unknown): u is DStream<unknown> => typeof u === "object" && u !== null && TypeId in u
 
-const pipeNode = <A, B>(self: DStream<A>, stage: (push: (b: B) => void) => (a: A) => void, kind: string) =>
-  fromNode(PipeNode.make(self.node, stage, kind))
+const pipeNode = <A, B>(
+  self: DStream<A>,
+  stage: (push: (b: B) => void) => (a: A) => void,
+  kind: string,
+  operator: string,
+) => fromNode(PipeNode.make(self.node, stage, kind, operator))
 
-const foldNode = <A, B>(self: DStream<A>, makeFold: (time: number) => Fold<A, B>, kind: string): DStream<B> =>
-  fromNode(new FoldNode<A, B>(self.node, makeFold, kind))
+const foldNode = <A, B>(
+  self: DStream<A>,
+  makeFold: (time: number) => Fold<A, B>,
+  kind: string,
+  operator: string,
+): DStream<B> => fromNode(new FoldNode<A, B>(self.node, makeFold, kind, operator))
 
 const batchNode = <B>(
   parents: ReadonlyArray<DStream<any>>,
@@ -440,7 +523,7 @@ export const map: {
 } = dual(
   2,
   <A, B>(self: DStream<A>, f: (a: A) => B): DStream<B> =>
-    pipeNode<A, B>(self, (push) => (a) => push(f(a)), "MappedDStream"),
+    pipeNode<A, B>(self, (push) => (a) => push(f(a)), "MappedDStream", "map"),
 )
 
 /**
@@ -458,14 +541,19 @@ export const flatMap: {
   <A, B>(f: (a: A) => Iterable<B>): (self: DStream<A>) => DStream<B>
   <A, B>(self: DStream<A>, f: (a: A) => Iterable<B>): DStream<B>
 } = dual(2, <A, B>(self: DStream<A>, f: (a: A) => Iterable<B>): DStream<B> =>
-  pipeNode<A, B>(self, (push) => (a) => {
-    const bs = f(a)
-    if (Array.isArray(bs)) {
-      for (let i = 0; i < bs.length; i++) push(bs[i])
-    } else {
-      for (const b of bs) push(b)
-    }
-  }, "FlatMappedDStream"))
+  pipeNode<A, B>(
+    self,
+    (push) => (a) => {
+      const bs = f(a)
+      if (Array.isArray(bs)) {
+        for (let i = 0; i < bs.length; i++) push(bs[i])
+      } else {
+        for (const b of bs) push(b)
+      }
+    },
+    "FlatMappedDStream",
+    "flatMap",
+  ))
 
 /**
  * Keeps the elements that satisfy the predicate (narrowing with a refinement).
@@ -484,9 +572,14 @@ export const filter: {
   <A, B extends A>(self: DStream<A>, refinement: (a: A) => a is B): DStream<B>
   <A>(self: DStream<A>, predicate: (a: A) => boolean): DStream<A>
 } = dual(2, <A>(self: DStream<A>, p: (a: A) => boolean): DStream<A> =>
-  pipeNode<A, A>(self, (push) => (a) => {
-    if (p(a)) push(a)
-  }, "FilteredDStream"))
+  pipeNode<A, A>(
+    self,
+    (push) => (a) => {
+      if (p(a)) push(a)
+    },
+    "FilteredDStream",
+    "filter",
+  ))
 
 /**
  * Maps every element to a key-value pair, so keyed operators apply.
@@ -505,7 +598,7 @@ export const mapToPair: {
 } = dual(
   2,
   <A, K, V>(self: DStream<A>, f: (a: A) => readonly [K, V]): DStream<readonly [K, V]> =>
-    pipeNode<A, readonly [K, V]>(self, (push) => (a) => push(f(a)), "MappedDStream"),
+    pipeNode<A, readonly [K, V]>(self, (push) => (a) => push(f(a)), "MappedDStream", "mapToPair"),
 )
 
 /**
@@ -525,7 +618,7 @@ export const keyBy: {
 } = dual(
   2,
   <A, K>(self: DStream<A>, f: (a: A) => K): DStream<readonly [K, A]> =>
-    pipeNode<A, readonly [K, A]>(self, (push) => (a) => push([f(a), a]), "MappedDStream"),
+    pipeNode<A, readonly [K, A]>(self, (push) => (a) => push([f(a), a]), "MappedDStream", "keyBy"),
 )
 
 /**
@@ -620,15 +713,20 @@ export const unionAll = <A>(streams: ReadonlyArray<DStream<A>>): DStream<A> => {
  * @category aggregating
  */
 export const count = <A>(self: DStream<A>): DStream<number> =>
-  foldNode<A, number>(self, () => {
-    let n = 0
-    return {
-      push: () => {
-        n++
-      },
-      result: () => [n],
-    }
-  }, "CountDStream")
+  foldNode<A, number>(
+    self,
+    () => {
+      let n = 0
+      return {
+        push: () => {
+          n++
+        },
+        result: () => [n],
+      }
+    },
+    "CountDStream",
+    "count",
+  )
 
 /**
  * Occurrences of each distinct element per batch, as `[element, count]` pairs.
@@ -642,13 +740,18 @@ export const count = <A>(self: DStream<A>): DStream<number> =>
  * @category aggregating
  */
 export const countByValue = <A>(self: DStream<A>): DStream<readonly [A, number]> =>
-  foldNode<A, readonly [A, number]>(self, () => {
-    const counts = new KeyMap<A, number>()
-    return {
-      push: (a) => counts.set(a, (counts.get(a) ?? 0) + 1),
-      result: () => counts.entries(),
-    }
-  }, "CountByValueDStream")
+  foldNode<A, readonly [A, number]>(
+    self,
+    () => {
+      const counts = new KeyMap<A, number>()
+      return {
+        push: (a) => counts.set(a, (counts.get(a) ?? 0) + 1),
+        result: () => counts.entries(),
+      }
+    },
+    "CountByValueDStream",
+    "countByValue",
+  )
 
 /**
  * Reduces every non-empty batch to one element with `f`; an empty batch stays empty.
@@ -665,21 +768,26 @@ export const reduce: {
   <A>(f: (a: A, b: A) => A): (self: DStream<A>) => DStream<A>
   <A>(self: DStream<A>, f: (a: A, b: A) => A): DStream<A>
 } = dual(2, <A>(self: DStream<A>, f: (a: A, b: A) => A): DStream<A> =>
-  foldNode<A, A>(self, () => {
-    let empty = true
-    let acc: A
-    return {
-      push: (a) => {
-        if (empty) {
-          acc = a
-          empty = false
-        } else {
-          acc = f(acc, a)
-        }
-      },
-      result: () => (empty ? [] : [acc]),
-    }
-  }, "ReducedDStream"))
+  foldNode<A, A>(
+    self,
+    () => {
+      let empty = true
+      let acc: A
+      return {
+        push: (a) => {
+          if (empty) {
+            acc = a
+            empty = false
+          } else {
+            acc = f(acc, a)
+          }
+        },
+        result: () => (empty ? [] : [acc]),
+      }
+    },
+    "ReducedDStream",
+    "reduce",
+  ))
 
 /**
  * Applies a batch-level function every batch; it receives the batch time and may return an
@@ -908,7 +1016,12 @@ export const reduceByKey: {
 } = dual(
   2,
   <K, V>(self: DStream<readonly [K, V]>, f: (a: V, b: V) => V): DStream<readonly [K, V]> =>
-    foldNode<readonly [K, V], readonly [K, V]>(self, () => combineFold<K, V, V>(identity, f), "ShuffledDStream"),
+    foldNode<readonly [K, V], readonly [K, V]>(
+      self,
+      () => combineFold<K, V, V>(identity, f),
+      "ShuffledDStream",
+      "reduceByKey",
+    ),
 )
 
 /**
@@ -931,6 +1044,7 @@ export const groupByKey = <K, V>(self: DStream<readonly [K, V]>): DStream<readon
         return c
       }),
     "ShuffledDStream",
+    "groupByKey",
   )
 
 /**
@@ -967,6 +1081,7 @@ export const combineByKey: {
     self,
     () => combineFold<K, V, C>(createCombiner, mergeValue),
     "ShuffledDStream",
+    "combineByKey",
   ))
 
 /**
@@ -986,7 +1101,12 @@ export const mapValues: {
 } = dual(
   2,
   <K, V, W>(self: DStream<readonly [K, V]>, f: (v: V) => W): DStream<readonly [K, W]> =>
-    pipeNode<readonly [K, V], readonly [K, W]>(self, (push) => (kv) => push([kv[0], f(kv[1])]), "MappedValuesDStream"),
+    pipeNode<readonly [K, V], readonly [K, W]>(
+      self,
+      (push) => (kv) => push([kv[0], f(kv[1])]),
+      "MappedValuesDStream",
+      "mapValues",
+    ),
 )
 
 /**
@@ -1006,9 +1126,14 @@ export const flatMapValues: {
 } = dual(
   2,
   <K, V, W>(self: DStream<readonly [K, V]>, f: (v: V) => Iterable<W>): DStream<readonly [K, W]> =>
-    pipeNode<readonly [K, V], readonly [K, W]>(self, (push) => (kv) => {
-      for (const w of f(kv[1])) push([kv[0], w])
-    }, "FlatMappedValuesDStream"),
+    pipeNode<readonly [K, V], readonly [K, W]>(
+      self,
+      (push) => (kv) => {
+        for (const w of f(kv[1])) push([kv[0], w])
+      },
+      "FlatMappedValuesDStream",
+      "flatMapValues",
+    ),
 )
 
 const groupSide = <K, V>(batch: ReadonlyArray<readonly [K, V]>): KeyMap<K, Array<V>> => {
@@ -1192,7 +1317,8 @@ const toEffect = (result: OutputResult): Effect.Effect<void, unknown, Env> =>
 
 /**
  * Registers an output operation running `f` on every batch with its time; `f` may return an
- * Effect. A failure fails the batch and surfaces in `awaitTermination`.
+ * Effect. A failure (or a run longer than the timeout) is handled by the failure policy: by
+ * default it stops the context and surfaces in `awaitTermination`.
  *
  * @example
  * ```ts
@@ -1203,10 +1329,22 @@ const toEffect = (result: OutputResult): Effect.Effect<void, unknown, Env> =>
  * @category output
  */
 export const foreachBatch: {
-  <A>(f: (batch: ReadonlyArray<A>, time: number) => OutputResult): (self: DStream<A>) => void
-  <A>(self: DStream<A>, f: (batch: ReadonlyArray<A>, time: number) => OutputResult): void
-} = dual(2, <A>(self: DStream<A>, f: (batch: ReadonlyArray<A>, time: number) => OutputResult): void => {
-  new OutputNode<A>(self.node, (batch, time) => Effect.suspend(() => toEffect(f(batch, time))), "foreachBatch")
+  <A>(
+    f: (batch: ReadonlyArray<A>, time: number) => OutputResult,
+    options?: OutputOptions,
+  ): (self: DStream<A>) => void
+  <A>(self: DStream<A>, f: (batch: ReadonlyArray<A>, time: number) => OutputResult, options?: OutputOptions): void
+} = dual((args) => isDStream(args[0]), <A>(
+  self: DStream<A>,
+  f: (batch: ReadonlyArray<A>, time: number) => OutputResult,
+  options?: OutputOptions,
+): void => {
+  new OutputNode<A>(
+    self.node,
+    (batch, time) => Effect.suspend(() => toEffect(f(batch, time))),
+    "foreachBatch",
+    outputSettings(options),
+  )
 })
 
 /**
@@ -1236,13 +1374,18 @@ export const foreachRDD = foreachBatch
  * @category output
  */
 export const print: {
-  (num?: number): <A>(self: DStream<A>) => void
-  <A>(self: DStream<A>, num?: number): void
-} = dual((args) => isDStream(args[0]), <A>(self: DStream<A>, num = 10): void => {
+  (num?: number, options?: OutputOptions): <A>(self: DStream<A>) => void
+  <A>(self: DStream<A>, num?: number, options?: OutputOptions): void
+} = dual((args) => isDStream(args[0]), <A>(self: DStream<A>, num = 10, options?: OutputOptions): void => {
   if (!Number.isInteger(num) || num < 0) {
     throw new ValidationError({ message: `Number of elements to print must be a non-negative integer: ${num}` })
   }
-  new OutputNode<A>(self.node, (batch, time) => Console.log(formatPrintBlock(time, batch, num).slice(0, -1)), "print")
+  new OutputNode<A>(
+    self.node,
+    (batch, time) => Console.log(formatPrintBlock(time, batch, num).slice(0, -1)),
+    "print",
+    outputSettings(options),
+  )
 })
 
 /**
@@ -1260,9 +1403,12 @@ export const batchFileName = (prefix: string, suffix: string | undefined, time: 
 
 /**
  * Writes every batch (empty ones too) to the directory `prefix-<ms>[.suffix]` holding
- * `part-00000` (one element per line, formatted as `print` does) and `_SUCCESS`. The
- * directory is written under a temporary name and renamed into place, so readers never see a
- * partial batch; a re-run batch (after recovery) replaces it.
+ * `part-00000` and `_SUCCESS`. Each element is written whole, formatted as `print` does, and
+ * followed by `\n`; as in Spark (which writes each record's `toString`), an element whose text
+ * holds line breaks spans several lines, so map elements to an escaped form (e.g.
+ * `JSON.stringify`) first when the file must hold one element per line. The directory is
+ * written under a temporary name and renamed into place, so readers never see a partial batch;
+ * a re-run batch (after recovery) replaces it.
  *
  * @example
  * ```ts
@@ -1273,28 +1419,49 @@ export const batchFileName = (prefix: string, suffix: string | undefined, time: 
  * @category output
  */
 export const saveAsTextFiles: {
-  (prefix: string, suffix?: string): <A>(self: DStream<A>) => void
-  <A>(self: DStream<A>, prefix: string, suffix?: string): void
-} = dual((args) => isDStream(args[0]), <A>(self: DStream<A>, prefix: string, suffix?: string): void => {
-  new OutputNode<A>(self.node, (batch, time) =>
-    Effect.gen(function* () {
-      const fs = yield* FileSystem.FileSystem
-      const path = yield* Path.Path
-      const target = batchFileName(prefix, suffix, time)
-      const dir = path.dirname(target)
-      yield* fs.makeDirectory(dir, { recursive: true })
-      const tmp = path.join(dir, `.${path.basename(target)}.tmp-${Date.now()}-${Math.random().toString(36).slice(2)}`)
-      yield* fs.makeDirectory(tmp)
-      let text = ""
-      for (let i = 0; i < batch.length; i++) text += formatLine(batch[i]) + "\n"
-      yield* fs.writeFileString(path.join(tmp, "part-00000"), text)
-      yield* fs.writeFileString(path.join(tmp, "_SUCCESS"), "")
-      if (yield* fs.exists(target)) yield* fs.remove(target, { recursive: true })
-      yield* fs.rename(tmp, target)
-    }), "saveAsTextFiles")
+  (prefix: string, suffix?: string, options?: OutputOptions): <A>(self: DStream<A>) => void
+  <A>(self: DStream<A>, prefix: string, suffix?: string, options?: OutputOptions): void
+} = dual((args) => isDStream(args[0]), <A>(
+  self: DStream<A>,
+  prefix: string,
+  suffix?: string,
+  options?: OutputOptions,
+): void => {
+  new OutputNode<A>(
+    self.node,
+    (batch, time) =>
+      Effect.gen(function* () {
+        const fs = yield* FileSystem.FileSystem
+        const path = yield* Path.Path
+        const target = batchFileName(prefix, suffix, time)
+        const dir = path.dirname(target)
+        yield* fs.makeDirectory(dir, { recursive: true })
+        const tmp = path.join(dir, `.${path.basename(target)}.tmp-${Date.now()}-${Math.random().toString(36).slice(2)}`)
+        yield* fs.makeDirectory(tmp)
+        let text = ""
+        for (let i = 0; i < batch.length; i++) text += formatLine(batch[i]) + "\n"
+        yield* fs.writeFileString(path.join(tmp, "part-00000"), text)
+        yield* fs.writeFileString(path.join(tmp, "_SUCCESS"), "")
+        if (yield* fs.exists(target)) yield* fs.remove(target, { recursive: true })
+        yield* fs.rename(tmp, target)
+      }),
+    "saveAsTextFiles",
+    outputSettings(options),
+  )
 })
 
-const formatLine = (u: unknown): string => formatPrintBlock(0, [u], 1).split("\n")[3]
+const formatLine = (u: unknown): string => formatElement(u)
+
+/**
+ * Options of {@link toStream}: the buffer's capacity in batches (default 16) and the output
+ * options (a consumer behind for longer than the timeout fails the output).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ToStreamOptions extends OutputOptions {
+  readonly capacity?: number | undefined
+}
 
 /**
  * The stream's batches as an Effect `Stream` of `[time, batch]`, for composition with other
@@ -1314,13 +1481,18 @@ const formatLine = (u: unknown): string => formatPrintBlock(0, [u], 1).split("\n
  */
 export const toStream: {
   (
-    options?: { readonly capacity?: number },
+    options?: ToStreamOptions,
   ): <A>(self: DStream<A>) => Stream.Stream<readonly [number, ReadonlyArray<A>]>
-  <A>(self: DStream<A>, options?: { readonly capacity?: number }): Stream.Stream<readonly [number, ReadonlyArray<A>]>
-} = dual((args) => isDStream(args[0]), <A>(self: DStream<A>, options?: { readonly capacity?: number }) => {
+  <A>(self: DStream<A>, options?: ToStreamOptions): Stream.Stream<readonly [number, ReadonlyArray<A>]>
+} = dual((args) => isDStream(args[0]), <A>(self: DStream<A>, options?: ToStreamOptions) => {
   const capacity = options?.capacity ?? 16
   const queue = Effect.runSync(Queue.bounded<readonly [number, ReadonlyArray<A>], Cause.Done>(capacity))
-  const node = new OutputNode<A>(self.node, (batch, time) => Queue.offer(queue, [time, batch]), "toStream")
+  const node = new OutputNode<A>(
+    self.node,
+    (batch, time) => Queue.offer(queue, [time, batch]),
+    "toStream",
+    outputSettings(options),
+  )
   node.ctx.onStop(() => Queue.end(queue))
   return Stream.fromQueue(queue)
 })

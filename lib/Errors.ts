@@ -49,6 +49,52 @@ export class BatchJobError extends Data.TaggedError("BatchJobError")<{
 }
 
 /**
+ * An output operation did not complete within its timeout (the context's `outputTimeout` or the
+ * output's own `timeout`). It was interrupted and counts as a failed output under the failure
+ * policy.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class OutputTimeoutError extends Data.TaggedError("OutputTimeoutError")<{
+  readonly batchTime: number
+  /** Registration index of the output operation. */
+  readonly outputId: number
+  /** `print`, `foreachBatch`, `saveAsTextFiles`, `toStream`, … */
+  readonly output: string
+  readonly timeoutMillis: number
+}> {
+  override get message(): string {
+    return `Output operation ${this.outputId} ("${this.output}") of batch ${this.batchTime} ms timed out after ${this.timeoutMillis} ms`
+  }
+}
+
+/**
+ * A stop ended with received records that were not processed and are not kept anywhere: the
+ * graceful stop hit its timeout, or a second signal forced the stop. (Records kept in a
+ * write-ahead log are not counted: they are processed after a restart.)
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class UnprocessedRecordsError extends Data.TaggedError("UnprocessedRecordsError")<{
+  /** Records received but not processed, and not kept in a write-ahead log. */
+  readonly records: number
+  /** Why the stop did not wait for them. */
+  readonly reason: "timeout" | "forced"
+  /** The graceful stop's bound (for `"timeout"`). */
+  readonly timeoutMillis?: number | undefined
+}> {
+  override get message(): string {
+    const why = this.reason === "timeout"
+      ? `Graceful stop timed out after ${this.timeoutMillis} ms`
+      : "Stop forced before the graceful stop finished"
+    const records = this.records === 1 ? "1 received record was" : `${this.records} received records were`
+    return `${why}: ${records} not processed`
+  }
+}
+
+/**
  * A receiver failed (connect error, end of data, bad input, a throwing user function). The
  * supervisor reports it as a listener event and restarts the receiver per its policy.
  *

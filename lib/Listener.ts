@@ -45,7 +45,10 @@ export interface OutputOperationInfo {
 export interface BatchInfo {
   readonly batchTime: number
   readonly streamIdToInputInfo: Readonly<Record<number, StreamInputInfo>>
-  /** When the batch was cut by the clock and queued. */
+  /**
+   * When the batch was queued: its batch time when the clock cut it late (the job fiber was
+   * busy), so `schedulingDelay` shows the whole lag behind the batch time.
+   */
   readonly submissionTime: number
   readonly processingStartTime: number | undefined
   readonly processingEndTime: number | undefined
@@ -58,6 +61,11 @@ export interface BatchInfo {
   readonly totalDelay: number | undefined
   /** Records of all inputs in this batch. */
   readonly numRecords: number
+  /**
+   * Set when an output operation of the batch failed and the failure policy skipped it (the
+   * batch still counts as done): the first failed output's reason.
+   */
+  readonly failureReason?: string | undefined
 }
 
 /**
@@ -115,6 +123,19 @@ export type StreamingEvent =
   | { readonly _tag: "OutputOperationStarted"; readonly outputOperationInfo: OutputOperationInfo }
   | { readonly _tag: "OutputOperationCompleted"; readonly outputOperationInfo: OutputOperationInfo }
   | { readonly _tag: "StreamingStopped"; readonly time: number }
+  | {
+    /**
+     * The scheduling delay has grown for `batches` consecutive batches (the context's
+     * `schedulingDelayWarning`, default 10): batches take longer than the batch interval and the
+     * job falls further behind. Published again every `batches` more batches while it grows.
+     */
+    readonly _tag: "SchedulingDelayGrowing"
+    readonly batchTime: number
+    /** The batch's scheduling delay in milliseconds. */
+    readonly schedulingDelay: number
+    /** Consecutive batches whose scheduling delay grew. */
+    readonly batches: number
+  }
 
 /**
  * Builds a `BatchInfo`, deriving the delays and the record count.
@@ -138,6 +159,7 @@ export const makeBatchInfo = (fields: {
     : fields.processingEndTime - fields.processingStartTime
   let numRecords = 0
   for (const info of Object.values(fields.streamIdToInputInfo)) numRecords += info.numRecords
+  const failed = fields.outputOperationInfos?.find((o) => o.failureReason !== undefined)
   return {
     batchTime: fields.batchTime,
     streamIdToInputInfo: fields.streamIdToInputInfo,
@@ -151,6 +173,9 @@ export const makeBatchInfo = (fields: {
       ? undefined
       : schedulingDelay + processingDelay,
     numRecords,
+    failureReason: failed === undefined
+      ? undefined
+      : `Output operation ${failed.id} ("${failed.name}") failed: ${failed.failureReason}`,
   }
 }
 
@@ -162,4 +187,5 @@ export const makeBatchInfo = (fields: {
  */
 export const formatProgress = (info: BatchInfo): string =>
   `Batch ${info.batchTime} ms: ${info.numRecords} records, scheduling delay ${info.schedulingDelay ?? "-"} ms, ` +
-  `processing ${info.processingDelay ?? "-"} ms, total delay ${info.totalDelay ?? "-"} ms`
+  `processing ${info.processingDelay ?? "-"} ms, total delay ${info.totalDelay ?? "-"} ms` +
+  (info.failureReason === undefined ? "" : `; skipped after a failure: ${info.failureReason}`)

@@ -40,17 +40,34 @@ import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodePath from "@effect/platform-node/NodePath"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
+import process from "node:process"
+import * as Runtime from "effect/Runtime"
 import * as BatchClock from "./BatchClock.ts"
 import * as Checkpoint from "./Checkpoint.ts"
 import * as DStream from "./DStream.ts"
-import { type BatchJobError, IllegalStateError, ValidationError } from "./Errors.ts"
+import {
+  type BatchJobError,
+  describeCause,
+  IllegalStateError,
+  UnprocessedRecordsError,
+  ValidationError,
+} from "./Errors.ts"
 import { formatProgress, type StreamingEvent } from "./Listener.ts"
 import type { Receiver, ReceiverSettings } from "./Receiver.ts"
 import * as Time from "./Time.ts"
 import { FileInputNode, type FileStreamOptions } from "./_internal/fileInput.ts"
 import { Graph } from "./_internal/graph.ts"
 import { QueueInputNode, type QueueSource, ReceiverInputNode } from "./_internal/inputs.ts"
-import { InputNode, type Node, type NodeContext, type NodeEnv, OutputNode } from "./_internal/node.ts"
+import {
+  DeadLetterNode,
+  type FailedRecord,
+  type FailurePolicy,
+  InputNode,
+  type Node,
+  type NodeContext,
+  type NodeEnv,
+  OutputNode,
+} from "./_internal/node.ts"
 import { JobScheduler } from "./_internal/scheduler.ts"
 import * as Checkpointing from "./_internal/checkpointing.ts"
 import { type SocketOptions, socketReceiver, socketTextReceiver } from "../receivers/socket.ts"
@@ -78,6 +95,33 @@ export interface Options {
   readonly gracefulStopTimeout?: Duration.Input | undefined
   /** Block interval, rate limits, backpressure and storage for every receiver of the context. */
   readonly receivers?: ReceiverSettings | undefined
+  /**
+   * What a failed output operation (or a failed computation of its batch) does, unless the
+   * output sets its own `onFailure`: `"stop"` (default) stops the context and fails
+   * `awaitTermination`; `"skip"` reports the failure (`OutputOperationCompleted` and
+   * `BatchCompleted` carry the reason) and goes on, the batch counting as done (checkpointed,
+   * inputs told); `{ retry: schedule, then }` runs it again on the `Schedule`, then stops or
+   * skips (`then`, default `"stop"`).
+   */
+  readonly onFailure?: DStream.FailurePolicy | undefined
+  /**
+   * Bound of every output operation's run per batch, unless the output sets its own `timeout`;
+   * default 10 × the batch interval, at least 30 seconds. A run that takes longer is interrupted
+   * and fails with an `OutputTimeoutError` under the failure policy.
+   */
+  readonly outputTimeout?: Duration.Input | undefined
+  /**
+   * `"deadLetter"`: a record that a per-record operator (map, flatMap, filter, mapToPair,
+   * keyBy, mapValues, flatMapValues, reduceByKey, countByValue, …) throws on goes to
+   * `ssc.deadLetters` with the operator and the cause, and the batch goes on without it.
+   * `"fail"` (default): it fails the batch.
+   */
+  readonly recordErrors?: "fail" | "deadLetter" | undefined
+  /**
+   * Publish a `SchedulingDelayGrowing` event and log a warning when the scheduling delay has
+   * grown for this many consecutive batches (default 10).
+   */
+  readonly schedulingDelayWarning?: number | undefined
 }
 
 /**
@@ -114,14 +158,25 @@ export interface StreamingContext {
     IllegalStateError | ValidationError | Checkpoint.CheckpointError | Checkpoint.CheckpointLockedError
   >
   /**
-   * Waits until the context stops; fails with the `BatchJobError` that stopped it. If the
+   * Waits until the context stops; fails with the `BatchJobError` that stopped it, or with the
+   * `UnprocessedRecordsError` of a graceful stop that left received records unprocessed. If the
    * waiting fiber is interrupted (Ctrl-C under `runMain`), the context is stopped gracefully.
    */
-  readonly awaitTermination: Effect.Effect<void, BatchJobError>
+  readonly awaitTermination: Effect.Effect<void, BatchJobError | UnprocessedRecordsError>
   /** Like `awaitTermination`, but gives up after `timeout`: `true` if stopped, `false` on time-out. */
-  readonly awaitTerminationOrTimeout: (timeout: Duration.Input) => Effect.Effect<boolean, BatchJobError>
-  /** Stops the context (idempotent). Graceful: receivers stop first, everything received is processed. */
-  readonly stop: (options?: StopOptions) => Effect.Effect<void>
+  readonly awaitTerminationOrTimeout: (
+    timeout: Duration.Input,
+  ) => Effect.Effect<boolean, BatchJobError | UnprocessedRecordsError>
+  /**
+   * Stops the context (idempotent). Graceful: receivers stop first, everything received is
+   * processed. A graceful stop that hits its timeout (or is forced by a second SIGINT / SIGTERM
+   * under `runMain`) with received records unprocessed fails with an `UnprocessedRecordsError`
+   * naming how many, unless a write-ahead log keeps them for the next run.
+   */
+  readonly stop: {
+    (options?: StopOptions & { readonly graceful?: false | undefined }): Effect.Effect<void>
+    (options: StopOptions): Effect.Effect<void, UnprocessedRecordsError>
+  }
   /** Every stream remembers its batches for at least `duration` (Spark's `ssc.remember`). */
   readonly remember: (duration: Duration.Input) => void
   /** Sets the checkpoint directory (stateful operators require one). */
@@ -171,6 +226,12 @@ export interface StreamingContext {
   readonly addStreamingListener: (listener: (event: StreamingEvent) => void | Effect.Effect<void>) => void
   /** Waits until the batch of `time` (or a later one) has completed or the context stopped. */
   readonly awaitBatch: (time: number) => Effect.Effect<void>
+  /**
+   * The records per-record operators failed on, per batch, with the operator and the cause
+   * (needs `recordErrors: "deadLetter"`; throws an `IllegalStateError` otherwise). Outputs reading
+   * it run after the batch's other outputs.
+   */
+  readonly deadLetters: DStream.DStream<FailedRecord>
 }
 
 /**
@@ -184,6 +245,8 @@ export const StreamingContext: Context.Service<StreamingContext, StreamingContex
 )
 
 let active: { readonly ctx: ContextImpl; readonly startedAt: string } | undefined
+/** Set when a stop left received records unprocessed (runMain then exits with status 1). */
+let unprocessedReported = false
 
 class ContextImpl implements StreamingContext, NodeContext {
   private lifecycleState: State = "INITIALIZED"
@@ -193,11 +256,20 @@ class ContextImpl implements StreamingContext, NodeContext {
   private checkpointPath: string | undefined
   private readonly listeners: Array<(event: StreamingEvent) => void | Effect.Effect<void>> = []
   private readonly stopFinalizers: Array<() => Effect.Effect<unknown>> = []
-  private readonly terminated = Deferred.makeUnsafe<void, BatchJobError>()
+  private readonly terminated = Deferred.makeUnsafe<void, BatchJobError | UnprocessedRecordsError>()
+  /** Completed by a forced stop (second signal): the graceful drain gives up at once. */
+  private readonly forced = Deferred.makeUnsafe<void>()
   private scope: Scope.Closeable | undefined
   private scheduler: JobScheduler | undefined
-  private stopping: Effect.Effect<void> | undefined
+  private stopping: Effect.Effect<void, UnprocessedRecordsError> | undefined
   private readonly gracefulTimeoutMillis: number
+  private readonly outputTimeoutMillis: number
+  private readonly delayWarningBatches: number
+  readonly onFailure: FailurePolicy
+  readonly recordErrors: "fail" | "deadLetter"
+  private deadLetterNode: DeadLetterNode | undefined
+  /** Dead letters per batch time: count and first, for the log. */
+  private readonly deadLetterCounts = new Map<number, { count: number; first: FailedRecord }>()
   /** The checkpoint `getOrCreate` recovers from. */
   recovered: Checkpoint.Checkpoint | undefined = undefined
   /** The checkpoint store `getOrCreate` read from, used again at start (one store, one place). */
@@ -215,6 +287,24 @@ class ContextImpl implements StreamingContext, NodeContext {
       ? 10 * this.batchMillis
       : Time.millis(options.gracefulStopTimeout, "Graceful stop timeout")
     this.receiverSettings = options.receivers
+    this.outputTimeoutMillis = options.outputTimeout === undefined
+      ? Math.max(10 * this.batchMillis, 30_000)
+      : Time.millis(options.outputTimeout, "Output timeout")
+    const warnAfter = options.schedulingDelayWarning ?? 10
+    if (!Number.isSafeInteger(warnAfter) || warnAfter < 1) {
+      throw new ValidationError({
+        message: `Scheduling delay warning must be a positive whole number of batches: ${JSON.stringify(warnAfter)}`,
+      })
+    }
+    this.delayWarningBatches = warnAfter
+    this.onFailure = DStream.validatePolicy(options.onFailure ?? "stop", "onFailure")
+    const recordErrors = options.recordErrors ?? "fail"
+    if (recordErrors !== "fail" && recordErrors !== "deadLetter") {
+      throw new ValidationError({
+        message: `recordErrors must be "fail" or "deadLetter": ${JSON.stringify(recordErrors)}`,
+      })
+    }
+    this.recordErrors = recordErrors
     if (options.logProgress) {
       this.listeners.push((e) => e._tag === "BatchCompleted" ? Effect.logInfo(formatProgress(e.batchInfo)) : undefined)
     }
@@ -234,6 +324,40 @@ class ContextImpl implements StreamingContext, NodeContext {
   checkpointDir = (): string | undefined => this.checkpointPath
   onStop = (finalizer: () => Effect.Effect<unknown>): void => {
     this.stopFinalizers.push(finalizer)
+  }
+  deadLetter = (t: number, failed: FailedRecord): void => {
+    const seen = this.deadLetterCounts.get(t)
+    if (seen === undefined) this.deadLetterCounts.set(t, { count: 1, first: failed })
+    else seen.count++
+    this.deadLetterNode?.add(t, failed)
+  }
+
+  /** After each batch: log the records it sent to the dead letters. */
+  private deadLettersDone(t: number): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      this.deadLetterNode?.forget(t)
+      const seen = this.deadLetterCounts.get(t)
+      if (seen === undefined) return Effect.void
+      this.deadLetterCounts.delete(t)
+      const where = this.deadLetterNode === undefined
+        ? "were dropped (nothing reads ssc.deadLetters)"
+        : "went to ssc.deadLetters"
+      return Effect.logWarning(
+        `Batch ${t} ms: ${seen.count} record(s) failed in operators and ${where}; first in "${seen.first.operator}": ${
+          describeCause(seen.first.cause)
+        }`,
+      )
+    })
+  }
+
+  get deadLetters(): DStream.DStream<FailedRecord> {
+    if (this.recordErrors !== "deadLetter") {
+      throw new IllegalStateError({
+        message: `Cannot read ssc.deadLetters: make the context with recordErrors: "deadLetter"`,
+      })
+    }
+    if (this.deadLetterNode === undefined) this.deadLetterNode = new DeadLetterNode(this)
+    return DStream.fromNode(this.deadLetterNode)
   }
 
   get checkpointDirectory(): string | undefined {
@@ -295,9 +419,14 @@ class ContextImpl implements StreamingContext, NodeContext {
           )
         ),
       )
-      const scheduler = new JobScheduler(this.graph, this.publish, (error) => this.failWith(error))
+      const scheduler = new JobScheduler(this.graph, this.publish, (error) => this.failWith(error), {
+        onFailure: this.onFailure,
+        outputTimeoutMillis: this.outputTimeoutMillis,
+        delayWarningBatches: this.delayWarningBatches,
+      })
       this.scheduler = scheduler
       scheduler.afterBatch = checkpoints?.afterBatch
+      if (this.recordErrors === "deadLetter") scheduler.onBatchDone = (t) => this.deadLettersDone(t)
       this.lifecycleState = "ACTIVE"
       active = { ctx: this, startedAt: new Date(now).toISOString() }
       const rt = { publish: this.publish, startTime: now }
@@ -333,13 +462,15 @@ class ContextImpl implements StreamingContext, NodeContext {
     })
   }
 
-  get awaitTermination(): Effect.Effect<void, BatchJobError> {
+  get awaitTermination(): Effect.Effect<void, BatchJobError | UnprocessedRecordsError> {
     return Deferred.await(this.terminated).pipe(
       Effect.onInterrupt(() => this.stop({ graceful: true })),
     )
   }
 
-  awaitTerminationOrTimeout = (timeout: Duration.Input): Effect.Effect<boolean, BatchJobError> =>
+  awaitTerminationOrTimeout = (
+    timeout: Duration.Input,
+  ): Effect.Effect<boolean, BatchJobError | UnprocessedRecordsError> =>
     Deferred.await(this.terminated).pipe(
       Effect.as(true),
       Effect.timeoutOption(timeout),
@@ -347,8 +478,21 @@ class ContextImpl implements StreamingContext, NodeContext {
       Effect.onInterrupt(() => this.stop({ graceful: true })),
     )
 
-  stop = (options?: StopOptions): Effect.Effect<void> =>
-    Effect.suspend(() => {
+  /** Makes a running graceful stop give up at once (a second signal under `runMain`). */
+  forceStop(): void {
+    Deferred.doneUnsafe(this.forced, Exit.void)
+  }
+
+  stop(options?: StopOptions & { readonly graceful?: false | undefined }): Effect.Effect<void>
+  stop(options: StopOptions): Effect.Effect<void, UnprocessedRecordsError>
+  stop(options?: StopOptions): Effect.Effect<void, UnprocessedRecordsError> {
+    const stopping = this.stopOnce(options)
+    // Only a graceful stop reports unprocessed records (a stop already under way may be one).
+    return options?.graceful === true ? stopping : Effect.ignore(stopping)
+  }
+
+  private stopOnce(options: StopOptions | undefined): Effect.Effect<void, UnprocessedRecordsError> {
+    return Effect.suspend((): Effect.Effect<void, UnprocessedRecordsError> => {
       if (this.lifecycleState === "INITIALIZED") {
         this.lifecycleState = "STOPPED"
         return Effect.andThen(
@@ -363,20 +507,27 @@ class ContextImpl implements StreamingContext, NodeContext {
       this.stopping = once
       return once
     })
+  }
 
-  private doStop(graceful: boolean, timeout: Duration.Input | undefined): Effect.Effect<void> {
+  private doStop(
+    graceful: boolean,
+    timeout: Duration.Input | undefined,
+  ): Effect.Effect<void, UnprocessedRecordsError> {
     return Effect.gen({ self: this }, function* () {
       const scheduler = this.scheduler!
       for (const input of this.graph.inputs) yield* input.stopReceiving()
+      let cutShort: "timeout" | "forced" | undefined
+      const bound = timeout === undefined ? this.gracefulTimeoutMillis : Time.millis(timeout, "Stop timeout")
       if (graceful) {
-        const bound = timeout === undefined ? this.gracefulTimeoutMillis : Time.millis(timeout, "Stop timeout")
-        const drained = yield* Effect.timeoutOption(scheduler.drain(), bound)
-        if (drained._tag === "None") {
-          yield* Effect.logWarning(`Graceful stop timed out after ${Time.format(bound)}; stopping anyway`)
-        }
+        const drained = yield* Effect.raceFirst(
+          Effect.map(Effect.timeoutOption(scheduler.drain(), bound), (o) => o._tag === "Some" ? undefined : "timeout"),
+          Effect.as(Deferred.await(this.forced), "forced" as const),
+        )
+        cutShort = drained
       }
       yield* scheduler.stopClock()
       yield* scheduler.stopJobs()
+      const unprocessed = scheduler.unprocessed()
       yield* Scope.close(this.scope!, Exit.void)
       this.lifecycleState = "STOPPED"
       if (active?.ctx === this) active = undefined
@@ -384,6 +535,27 @@ class ContextImpl implements StreamingContext, NodeContext {
       const now = yield* Clock.currentTimeMillis
       yield* this.publish({ _tag: "StreamingStopped", time: now })
       yield* this.runStopFinalizers()
+      if (unprocessed.kept > 0) {
+        yield* Effect.logWarning(
+          `Stopped with ${unprocessed.kept} received records not processed; the write-ahead log keeps them and the next run from checkpoint "${this.checkpointPath}" processes them`,
+        )
+      }
+      if (unprocessed.lost > 0 && cutShort !== undefined) {
+        const error = new UnprocessedRecordsError({
+          records: unprocessed.lost,
+          reason: cutShort,
+          timeoutMillis: cutShort === "timeout" ? bound : undefined,
+        })
+        yield* Effect.logError(error.message)
+        unprocessedReported = true
+        yield* Deferred.fail(this.terminated, error)
+        return yield* error
+      }
+      if (unprocessed.lost > 0) {
+        yield* Effect.logWarning(`Stopped without processing ${unprocessed.lost} received records`)
+      } else if (cutShort === "timeout") {
+        yield* Effect.logWarning(`Graceful stop timed out after ${Time.format(bound)}; no received record was lost`)
+      }
       yield* Deferred.succeed(this.terminated, undefined)
     }).pipe(Effect.uninterruptible)
   }
@@ -514,8 +686,11 @@ export const layer = (options: Options): Layer.Layer<StreamingContext, Validatio
 
 /**
  * Runs a program as the process's main Effect with Node's platform services (file system,
- * path) on Node, Deno or Bun. SIGINT / SIGTERM interrupt it; a context awaiting termination
- * then stops gracefully before the process exits.
+ * path) on Node, Deno or Bun. The first SIGINT / SIGTERM interrupts it; a context awaiting
+ * termination then stops gracefully before the process exits. A second signal forces the stop:
+ * the graceful drain gives up at once. When a stop leaves received records unprocessed (and no
+ * write-ahead log keeps them), the error naming how many is logged and the process exits with
+ * status 1; otherwise a signal ends it with status 130.
  *
  * @example
  * ```ts
@@ -525,8 +700,25 @@ export const layer = (options: Options): Layer.Layer<StreamingContext, Validatio
  * @since 0.1.0
  * @category running
  */
-export const runMain = <E>(program: Effect.Effect<void, E, NodeServices.NodeServices>): void =>
-  NodeRuntime.runMain(Effect.provide(program, NodeServices.layer))
+export const runMain = <E>(program: Effect.Effect<void, E, NodeServices.NodeServices>): void => {
+  let signals = 0
+  const onSignal = () => {
+    signals++
+    if (signals >= 2) active?.ctx.forceStop()
+  }
+  process.on("SIGINT", onSignal)
+  process.on("SIGTERM", onSignal)
+  NodeRuntime.runMain(Effect.provide(program, NodeServices.layer), {
+    teardown: (exit, onExit) => {
+      process.removeListener("SIGINT", onSignal)
+      process.removeListener("SIGTERM", onSignal)
+      // A stop run by an interrupted awaitTermination cannot fail the interrupted main fiber:
+      // its report (already logged) decides the status here.
+      if (unprocessedReported) return onExit(1)
+      Runtime.defaultTeardown(exit, onExit)
+    },
+  })
+}
 
 /**
  * The currently active context, if any (Spark's `StreamingContext.getActive`).

@@ -36,7 +36,7 @@ import { TestClock } from "effect/testing"
 import * as BatchClock from "./BatchClock.ts"
 import * as Checkpoint from "./Checkpoint.ts"
 import * as DStream from "./DStream.ts"
-import { BatchJobError, type IllegalStateError, type ValidationError } from "./Errors.ts"
+import { BatchJobError, type IllegalStateError, type UnprocessedRecordsError, type ValidationError } from "./Errors.ts"
 import * as StreamingContext from "./StreamingContext.ts"
 import * as Time from "./Time.ts"
 import { type Batch, InputNode, type NodeContext } from "./_internal/node.ts"
@@ -257,8 +257,14 @@ export interface Harness<O extends Streams> {
   readonly outputs: Effect.Effect<Outputs<O>>
   /** The failure that stopped the context, if any. */
   readonly failure: Effect.Effect<BatchJobError | undefined>
-  /** Stops the context and returns everything collected. */
-  readonly stop: (options?: StreamingContext.StopOptions) => Effect.Effect<RunResult<O>>
+  /**
+   * Stops the context and returns everything collected; a graceful stop that leaves records
+   * unprocessed fails with the context's `UnprocessedRecordsError`.
+   */
+  readonly stop: {
+    (): Effect.Effect<RunResult<O>>
+    (options: StreamingContext.StopOptions): Effect.Effect<RunResult<O>, UnprocessedRecordsError>
+  }
 }
 
 type Build<O> = (ssc: StreamingContext.StreamingContext) => O | Effect.Effect<O>
@@ -368,6 +374,14 @@ const startHarness = <O extends Streams>(
       for (const [name, batches] of Object.entries(collected)) out[name] = batches.slice()
       return out as Outputs<O>
     })
+    const stop = (options?: StreamingContext.StopOptions) =>
+      Effect.gen(function* () {
+        yield* stopped
+        if (options === undefined) yield* ssc.stop()
+        else yield* ssc.stop(options)
+        yield* stopped
+        return { outputs: yield* outputs, failure }
+      })
     const harness: Harness<O> = {
       ssc,
       streams: named,
@@ -386,13 +400,7 @@ const startHarness = <O extends Streams>(
       advanceBatches: (n) => Effect.suspend(() => advanceTo(nextBatch + (n - 1) * batchMillis)),
       outputs,
       failure: Effect.andThen(stopped, Effect.sync(() => failure)),
-      stop: (options) =>
-        Effect.gen(function* () {
-          yield* stopped
-          yield* ssc.stop(options)
-          yield* stopped
-          return { outputs: yield* outputs, failure }
-        }),
+      stop: stop as Harness<O>["stop"],
     }
     return harness
   })

@@ -421,6 +421,18 @@ export class ReceiverInputNode<A> extends InputNode<A> {
     return this.currentCount > 0 || this.blocks.length > 0 || this.replayed.size > 0
   }
 
+  override storedRecords(): number {
+    let n = this.currentCount
+    for (const b of this.blocks) n += b.count
+    for (const blocks of this.replayed.values()) for (const b of blocks) n += b.count
+    return n
+  }
+
+  /** With the write-ahead log, stored blocks are logged before they count: a restart has them. */
+  override keepsUnprocessed(): boolean {
+    return this.settings.writeAheadLog
+  }
+
   /**
    * At the tick of `t`: seal the current block and allocate every stored block to `t`. With
    * the write-ahead log the allocation is logged first (Spark's `ReceivedBlockTracker`), and a

@@ -7,7 +7,7 @@
  * @internal
  */
 import { Effect } from "effect"
-import type { FileSystem, Path, Scope } from "effect"
+import type { FileSystem, Path, Schedule, Scope } from "effect"
 import { IllegalStateError, ValidationError } from "../Errors.ts"
 import type { BatchInfo, StreamingEvent } from "../Listener.ts"
 import type { ReceiverSettings } from "../Receiver.ts"
@@ -35,6 +35,78 @@ export interface NodeContext {
   readonly onStop: (finalizer: () => Effect.Effect<unknown>) => void
   /** Settings for every receiver of the context (receivers' own settings win). */
   readonly receiverSettings?: ReceiverSettings | undefined
+  /** `"deadLetter"`: per-record errors of fused operators go to `deadLetter` instead of failing the batch. */
+  readonly recordErrors?: "fail" | "deadLetter" | undefined
+  /** Receives a record that failed in batch `t` (only called with `recordErrors: "deadLetter"`). */
+  readonly deadLetter?: ((t: number, failed: FailedRecord) => void) | undefined
+}
+
+/**
+ * What to do when an output operation (or the computation of its batch) fails: `"stop"` stops
+ * the context; `"skip"` reports the failure and goes on, the batch counting as done; `retry`
+ * runs it again on the `Schedule` (which receives the failure), then stops or skips.
+ * @internal
+ */
+export type FailurePolicy =
+  | "stop"
+  | "skip"
+  | { readonly retry: Schedule.Schedule<unknown, unknown>; readonly then?: "stop" | "skip" | undefined }
+
+/**
+ * A record an operator failed on, routed to the dead letters (`recordErrors: "deadLetter"`).
+ * @internal
+ */
+export interface FailedRecord {
+  /** The record the operator was given. */
+  readonly record: unknown
+  /** The operator that threw: `map`, `filter`, `reduceByKey`, … */
+  readonly operator: string
+  /** What it threw. */
+  readonly cause: unknown
+  /** The batch being computed. */
+  readonly batchTime: number
+}
+
+/** Carries a per-record failure out of a fused loop. @internal */
+class RecordFailure {
+  constructor(readonly record: unknown, readonly operator: string, readonly cause: unknown) {}
+}
+
+/** Wraps a per-element function so that what it throws names the operator and its record. */
+const guard = <A>(push: (a: A) => void, operator: string): (a: A) => void => (a) => {
+  try {
+    push(a)
+  } catch (cause) {
+    throw cause instanceof RecordFailure ? cause : new RecordFailure(a, operator, cause)
+  }
+}
+
+/**
+ * Pushes every element of `input` through `push`. With dead letters, a record whose push throws
+ * is handed to the context's dead letters and the loop goes on with the next record; without,
+ * this is the plain loop (the try/catch is outside it, so it costs nothing until a record fails).
+ */
+const pushAll = <A>(node: Node<any>, t: number, input: Batch<A>, push: (a: A) => void): void => {
+  const n = input.length
+  if (node.ctx.recordErrors !== "deadLetter") {
+    for (let i = 0; i < n; i++) push(input[i])
+    return
+  }
+  let i = 0
+  while (i < n) {
+    try {
+      for (; i < n; i++) push(input[i])
+    } catch (error) {
+      const failure = error instanceof RecordFailure ? error : new RecordFailure(input[i], node.kind, error)
+      node.ctx.deadLetter?.(t, {
+        record: failure.record,
+        operator: failure.operator,
+        cause: failure.cause,
+        batchTime: t,
+      })
+      i++
+    }
+  }
 }
 
 let nextNodeId = 0
@@ -99,9 +171,12 @@ export abstract class Node<A> {
       if (!this.isTimeValid(t)) return Effect.succeed(undefined)
       const cached = this.generated.get(t)
       if (cached !== undefined) return Effect.succeed(cached)
-      return Effect.map(this.compute(t), (batch) => {
+      // A yield point after every node computed (parents compute first, so a yield before
+      // would come before all the work): a batch of many nodes can be interrupted (stop,
+      // timeouts) between them, and the clock and receivers get to run.
+      return Effect.flatMap(this.compute(t), (batch) => {
         if (batch !== undefined) this.generated.set(t, batch)
-        return batch
+        return Effect.as(Effect.yieldNow, batch)
       })
     })
   }
@@ -207,13 +282,16 @@ export class PipeNode<A, B> extends Node<B> {
     super(ctx, [source], source.slideMillis)
   }
 
-  static make<A, B>(parent: Node<A>, stage: Stage<A, B>, kind: string): Node<B> {
+  /** `operator` names the operator in dead letters (`map`, `filter`, …; default `kind`). */
+  static make<A, B>(parent: Node<A>, stage: Stage<A, B>, kind: string, operator: string = kind): Node<B> {
+    // With dead letters, each operator's function names itself and its record when it throws.
+    const own: Stage<A, B> = parent.ctx.recordErrors === "deadLetter" ? (push) => guard(stage(push), operator) : stage
     // Fuse with a parent pipe: compose stages, read the grandparent directly.
     if (parent instanceof PipeNode && parent.rememberMillis === undefined) {
       const inner = parent.stage as Stage<any, A>
-      return new PipeNode(parent.ctx, parent.source, (push: (b: B) => void) => inner(stage(push)), kind)
+      return new PipeNode(parent.ctx, parent.source, (push: (b: B) => void) => inner(own(push)), kind)
     }
-    return new PipeNode(parent.ctx, parent, stage, kind)
+    return new PipeNode(parent.ctx, parent, own, kind)
   }
 
   compute(t: number): Effect.Effect<Batch<B> | undefined, unknown, NodeEnv> {
@@ -223,7 +301,7 @@ export class PipeNode<A, B> extends Node<B> {
       const push = this.stage((b) => {
         out.push(b)
       })
-      for (let i = 0; i < input.length; i++) push(input[i])
+      pushAll(this, t, input, push)
       return out
     })
   }
@@ -249,6 +327,8 @@ export class FoldNode<A, B> extends Node<B> {
     parent: Node<A>,
     readonly makeFold: (time: number) => Fold<A, B>,
     readonly kind: string,
+    /** Names the operator in dead letters (`reduceByKey`, …). */
+    readonly operator: string = kind,
   ) {
     const fused = parent instanceof PipeNode && parent.rememberMillis === undefined
     super(parent.ctx, [fused ? parent.source : parent], parent.slideMillis)
@@ -260,8 +340,9 @@ export class FoldNode<A, B> extends Node<B> {
     return Effect.map(this.source.getOrCompute(t), (input) => {
       if (input === undefined) return undefined
       const fold = this.makeFold(t)
-      const push = this.stage === undefined ? fold.push : this.stage(fold.push)
-      for (let i = 0; i < input.length; i++) push(input[i])
+      const own = this.ctx.recordErrors === "deadLetter" ? guard(fold.push, this.operator) : fold.push
+      const push = this.stage === undefined ? own : this.stage(own)
+      pushAll(this, t, input, push)
       return fold.result()
     })
   }
@@ -354,6 +435,7 @@ export class OutputNode<A> extends Node<never> {
     readonly parent: Node<A>,
     readonly fn: (batch: Batch<A>, time: number) => Effect.Effect<void, unknown, NodeEnv>,
     readonly label: string,
+    readonly settings: OutputSettings = {},
   ) {
     super(parent.ctx, [parent], parent.slideMillis)
   }
@@ -365,6 +447,46 @@ export class OutputNode<A> extends Node<never> {
   /** The job for time `t`, or `undefined` when the parent has no batch then. */
   generateJob(t: number): Effect.Effect<Effect.Effect<void, unknown, NodeEnv> | undefined, unknown, NodeEnv> {
     return Effect.map(this.parent.getOrCompute(t), (batch) => batch === undefined ? undefined : this.fn(batch, t))
+  }
+}
+
+/** An output's own failure policy and timeout (the context's apply otherwise). @internal */
+export interface OutputSettings {
+  readonly onFailure?: FailurePolicy | undefined
+  /** Milliseconds, or `Infinity` for none. */
+  readonly timeoutMillis?: number | undefined
+}
+
+/**
+ * `ssc.deadLetters`: the records fused operators failed on in each batch. Outputs reading it
+ * run after the batch's other outputs, so a batch's dead letters are complete when they run.
+ * @internal
+ */
+export class DeadLetterNode extends Node<FailedRecord> {
+  readonly kind = "DeadLetterDStream"
+  private readonly pending = new Map<number, Array<FailedRecord>>()
+
+  constructor(ctx: NodeContext) {
+    super(ctx, [], ctx.batchMillis)
+  }
+
+  add(t: number, failed: FailedRecord): void {
+    const letters = this.pending.get(t)
+    if (letters === undefined) this.pending.set(t, [failed])
+    else letters.push(failed)
+  }
+
+  compute(t: number): Effect.Effect<Batch<FailedRecord>> {
+    return Effect.sync(() => {
+      const letters = this.pending.get(t) ?? []
+      this.pending.delete(t)
+      return letters
+    })
+  }
+
+  /** Drops the dead letters of batches up to `t` (their outputs have run, or none reads them). */
+  forget(t: number): void {
+    for (const time of this.pending.keys()) if (time <= t) this.pending.delete(time)
   }
 }
 
@@ -427,6 +549,19 @@ export abstract class InputNode<A> extends Node<A> {
 
   /** `true` while the source holds records not yet allocated to a batch. */
   hasPending(): boolean {
+    return false
+  }
+
+  /** Records the source holds that are not yet allocated to a batch (a stop reports them). */
+  storedRecords(): number {
+    return 0
+  }
+
+  /**
+   * `true` when records this input received but did not process survive a stop (a write-ahead
+   * log holds them; a replayable source can read them again), so a stop need not report them.
+   */
+  keepsUnprocessed(): boolean {
     return false
   }
 

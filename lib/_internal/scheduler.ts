@@ -5,18 +5,39 @@
  * publishing listener events and forgetting old batches afterwards.
  * @internal
  */
-import { Clock, Deferred, Effect, Exit, Fiber, Queue, Scope, Stream } from "effect"
+import { Clock, Deferred, Duration, Effect, Exit, Fiber, Queue, Schedule, Scope, Stream } from "effect"
 import * as BatchClock from "../BatchClock.ts"
-import { BatchJobError, describeCause } from "../Errors.ts"
+import { BatchJobError, describeCause, OutputTimeoutError } from "../Errors.ts"
 import { type BatchInfo, makeBatchInfo, type OutputOperationInfo, type StreamInputInfo } from "../Listener.ts"
 import type { StreamingEvent } from "../Listener.ts"
 import type { Graph } from "./graph.ts"
-import type { NodeEnv } from "./node.ts"
+import { DeadLetterNode, type FailurePolicy, type NodeEnv, type OutputNode } from "./node.ts"
 
 interface PendingBatch {
   readonly time: number
   readonly submissionTime: number
 }
+
+/** The context's failure handling and delay monitoring. @internal */
+export interface SchedulerSettings {
+  /** Failure policy of outputs without their own. */
+  readonly onFailure: FailurePolicy
+  /** Timeout of outputs without their own, in milliseconds (`Infinity`: none). */
+  readonly outputTimeoutMillis: number
+  /** Warn when the scheduling delay has grown for this many consecutive batches. */
+  readonly delayWarningBatches: number
+}
+
+/** Records a stop leaves unprocessed: `lost` ones are gone, `kept` ones a restart processes. @internal */
+export interface Unprocessed {
+  readonly lost: number
+  readonly kept: number
+}
+
+/** How one output operation's run in a batch ended. */
+type OutputOutcome = { readonly _tag: "Done" } | { readonly _tag: "Stop"; readonly error: BatchJobError }
+
+const done: OutputOutcome = { _tag: "Done" }
 
 /** @internal */
 export class JobScheduler {
@@ -31,13 +52,29 @@ export class JobScheduler {
   lastCompleted = -Infinity
   /** Time of the last batch the clock cut. */
   lastSubmitted = -Infinity
-  /** Runs after a batch's outputs succeed, before `BatchCompleted` (the checkpoint write). */
+  /**
+   * Runs after a batch's outputs succeed (or failed and were skipped), before `BatchCompleted`
+   * (the checkpoint write).
+   */
   afterBatch: ((time: number) => Effect.Effect<void, unknown, NodeEnv>) | undefined
+  /** Runs after `BatchCompleted` (dead-letter accounting). */
+  onBatchDone: ((time: number) => Effect.Effect<void>) | undefined
+  /** Batch times cut and not completed, in order. */
+  private readonly inflight = new Set<number>()
+  /** Outputs in run order: those reading the dead letters last. */
+  private ordered: ReadonlyArray<readonly [number, OutputNode<any>]> = []
+  private lastDelay: number | undefined
+  private delayGrowing = 0
 
   constructor(
     readonly graph: Graph,
     readonly publish: (event: StreamingEvent) => Effect.Effect<void>,
     readonly onError: (error: BatchJobError) => Effect.Effect<void>,
+    readonly settings: SchedulerSettings = {
+      onFailure: "stop",
+      outputTimeoutMillis: Infinity,
+      delayWarningBatches: 10,
+    },
   ) {}
 
   /**
@@ -51,8 +88,14 @@ export class JobScheduler {
   ): Effect.Effect<void, never, NodeEnv> {
     return Effect.gen({ self: this }, function* () {
       this.pending = yield* Queue.unbounded<PendingBatch>()
+      const indexed = this.graph.outputs.map((o, id) => [id, o] as const)
+      const readsDeadLetters = (o: OutputNode<any>) => [...o.collect()].some((n) => n instanceof DeadLetterNode)
+      this.ordered = [
+        ...indexed.filter(([, o]) => !readsDeadLetters(o)),
+        ...indexed.filter(([, o]) => readsDeadLetters(o)),
+      ]
       this.jobFiber = yield* Effect.forkIn(this.runJobs(), scope)
-      for (const t of recovered) yield* this.cut(t)
+      for (const t of recovered) yield* this.cut(t, true)
       this.clockFiber = yield* Effect.forkIn(
         BatchClock.ticks(firstTime, this.graph.batchMillis).pipe(Stream.runForEach((t) => this.cut(t))),
         scope,
@@ -60,12 +103,18 @@ export class JobScheduler {
     })
   }
 
-  /** Cuts batch `t`: inputs allocate what they received, then the batch is queued. */
-  private cut(time: number): Effect.Effect<void> {
+  /**
+   * Cuts batch `t`: inputs allocate what they received, then the batch is queued. A tick cut late
+   * (the job fiber kept the clock fiber from running) is submitted at its batch time, so the
+   * scheduling delay shows the real lag; recovered batches are submitted now.
+   */
+  private cut(time: number, recovered = false): Effect.Effect<void> {
     return Effect.gen({ self: this }, function* () {
       for (const input of this.graph.inputs) yield* input.allocate(time)
-      const submissionTime = yield* Clock.currentTimeMillis
+      const now = yield* Clock.currentTimeMillis
+      const submissionTime = recovered ? now : Math.min(now, time)
       this.lastSubmitted = time
+      this.inflight.add(time)
       this.queued++
       yield* this.publish({
         _tag: "BatchSubmitted",
@@ -108,39 +157,12 @@ export class JobScheduler {
           outputOperationInfos: outputInfos,
         })
       yield* this.publish({ _tag: "BatchStarted", batchInfo: info() })
-      const outputs = this.graph.outputs
-      for (let id = 0; id < outputs.length; id++) {
-        const output = outputs[id]
-        const job = yield* Effect.exit(output.generateJob(time))
-        if (Exit.isFailure(job)) {
-          return yield* this.fail(
-            new BatchJobError({ batchTime: time, outputId: -1, cause: Exit.isFailure(job) ? causeOf(job) : undefined }),
-          )
-        }
-        if (job.value === undefined) continue
-        const startTime = yield* Clock.currentTimeMillis
-        const started: OutputOperationInfo = {
-          batchTime: time,
-          id,
-          name: output.label,
-          startTime,
-          endTime: undefined,
-          failureReason: undefined,
-        }
-        yield* this.publish({ _tag: "OutputOperationStarted", outputOperationInfo: started })
-        const result = yield* Effect.exit(job.value)
-        const endTime = yield* Clock.currentTimeMillis
-        const failure = Exit.isFailure(result) ? causeOf(result) : undefined
-        const completed: OutputOperationInfo = {
-          ...started,
-          endTime,
-          failureReason: failure === undefined ? undefined : describeCause(failure),
-        }
-        outputInfos.push(completed)
-        yield* this.publish({ _tag: "OutputOperationCompleted", outputOperationInfo: completed })
-        if (failure !== undefined) {
-          return yield* this.fail(new BatchJobError({ batchTime: time, outputId: id, cause: failure }))
-        }
+      yield* this.watchDelay(time, processingStartTime - submissionTime)
+      for (const [id, output] of this.ordered) {
+        // a yield point between outputs: stop and timeouts can interrupt a long batch here
+        yield* Effect.yieldNow
+        const outcome = yield* this.runOutput(id, output, time, outputInfos)
+        if (outcome._tag === "Stop") return yield* this.fail(outcome.error)
       }
       if (this.afterBatch !== undefined) {
         const written = yield* Effect.exit(this.afterBatch(time))
@@ -153,6 +175,8 @@ export class JobScheduler {
       for (const input of this.graph.inputs) input.batchCompleted(completedInfo)
       yield* this.publish({ _tag: "BatchCompleted", batchInfo: completedInfo })
       this.graph.clearMetadata(time)
+      if (this.onBatchDone !== undefined) yield* this.onBatchDone(time)
+      this.inflight.delete(time)
       this.processing = false
       this.queued--
       this.completed(time)
@@ -164,6 +188,145 @@ export class JobScheduler {
         }
       })
     ))
+  }
+
+  /**
+   * Runs output `id` for batch `time` under its failure policy and timeout: computes its batch
+   * and runs its job (each attempt bounded by the timeout), retrying on the policy's schedule;
+   * publishes its started / completed events (the completed one with the failure reason).
+   */
+  private runOutput(
+    id: number,
+    output: OutputNode<any>,
+    time: number,
+    outputInfos: Array<OutputOperationInfo>,
+  ): Effect.Effect<OutputOutcome, never, NodeEnv> {
+    return Effect.gen({ self: this }, function* () {
+      const policy = output.settings.onFailure ?? this.settings.onFailure
+      const timeoutMillis = output.settings.timeoutMillis ?? this.settings.outputTimeoutMillis
+      let started: OutputOperationInfo | undefined
+      const start = Effect.gen({ self: this }, function* () {
+        if (started !== undefined) return
+        started = {
+          batchTime: time,
+          id,
+          name: output.label,
+          startTime: yield* Clock.currentTimeMillis,
+          endTime: undefined,
+          failureReason: undefined,
+        }
+        yield* this.publish({ _tag: "OutputOperationStarted", outputOperationInfo: started })
+      })
+      // `computed` tells a failure of the graph computation (outputId -1) from one of the job
+      let computed = false
+      const attempt: Effect.Effect<boolean, unknown, NodeEnv> = Effect.gen(function* () {
+        computed = false
+        const job = yield* output.generateJob(time)
+        computed = true
+        if (job === undefined) return false
+        yield* start
+        yield* job
+        return true
+      })
+      const bounded: Effect.Effect<boolean, unknown, NodeEnv> = Number.isFinite(timeoutMillis)
+        ? Effect.flatMap(
+          Effect.timeoutOption(attempt, timeoutMillis),
+          (o) =>
+            o._tag === "Some" ? Effect.succeed(o.value) : Effect.fail(
+              new OutputTimeoutError({ batchTime: time, outputId: id, output: output.label, timeoutMillis }),
+            ),
+        )
+        : attempt
+      const retry = typeof policy === "object" ? policy.retry : undefined
+      let step = retry === undefined ? undefined : yield* Schedule.toStep(retry)
+      let attempts = 0
+      while (true) {
+        attempts++
+        const exit = yield* Effect.exit(bounded)
+        if (Exit.isSuccess(exit)) {
+          if (!exit.value) return done // no batch for this output at `time`
+          const completed: OutputOperationInfo = { ...started!, endTime: yield* Clock.currentTimeMillis }
+          outputInfos.push(completed)
+          yield* this.publish({ _tag: "OutputOperationCompleted", outputOperationInfo: completed })
+          return done
+        }
+        const cause = causeOf(exit)
+        if (step !== undefined) {
+          const now = yield* Clock.currentTimeMillis
+          const next = yield* Effect.exit(step(now, cause))
+          if (Exit.isSuccess(next)) {
+            const delay = next.value[1]
+            yield* Effect.logWarning(
+              `Batch ${time} ms: output operation ${id} ("${output.label}") failed (attempt ${attempts}), retrying in ${
+                Duration.toMillis(delay)
+              } ms: ${describeCause(cause)}`,
+            )
+            yield* Effect.sleep(delay)
+            continue
+          }
+          step = undefined
+        }
+        // give up: report the failure, then stop or skip
+        yield* start
+        const reason = attempts > 1 ? `${describeCause(cause)} (after ${attempts} attempts)` : describeCause(cause)
+        const completed: OutputOperationInfo = {
+          ...started!,
+          endTime: yield* Clock.currentTimeMillis,
+          failureReason: reason,
+        }
+        outputInfos.push(completed)
+        yield* this.publish({ _tag: "OutputOperationCompleted", outputOperationInfo: completed })
+        const then = typeof policy === "object" ? (policy.then ?? "stop") : policy
+        if (then === "skip") {
+          yield* Effect.logWarning(
+            `Batch ${time} ms: output operation ${id} ("${output.label}") failed and is skipped: ${reason}`,
+          )
+          return done
+        }
+        return {
+          _tag: "Stop",
+          error: new BatchJobError({ batchTime: time, outputId: computed ? id : -1, cause }),
+        } as const
+      }
+    })
+  }
+
+  /** Counts batches whose scheduling delay grew; warns every `delayWarningBatches` of them in a row. */
+  private watchDelay(time: number, delay: number): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const last = this.lastDelay
+      this.lastDelay = delay
+      this.delayGrowing = last !== undefined && delay > last ? this.delayGrowing + 1 : 0
+      const n = this.settings.delayWarningBatches
+      if (this.delayGrowing === 0 || this.delayGrowing % n !== 0) return Effect.void
+      return Effect.andThen(
+        Effect.logWarning(
+          `Scheduling delay has grown for ${this.delayGrowing} consecutive batches, to ${delay} ms at batch ${time} ms: batches take longer than the batch interval (${this.graph.batchMillis} ms)`,
+        ),
+        this.publish({
+          _tag: "SchedulingDelayGrowing",
+          batchTime: time,
+          schedulingDelay: delay,
+          batches: this.delayGrowing,
+        }),
+      )
+    })
+  }
+
+  /**
+   * Records received and not processed: stored but not yet in a batch, or in a batch cut and not
+   * completed. Inputs that keep what they did not process (write-ahead log) count as `kept`.
+   */
+  unprocessed(): Unprocessed {
+    let lost = 0
+    let kept = 0
+    for (const input of this.graph.inputs) {
+      let n = input.storedRecords()
+      for (const t of this.inflight) n += input.inputInfo.get(t)?.numRecords ?? 0
+      if (input.keepsUnprocessed()) kept += n
+      else lost += n
+    }
+    return { lost, kept }
   }
 
   private fail(error: BatchJobError): Effect.Effect<void> {
