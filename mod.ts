@@ -25,6 +25,7 @@
 export * as BatchClock from "./lib/BatchClock.ts"
 export * as Checkpoint from "./lib/Checkpoint.ts"
 export * as DStream from "./lib/DStream.ts"
+export * as EventTime from "./lib/EventTime.ts"
 export * as Kafka from "./lib/Kafka.ts"
 export * from "./lib/Errors.ts"
 export * as Listener from "./lib/Listener.ts"
