@@ -1,0 +1,177 @@
+/**
+ * Replay: the same event-time pipeline run live (records arriving over time, batches cut by the
+ * TestClock-driven batch clock) and replayed over the same records (cut by record count, or by
+ * event-time span, on a virtual clock) gives the same windows and the same late records. Also:
+ * replay over a real directory of files ends by itself, and bad setups are typed errors.
+ */
+import { after, describe, it } from "node:test"
+import assert from "node:assert/strict"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as nodePath from "node:path"
+import { Effect, Stream } from "effect"
+import {
+  BatchJobError,
+  Checkpoint,
+  type DStream,
+  EventTime,
+  Replay,
+  StreamingContext,
+  Testing,
+  ValidationError,
+} from "../mod.ts"
+import { failureOf, run, runExit } from "./_support/run.ts"
+
+const root = fs.mkdtempSync(nodePath.join(os.tmpdir(), "dstream-replay-"))
+after(() => fs.rmSync(root, { recursive: true, force: true }))
+
+interface Ev {
+  readonly k: string
+  readonly t: number
+}
+
+// 600 records over ~60 s of event time, out of order by up to 2 s (the watermark delay is 3 s,
+// so none is late whatever the batches), plus two records 20 s behind, 40 records after the
+// newest one: late however the records are cut into batches of at most 30.
+let seed = 7
+const rand = () => (seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648) / 2_147_483_648
+const records: Array<Ev> = []
+for (let i = 0; i < 600; i++) {
+  records.push({ k: `k${Math.floor(rand() * 5)}`, t: 100_000 + i * 100 + Math.floor(rand() * 2000) })
+}
+records.splice(300, 0, { k: "k1", t: records[259].t - 20_000 })
+records.splice(450, 0, { k: "k2", t: records[409].t - 20_000 })
+
+interface Collected {
+  readonly windows: Array<string>
+  readonly late: Array<string>
+}
+
+/** The pipeline under test: tumbling and session counts per key, with their late records. */
+const pipeline = (events: DStream.DStream<Ev>, into: Collected): DStream.DStream<unknown> => {
+  const keyed = events.withWatermark((e) => e.t, "3 seconds").keyBy((e) => e.k)
+  const tumbling = keyed.countByEventWindow(EventTime.tumbling("4 seconds"))
+  const sessions = keyed.aggregateByEventWindow(EventTime.session("700 millis"), 0, (n, e) => n + e.t % 7, {
+    merge: (a, b) => a + b,
+  })
+  for (const [name, out] of [["tumbling", tumbling], ["session", sessions]] as const) {
+    out.foreachBatch((b) => {
+      for (const r of b) into.windows.push(`${name} ${r.key} ${r.start} ${r.end} ${r.value}`)
+    })
+    out.late().foreachBatch((b) => {
+      for (const l of b) into.late.push(`${name} ${JSON.stringify(l.record)} ${l.window.start}`)
+    })
+  }
+  return tumbling
+}
+
+const sortedCopy = (c: Collected) => ({ windows: [...c.windows].sort(), late: [...c.late].sort() })
+
+/** Live: record i arrives at i × 40 ms of processing time; 1-second batches (25 records). */
+const live = (): Promise<Collected> => {
+  const batches: Array<Array<Ev>> = []
+  records.forEach((r, i) => {
+    const b = Math.floor((i * 40) / 1000)
+    ;(batches[b] ??= []).push(r)
+  })
+  const into: Collected = { windows: [], late: [] }
+  return run(
+    Effect.map(
+      Testing.run((ssc) => pipeline(Testing.input(ssc, batches), into), {
+        numBatches: batches.length + 3,
+        checkpoint: "mem",
+      }),
+      () => into,
+    ),
+  )
+}
+
+const replay = (cut: Replay.BatchCut<Ev>, source = Replay.fromIterable(records)): Promise<Collected> => {
+  const into: Collected = { windows: [], late: [] }
+  return run(
+    Effect.gen(function* () {
+      const ssc = yield* StreamingContext.make({ batchInterval: "1 second" })
+      ssc.checkpoint("replay")
+      pipeline(Replay.input(ssc, source, cut), into)
+      yield* Replay.run(ssc)
+      return into
+    }).pipe(Effect.provide(Checkpoint.layerMemory)),
+  )
+}
+
+describe("replay", () => {
+  it("gives the same windows and late records as the live run, cut by count or by event-time span", async () => {
+    const expected = sortedCopy(await live())
+    assert.ok(expected.windows.length > 100, `only ${expected.windows.length} windows`)
+    assert.equal(expected.late.length, 4) // both records 20 s behind, each for its tumbling window and its session
+    for (
+      const cut of [
+        { recordsPerBatch: 7 },
+        { recordsPerBatch: 30 },
+        { eventTime: (e: Ev) => e.t, span: "1 second" },
+      ] satisfies Array<Replay.BatchCut<Ev>>
+    ) {
+      assert.deepEqual(sortedCopy(await replay(cut)), expected, JSON.stringify(cut))
+    }
+    // From an Effect Stream in small chunks, too.
+    const chunked = Replay.fromStream(Stream.fromIterable(records).pipe(Stream.rechunk(11)))
+    assert.deepEqual(sortedCopy(await replay({ recordsPerBatch: 13 }, chunked)), expected)
+  })
+
+  it("over a directory reads every line of every file once, in arrival order, and ends by itself", async () => {
+    const dir = nodePath.join(root, "history")
+    fs.mkdirSync(dir)
+    const lines: Array<string> = []
+    for (let f = 0; f < 5; f++) {
+      const content = Array.from({ length: 40 + f }, (_, i) => `file${f} line${i}`)
+      lines.push(...content)
+      const file = nodePath.join(dir, `part-${4 - f}.txt`) // names in reverse of arrival order
+      fs.writeFileSync(file, content.join("\n") + "\n")
+      const at = new Date(Date.now() - 10_000 + f * 1000)
+      fs.utimesSync(file, at, at)
+    }
+    fs.writeFileSync(nodePath.join(dir, ".hidden"), "not me\n")
+    const seen: Array<string> = []
+    const batches: Array<number> = []
+    await run(
+      Effect.gen(function* () {
+        const ssc = yield* StreamingContext.make({ batchInterval: "1 minute" })
+        Replay.input(ssc, Replay.fromDirectory(dir), { recordsPerBatch: 50 }).foreachBatch((b) => {
+          seen.push(...b)
+          batches.push(b.length)
+        })
+        yield* Replay.run(ssc)
+        assert.equal(yield* ssc.state, "STOPPED")
+      }),
+    )
+    assert.deepEqual(seen, lines)
+    assert.deepEqual(batches, [50, 50, 50, 50, 10, 0])
+  })
+
+  it("bad setups are typed errors: no replay input, bad cut, missing directory", async () => {
+    const noInput = await runExit(Effect.gen(function* () {
+      const ssc = yield* StreamingContext.make({ batchInterval: "1 second" })
+      Testing.input(ssc, [[1]]).print()
+      yield* Replay.run(ssc)
+    }))
+    const e1 = failureOf(noInput)
+    assert.ok(e1 instanceof ValidationError && /no replay input/.test(e1.message), String(e1))
+
+    const ssc = await run(StreamingContext.make({ batchInterval: "1 second" }))
+    assert.throws(
+      () => Replay.input(ssc, Replay.fromIterable([1]), { recordsPerBatch: 0 }),
+      (e) => e instanceof ValidationError && /Records per batch must be a positive whole number: 0/.test(e.message),
+    )
+    await run(ssc.stop())
+
+    const missing = await runExit(Effect.gen(function* () {
+      const ssc = yield* StreamingContext.make({ batchInterval: "1 second" })
+      Replay.input(ssc, Replay.fromDirectory(nodePath.join(root, "nope")), { recordsPerBatch: 5 }).print()
+      yield* Replay.run(ssc)
+    }))
+    const e2 = failureOf(missing)
+    assert.ok(e2 instanceof BatchJobError, String(e2))
+    assert.ok(e2.cause instanceof Replay.ReplayError, String(e2.cause))
+    assert.match(e2.cause.message, /Cannot replay directory ".*nope"/)
+  })
+})
