@@ -174,4 +174,23 @@ describe("replay", () => {
     assert.ok(e2.cause instanceof Replay.ReplayError, String(e2.cause))
     assert.match(e2.cause.message, /Cannot replay directory ".*nope"/)
   })
+
+  it("a replay does not resume from a checkpoint: a recovered replay fails at start with a CheckpointError", async () => {
+    const dir = nodePath.join(root, "replay-checkpoint")
+    const build = (ssc: StreamingContext.StreamingContext) => {
+      pipeline(Replay.input(ssc, Replay.fromIterable(records), { recordsPerBatch: 50 }), { windows: [], late: [] })
+    }
+    await run(Effect.gen(function* () {
+      const ssc = yield* StreamingContext.getOrCreate(dir, build)
+      yield* Replay.run(ssc)
+    }))
+    assert.ok(fs.readdirSync(dir).some((n) => n.startsWith("checkpoint-")))
+    const again = await runExit(Effect.gen(function* () {
+      const ssc = yield* StreamingContext.getOrCreate(dir, build)
+      yield* Replay.run(ssc)
+    }))
+    const e = failureOf(again)
+    assert.ok(e instanceof Checkpoint.CheckpointError, String(e))
+    assert.match(e.message, /a replay does not resume from a checkpoint/)
+  })
 })
