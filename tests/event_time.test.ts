@@ -64,7 +64,45 @@ const tumblingInput = [
   [],
 ]
 
+type Equals<X, Y> = (<T>() => T extends X ? 1 : 2) extends (<T>() => T extends Y ? 1 : 2) ? true : false
+const expectType = <T>(_value: T) => ({ toBe: <U>(_check: Equals<T, U>) => {} })
+
+/** Type tests (`deno check` runs them): the event-time operators' types, and misuses that do not compile. */
+const typed = (ssc: StreamingContext.StreamingContext) => {
+  const events = Testing.input<Ev>(ssc, [])
+  const w = events.withWatermark((e) => e.t, "1 second")
+  expectType(w).toBe<EventTime.WatermarkedDStream<Ev>>(true)
+  const keyed = w.keyBy((e) => e.k)
+  expectType(keyed).toBe<EventTime.WatermarkedDStream<readonly [string, Ev]>>(true)
+  expectType(keyed.filter((kv) => kv[0] !== "x")).toBe<EventTime.WatermarkedDStream<readonly [string, Ev]>>(true)
+  const counts = keyed.countByEventWindow(EventTime.tumbling("1 minute"))
+  expectType(counts).toBe<EventTime.EventWindowDStream<string, number, readonly [string, Ev]>>(true)
+  expectType(counts.late()).toBe<DStream.DStream<EventTime.LateRecord<readonly [string, Ev]>>>(true)
+  const sums = keyed.aggregateByEventWindow(EventTime.session("1 minute"), 0, (n, e) => n + e.t, {
+    merge: (a, b) => a + b,
+  })
+  expectType(sums).toBe<EventTime.EventWindowDStream<string, number, readonly [string, Ev]>>(true)
+  const piped = events.pipe(
+    EventTime.withWatermark((e: Ev) => e.t, 0),
+    EventTime.keyBy((e: Ev) => e.k),
+    EventTime.reduceByWindow(EventTime.sliding(10, 5), (a: Ev, b: Ev) => (a.t > b.t ? a : b)),
+  )
+  expectType(piped).toBe<EventTime.EventWindowDStream<string, Ev, readonly [string, Ev]>>(true)
+  // @ts-expect-error event-time windows need [key, value] elements
+  w.countByEventWindow(EventTime.tumbling(10))
+  // @ts-expect-error the event-time function returns epoch milliseconds
+  events.withWatermark((e) => e.k, 0)
+  // @ts-expect-error reduce keeps the value type
+  keyed.reduceByEventWindow(EventTime.tumbling(10), (a, b) => a.t + b.t)
+}
+
 describe("event-time windows", () => {
+  it("the operators build pipelines of the expected types", async () => {
+    const ssc = await run(StreamingContext.make({ batchInterval: "1 second" }))
+    assert.doesNotThrow(() => typed(ssc))
+    await run(ssc.stop())
+  })
+
   it("tumbling windows in append mode emit each window once, when the watermark passes its end", async () => {
     const { windows, late, progress } = await run(
       runWindows(tumblingInput, (w) => w.countByEventWindow(EventTime.tumbling("10 seconds"))),
