@@ -218,13 +218,15 @@ export const run = (
     // After the batch that takes the last records, one more batch (without records) applies
     // the final watermark, as Structured Streaming's no-data batch does.
     let extra = 1
-    for (;;) {
-      yield* TestClock.adjust(interval)
-      yield* ssc.awaitBatch(t)
-      if ((yield* ssc.state) === "STOPPED") break
-      if (inputs.every((i) => i.exhausted) && extra-- === 0) break
-      t += interval
-    }
+    yield* Effect.gen(function* () {
+      for (;;) {
+        yield* TestClock.adjust(interval)
+        yield* ssc.awaitBatch(t)
+        if ((yield* ssc.state) === "STOPPED") return
+        if (inputs.every((i) => i.exhausted) && extra-- === 0) return
+        t += interval
+      }
+    }).pipe(Effect.onInterrupt(() => ssc.stop()))
     yield* ssc.stop()
     yield* ssc.awaitTermination
   }).pipe(Effect.provide(TestClock.layer({ warningDelay: "1 day" })))

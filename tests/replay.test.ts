@@ -193,4 +193,20 @@ describe("replay", () => {
     assert.ok(e instanceof Checkpoint.CheckpointError, String(e))
     assert.match(e.message, /a replay does not resume from a checkpoint/)
   })
+
+  it("an interrupted replay (endless source) stops its context", async () => {
+    const { ssc, timedOut, seen } = await run(Effect.gen(function* () {
+      const ssc = yield* StreamingContext.make({ batchInterval: "1 second" })
+      let seen = 0
+      Replay.input(ssc, Replay.fromStream(Stream.iterate(0, (n) => n + 1)), { recordsPerBatch: 1000 })
+        .foreachBatch((b) => {
+          seen += b.length
+        })
+      const result = yield* Effect.timeoutOption(Replay.run(ssc), "300 millis")
+      return { ssc, timedOut: result._tag === "None", seen }
+    }))
+    assert.ok(timedOut)
+    assert.ok(seen > 0)
+    assert.equal(await run(ssc.state), "STOPPED")
+  })
 })

@@ -102,7 +102,7 @@ export class WatermarkNode<A> extends Node<A> implements Checkpointed {
       for (let i = 0; i < batch.length; i++) {
         const e = eventTime(batch[i])
         if (!(e > max)) {
-          if (typeof e !== "number" || Number.isNaN(e)) return Effect.fail(badTime(e, batch[i], t))
+          if (typeof e !== "number" || !Number.isFinite(e)) return Effect.fail(badTime(e, batch[i], t))
           continue
         }
         if (!Number.isFinite(e)) return Effect.fail(badTime(e, batch[i], t))

@@ -85,8 +85,13 @@ export class ReplayInputNode<A> extends InputNode<A> {
     return (this.ended && this.head >= this.buffer.length) || this.failure !== undefined
   }
 
+  /**
+   * History is not data received and waiting: a graceful stop ends the replay where it is
+   * (waiting for the rest could take as long as the history under a wall clock, and forever
+   * under the replay's virtual clock).
+   */
   override hasPending(): boolean {
-    return !this.exhausted
+    return false
   }
 
   /** Pulls one more chunk from the source stream; `false` at its end. */
