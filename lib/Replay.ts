@@ -21,13 +21,14 @@
  *   ssc.checkpoint("/tmp/replay-checkpoint")
  *   const lines = Replay.input(ssc, Replay.fromDirectory("./history"), { recordsPerBatch: 10_000 })
  *   buildPipeline(lines) // the same function the live job uses on ssc.textFileStream(...)
- *   yield* Replay.run(ssc) // returns once the history is processed
+ *   yield* Replay.start(ssc) // instead of ssc.start
+ *   yield* ssc.awaitTermination // returns once the history is processed
  * })
  * ```
  *
  * @module
  */
-import { Clock, Duration, Effect, FileSystem, Option, Path, Stream } from "effect"
+import { Clock, Deferred, Duration, Effect, FileSystem, Option, Path, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as BatchClock from "./BatchClock.ts"
 import type * as Checkpoint from "./Checkpoint.ts"
@@ -187,34 +188,32 @@ export const input = <A>(
     new ReplayInputNode<A>(ssc as unknown as NodeContext, source.source, cutOf(cut), `replay of ${source.description}`),
   )
 
+type StartError = IllegalStateError | ValidationError | Checkpoint.CheckpointError
+
 /**
- * Starts `ssc` under a virtual clock and runs its batches back to back: the clock moves one
- * batch interval on as soon as the previous batch has completed. When every replay input is
- * exhausted (and one more batch without records has applied the last watermark), the context
- * stops and `run` returns (a failed batch fails it, as
- * `awaitTermination` does). Use it in place of `ssc.start` + `ssc.awaitTermination`.
- *
- * @example
- * ```ts
- * yield* Replay.run(ssc)
- * ```
- *
- * @since 0.1.0
- * @category running
+ * The replay driver: starts `ssc` under a virtual clock (reporting the outcome to `started`),
+ * then moves the clock one batch interval on after each completed batch, and stops the
+ * context once every replay input is exhausted.
  */
-export const run = (
+const drive = (
   ssc: StreamingContext.StreamingContext,
-): Effect.Effect<void, BatchJobError | IllegalStateError | ValidationError | Checkpoint.CheckpointError> =>
+  started: Deferred.Deferred<void, StartError>,
+): Effect.Effect<void> =>
   Effect.gen(function* () {
     const inputs = replayInputs.get(ssc as unknown as NodeContext)
     if (inputs === undefined || inputs.length === 0) {
-      return yield* new ValidationError({
-        message: "Cannot replay: the context has no replay input; create one with Replay.input(ssc, source, cut)",
-      })
+      return yield* Deferred.fail(
+        started,
+        new ValidationError({
+          message: "Cannot replay: the context has no replay input; create one with Replay.input(ssc, source, cut)",
+        }),
+      )
     }
     const interval = Duration.toMillis(ssc.batchInterval)
     let t = BatchClock.firstBatchTime(yield* Clock.currentTimeMillis, interval)
-    yield* ssc.start
+    const start = yield* Effect.result(ssc.start)
+    if (start._tag === "Failure") return yield* Deferred.fail(started, start.failure)
+    yield* Deferred.succeed(started, undefined)
     // After the batch that takes the last records, one more batch (without records) applies
     // the final watermark, as Structured Streaming's no-data batch does.
     let extra = 1
@@ -228,5 +227,44 @@ export const run = (
       }
     }).pipe(Effect.onInterrupt(() => ssc.stop()))
     yield* ssc.stop()
-    yield* ssc.awaitTermination
   }).pipe(Effect.provide(TestClock.layer({ warningDelay: "1 day" })))
+
+/**
+ * Starts `ssc` under a virtual clock and runs its batches back to back in the background: the
+ * clock moves one batch interval on as soon as the previous batch has completed. When every
+ * replay input is exhausted (and one more batch without records has applied the last
+ * watermark), the context stops, so `ssc.awaitTermination` returns (or fails, if a batch
+ * failed). Use it in place of `ssc.start`; fails as `start` does.
+ *
+ * @example
+ * ```ts
+ * yield* Replay.start(ssc)
+ * yield* ssc.awaitTermination // returns when the history is done
+ * ```
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const start = (ssc: StreamingContext.StreamingContext): Effect.Effect<void, StartError> =>
+  Effect.gen(function* () {
+    const started = yield* Deferred.make<void, StartError>()
+    yield* Effect.forkDetach(drive(ssc, started))
+    yield* Deferred.await(started)
+  })
+
+/**
+ * {@link start} followed by `ssc.awaitTermination`: replays the history and returns when it is
+ * done; a failed batch fails it. Interrupting it stops the context.
+ *
+ * @example
+ * ```ts
+ * yield* Replay.run(ssc)
+ * ```
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const run = (
+  ssc: StreamingContext.StreamingContext,
+): Effect.Effect<void, BatchJobError | StartError> =>
+  Effect.andThen(start(ssc), ssc.awaitTermination).pipe(Effect.onInterrupt(() => ssc.stop()))

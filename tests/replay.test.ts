@@ -140,7 +140,9 @@ describe("replay", () => {
           seen.push(...b)
           batches.push(b.length)
         })
-        yield* Replay.run(ssc)
+        // The live program's shape: start, then await termination (which the end of the history brings).
+        yield* Replay.start(ssc)
+        yield* ssc.awaitTermination
         assert.equal(yield* ssc.state, "STOPPED")
       }),
     )
