@@ -30,12 +30,15 @@
  */
 import { Clock, Deferred, Duration, Effect, FileSystem, Option, Path, Stream } from "effect"
 import { TestClock } from "effect/testing"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as NodePath from "@effect/platform-node/NodePath"
 import * as BatchClock from "./BatchClock.ts"
-import type * as Checkpoint from "./Checkpoint.ts"
+import * as Checkpoint from "./Checkpoint.ts"
 import * as DStream from "./DStream.ts"
 import { type BatchJobError, type IllegalStateError, ValidationError } from "./Errors.ts"
 import type * as StreamingContext from "./StreamingContext.ts"
 import * as Time from "./Time.ts"
+import * as Checkpointing from "./_internal/checkpointing.ts"
 import type { NodeContext, NodeEnv } from "./_internal/node.ts"
 import { type Cut, ReplayError, ReplayInputNode, replayInputs, type Source } from "./_internal/replay.ts"
 import { readTextLines } from "../receivers/file.ts"
@@ -190,6 +193,33 @@ export const input = <A>(
 
 type StartError = IllegalStateError | ValidationError | Checkpoint.CheckpointError
 
+/** The time of the newest checkpoint in `directory` if it holds a replay's position. */
+const replayCheckpointTime = (
+  directory: string,
+): Effect.Effect<number | undefined, Checkpoint.CheckpointError, NodeEnv> =>
+  Effect.gen(function* () {
+    const latest = yield* Effect.flatMap(Checkpointing.storeFor(directory), Checkpoint.readLatest)
+    if (latest._tag === "None") return undefined
+    const payload = yield* Effect.try({
+      try: () => Checkpointing.payloadOf(latest.value, directory),
+      catch: (e) => e as Checkpoint.CheckpointError,
+    })
+    return Object.keys(payload.nodes).some((key) => key.startsWith("replay-")) ? latest.value.time : undefined
+  })
+
+/** Provides Node's FileSystem and Path where the environment has none. */
+const withPlatform = <A, E>(effect: Effect.Effect<A, E, NodeEnv>): Effect.Effect<A, E> =>
+  Effect.gen(function* () {
+    const fs = yield* Effect.serviceOption(FileSystem.FileSystem)
+    const path = yield* Effect.serviceOption(Path.Path)
+    const withFs = Option.isSome(fs)
+      ? Effect.provideService(effect, FileSystem.FileSystem, fs.value)
+      : Effect.provide(effect, NodeFileSystem.layer)
+    return yield* (Option.isSome(path)
+      ? Effect.provideService(withFs, Path.Path, path.value)
+      : Effect.provide(withFs, NodePath.layer))
+  })
+
 /**
  * The replay driver: starts `ssc` under a virtual clock (reporting the outcome to `started`),
  * then moves the clock one batch interval on after each completed batch, and stops the
@@ -210,6 +240,14 @@ const drive = (
       )
     }
     const interval = Duration.toMillis(ssc.batchInterval)
+    // Resuming a replay (getOrCreate found its checkpoint): the virtual clock continues from
+    // the checkpoint's batch, so the batches after it get the records after those it covers.
+    const directory = ssc.checkpointDirectory
+    if (directory !== undefined) {
+      const resumed = yield* Effect.result(withPlatform(replayCheckpointTime(directory)))
+      if (resumed._tag === "Failure") return yield* Deferred.fail(started, resumed.failure)
+      if (resumed.success !== undefined) yield* TestClock.setTime(resumed.success)
+    }
     let t = BatchClock.firstBatchTime(yield* Clock.currentTimeMillis, interval)
     const start = yield* Effect.result(ssc.start)
     if (start._tag === "Failure") return yield* Deferred.fail(started, start.failure)

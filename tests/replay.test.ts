@@ -177,23 +177,42 @@ describe("replay", () => {
     assert.match(e2.cause.message, /Cannot replay directory ".*nope"/)
   })
 
-  it("a replay does not resume from a checkpoint: a recovered replay fails at start with a CheckpointError", async () => {
+  it("resumes from its checkpoint after a failure: the windows are those of an uninterrupted replay", async () => {
+    const expected = sortedCopy(await replay({ recordsPerBatch: 7 }))
     const dir = nodePath.join(root, "replay-checkpoint")
-    const build = (ssc: StreamingContext.StreamingContext) => {
-      pipeline(Replay.input(ssc, Replay.fromIterable(records), { recordsPerBatch: 50 }), { windows: [], late: [] })
-    }
-    await run(Effect.gen(function* () {
-      const ssc = yield* StreamingContext.getOrCreate(dir, build)
-      yield* Replay.run(ssc)
-    }))
+    const attempt = (source: Replay.ReplaySource<Ev>, into: Collected) =>
+      runExit(Effect.gen(function* () {
+        const ssc = yield* StreamingContext.getOrCreate(dir, (ssc) => {
+          pipeline(Replay.input(ssc, source, { recordsPerBatch: 7 }), into)
+        })
+        yield* Replay.run(ssc)
+      }))
+    // The first run's source fails after 400 records (a disk gone, a broker down).
+    const first: Collected = { windows: [], late: [] }
+    const failing = Replay.fromStream(
+      Stream.fromIterable(records).pipe(Stream.take(400), Stream.concat(Stream.fail("disk gone"))),
+    )
+    const exit1 = await attempt(failing, first)
+    const e1 = failureOf(exit1)
+    assert.ok(e1 instanceof BatchJobError && e1.cause instanceof Replay.ReplayError, String(e1))
     assert.ok(fs.readdirSync(dir).some((n) => n.startsWith("checkpoint-")))
-    const again = await runExit(Effect.gen(function* () {
-      const ssc = yield* StreamingContext.getOrCreate(dir, build)
-      yield* Replay.run(ssc)
-    }))
-    const e = failureOf(again)
-    assert.ok(e instanceof Checkpoint.CheckpointError, String(e))
-    assert.match(e.message, /a replay does not resume from a checkpoint/)
+    // The second run resumes after the records the newest checkpoint covers.
+    const second: Collected = { windows: [], late: [] }
+    const exit2 = await attempt(Replay.fromIterable(records), second)
+    assert.equal(exit2._tag, "Success", String(failureOf(exit2)))
+    assert.ok(first.windows.length > 0 && second.windows.length < expected.windows.length)
+    const union = (a: Array<string>, b: Array<string>) => [...new Set([...a, ...b])].sort()
+    assert.deepEqual(union(first.windows, second.windows), expected.windows)
+    assert.deepEqual(union(first.late, second.late), expected.late)
+    // A checkpoint of more records than the source has is a clear error.
+    const third: Collected = { windows: [], late: [] }
+    const exit3 = await attempt(Replay.fromIterable(records.slice(0, 10)), third)
+    const e3 = failureOf(exit3)
+    assert.ok(e3 instanceof BatchJobError && e3.cause instanceof Replay.ReplayError, String(e3))
+    assert.match(
+      e3.cause.message,
+      /Cannot resume the replay of .*the checkpoint says \d+ records were replayed, but the source has only 10/,
+    )
   })
 
   it("an interrupted replay (endless source) stops its context", async () => {

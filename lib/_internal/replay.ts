@@ -56,6 +56,10 @@ export class ReplayInputNode<A> extends InputNode<A> {
   private readonly batches = new Map<number, Batch<A>>()
   /** Records handed out so far. */
   consumed = 0
+  /** Records handed out up to each batch time (for checkpoints). */
+  private readonly consumedAt = new Map<number, number>()
+  /** Records to skip at start: those a recovered checkpoint says were replayed already. */
+  private skip = 0
 
   constructor(ctx: NodeContext, readonly source: Source<A>, readonly cut: Cut<A>, name: string) {
     super(ctx)
@@ -72,11 +76,23 @@ export class ReplayInputNode<A> extends InputNode<A> {
   }
 
   override start(_rt: InputRuntime): Effect.Effect<void, unknown, Scope.Scope | NodeEnv> {
-    return Effect.suspend(() => {
-      if (this.source._tag !== "Stream") return Effect.void
-      return Effect.map(Stream.toPull(this.source.stream), (pull) => {
-        this.pull = pull
-      })
+    return Effect.gen({ self: this }, function* () {
+      if (this.source._tag === "Stream") this.pull = yield* Stream.toPull(this.source.stream)
+      // Resuming from a checkpoint: the records already replayed are skipped.
+      while (this.skip > 0) {
+        if (this.head >= this.buffer.length && !(yield* this.more())) break
+        const n = Math.min(this.skip, this.buffer.length - this.head)
+        this.head += n
+        this.skip -= n
+        this.consumed += n
+      }
+      if (this.skip > 0) {
+        this.failure = new ReplayError({
+          message: `Cannot resume the replay of "${this.name}": the checkpoint says ${
+            this.consumed + this.skip
+          } records were replayed, but the source has only ${this.consumed}`,
+        })
+      }
     })
   }
 
@@ -185,6 +201,7 @@ export class ReplayInputNode<A> extends InputNode<A> {
     this.head = end
     this.consumed += batch.length
     this.batches.set(t, batch)
+    this.consumedAt.set(t, this.consumed)
     this.record(t, batch.length, { consumed: this.consumed })
     if (this.head === this.buffer.length && this.source._tag === "Stream") {
       this.buffer = []
@@ -214,16 +231,19 @@ export class ReplayInputNode<A> extends InputNode<A> {
     super.clearMetadata(t)
     const limit = t - (this.rememberMillis ?? this.slideMillis)
     for (const time of this.batches.keys()) if (time <= limit) this.batches.delete(time)
+    for (const time of this.consumedAt.keys()) if (time < t) this.consumedAt.delete(time)
   }
 
   override checkpointData(): InputCheckpoint {
     return {
       key: `replay-${this.streamId}`,
-      snapshot: () => ({ consumed: this.consumed }),
-      restore: () => {
-        throw new Error(
-          "a replay does not resume from a checkpoint; replay into an empty checkpoint directory",
-        )
+      snapshot: (t) => ({ consumed: this.consumedAt.get(t) ?? this.consumed }),
+      restore: (data) => {
+        const consumed = (data as { consumed?: unknown } | null)?.consumed
+        if (typeof consumed !== "number" || !Number.isInteger(consumed) || consumed < 0) {
+          throw new Error(`not replay data: ${JSON.stringify(data)}`)
+        }
+        this.skip = consumed
       },
     }
   }
