@@ -6,7 +6,7 @@
  */
 import { describe, it } from "node:test"
 import assert from "node:assert/strict"
-import { Effect, Option } from "effect"
+import { Effect, Logger, Option } from "effect"
 import { Checkpoint, type DStream, EventTime, StreamingContext, Testing, ValidationError } from "../mod.ts"
 import { failureOf, run, runExit } from "./_support/run.ts"
 
@@ -234,6 +234,31 @@ describe("event-time windows", () => {
     assert.equal(open2[8], 50)
     assert.equal(open2[open2.length - 1], 50)
     assert.equal(still.windows.flat().length, 50)
+  })
+
+  it("late records are logged as a warning when no late() stream reads them, never dropped silently", async () => {
+    const warnings: Array<string> = []
+    const capture = Logger.make((options) => {
+      if (options.logLevel !== "Warn") return
+      const m = options.message
+      warnings.push(Array.isArray(m) ? m.map(String).join(" ") : String(m))
+    })
+    const build = (withLate: boolean) =>
+      Testing.run((ssc) => {
+        const out = Testing.input(ssc, tumblingInput)
+          .withWatermark((e) => e.t, 5000)
+          .keyBy((e) => e.k)
+          .countByEventWindow(EventTime.tumbling("10 seconds"), { name: "counts" })
+        if (withLate) out.late().foreachBatch(() => {})
+        return out
+      }, { numBatches: tumblingInput.length, checkpoint: "mem" }).pipe(Effect.provide(Logger.layer([capture])))
+    await run(build(false))
+    assert.deepEqual(warnings, [
+      "1 late record(s) dropped by counts in batch 3000 ms (watermark 16000 ms); read them with late()",
+    ])
+    warnings.length = 0
+    await run(build(true))
+    assert.deepEqual(warnings, [])
   })
 
   it("the pipeable functions build the same operators", async () => {

@@ -219,6 +219,23 @@ export class EventWindowNode<K, V, C, R> extends KeyedStateNode<K, V, Result<K, 
     super(parent, name)
   }
 
+  /** `true` once a `late()` stream reads this operator's late records. */
+  lateObserved = false
+
+  /** Without a `late()` stream, late records are logged as a warning: never dropped silently. */
+  override compute(t: number): Effect.Effect<Batch<Result<K, R>> | undefined, unknown, NodeEnv> {
+    return Effect.tap(super.compute(t), () => {
+      if (this.lateObserved) return Effect.void
+      const late = this.lateAt.get(t)
+      if (late === undefined || late.length === 0) return Effect.void
+      return Effect.logWarning(
+        `${late.length} late record(s) dropped by ${this.checkpointName ?? this.kind} in batch ${
+          Time.format(t)
+        } (watermark ${late[0].watermark} ms); read them with late()`,
+      )
+    })
+  }
+
   /** The number of open windows (key × window) held in state. */
   get openWindows(): number {
     return this.open
@@ -458,6 +475,7 @@ export class LateRecordsNode<K, V> extends Node<Late<readonly [K, V]>> {
   readonly kind = "LateRecordsDStream"
   constructor(readonly source: EventWindowNode<K, V, any, any>) {
     super(source.ctx, [source], source.slideMillis)
+    source.lateObserved = true
   }
   compute(t: number): Effect.Effect<Batch<Late<readonly [K, V]>> | undefined, unknown, NodeEnv> {
     return Effect.map(this.source.getOrCompute(t), (b) => (b === undefined ? undefined : this.source.lateRecords(t)))
