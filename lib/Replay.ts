@@ -4,9 +4,11 @@
  * batch times (the Kappa architecture's reprocessing).
  *
  * A replay input hands out the next records at each batch time, cut by record count or by
- * event-time span. {@link run} starts the context under a virtual clock (Effect's `TestClock`)
- * and moves it one batch interval on as soon as the previous batch has completed; when every
- * replay input is exhausted it stops the context, so the run ends. Nothing else changes: the
+ * event-time span. {@link start} (or {@link run}) starts the context under a virtual clock
+ * (Effect's `TestClock`) and moves it one batch interval on as soon as the previous batch has
+ * completed; when every replay input is exhausted it stops the context, so the run ends. A
+ * replay checkpoints its position: recovered with `getOrCreate`, it continues after the records
+ * its checkpoint covers. Nothing else changes: the
  * batch clock, the operators, checkpoints and outputs are those of a live run, so an
  * event-time pipeline gives the same windows over the same records (see the README's "Event
  * time and replay" for when exactly).
