@@ -27,8 +27,8 @@ const rounds = Number(process.env.ROUNDS ?? 3)
 // Records are event times (ms): about one per millisecond, out of order by up to 500 ms.
 let seed = 42
 const next = () => (seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648)
-const records: Array<number> = new Array(total)
-for (let i = 0; i < total; i++) records[i] = 1_000_000 + i + (next() % 500)
+const records: Array<number> = []
+for (let i = 0; i < total; i++) records.push(1_000_000 + i + (next() % 500))
 const batches: Array<ReadonlyArray<number>> = []
 for (let i = 0; i < total; i += perBatch) batches.push(records.slice(i, i + perBatch))
 
