@@ -37,6 +37,7 @@ import type { StateSpec, UpdateStateOptions, UpdateStateWithTime } from "./State
 import { makeCodecs, MapWithStateNode, StateSnapshotsNode, UpdateStateNode } from "./_internal/state.ts"
 import { IllegalStateError } from "./Errors.ts"
 import * as Window from "./Window.ts"
+import * as EventTime from "./EventTime.ts"
 import type { InverseOptions as InverseWindowOptions } from "./Window.ts"
 
 /**
@@ -304,6 +305,18 @@ export interface DStream<out A> extends Pipeable {
   checkpoint<Self extends DStream<A>>(this: Self, interval: Duration.Input): Self
   // ---- end of stateful operators -------------------------------------------------------------
 
+  // ---- event time (lib/EventTime.ts) ----
+  /**
+   * Marks each record's event time (epoch ms) and tracks the watermark, `max(event time seen) −
+   * delay`, for event-time windows and late data.
+   */
+  withWatermark(
+    eventTime: (a: A) => number,
+    delay: Duration.Input,
+    options?: EventTime.WatermarkOptions,
+  ): EventTime.WatermarkedDStream<A>
+  // ---- end of event time ----
+
   // ---- output operations --------------------------------------------------------------------
   /** Prints the first `num` elements of every batch in Spark's format (header even when empty). */
   print(num?: number, options?: OutputOptions): void
@@ -449,6 +462,15 @@ class DStreamImpl<A> implements DStream<A> {
     return checkpoint(this, interval)
   }
   // ---- end of stateful operators ----
+  // ---- event time (lib/EventTime.ts) ----
+  withWatermark(
+    eventTime: (a: A) => number,
+    delay: Duration.Input,
+    options?: EventTime.WatermarkOptions,
+  ): EventTime.WatermarkedDStream<A> {
+    return EventTime.withWatermark(this, eventTime, delay, options)
+  }
+  // ---- end of event time ----
   print(num?: number, options?: OutputOptions): void {
     print(this, num, options)
   }

@@ -125,6 +125,28 @@ export interface Options {
 }
 
 /**
+ * Why `start` fails: started twice after a stop or with another context active, an invalid
+ * graph, or a checkpoint directory that cannot be used (unreadable, locked by another process).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type StartError =
+  | IllegalStateError
+  | ValidationError
+  | Checkpoint.CheckpointError
+  | Checkpoint.CheckpointLockedError
+
+/**
+ * Why `awaitTermination` fails: the batch failure that stopped the context, or a graceful stop
+ * that left records unprocessed.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type TerminationError = BatchJobError | UnprocessedRecordsError
+
+/**
  * Options of {@link StreamingContext.stop}.
  *
  * @since 0.1.0
@@ -153,10 +175,7 @@ export interface StreamingContext {
    * `ValidationError` when the graph is invalid (the context is then STOPPED), with
    * `CheckpointLockedError` when another running context holds the checkpoint directory.
    */
-  readonly start: Effect.Effect<
-    void,
-    IllegalStateError | ValidationError | Checkpoint.CheckpointError | Checkpoint.CheckpointLockedError
-  >
+  readonly start: Effect.Effect<void, StartError>
   /**
    * Waits until the context stops; fails with the `BatchJobError` that stopped it, or with the
    * `UnprocessedRecordsError` of a graceful stop that left received records unprocessed. If the

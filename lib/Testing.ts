@@ -185,12 +185,7 @@ export interface RunResult<O extends Streams> {
  * @since 0.1.0
  * @category testing
  */
-export type StartError =
-  | IllegalStateError
-  | ValidationError
-  | Checkpoint.CheckpointError
-  | Checkpoint.CheckpointLockedError
-  | Checkpoint.CheckpointMissingError
+export type StartError = StreamingContext.StartError | Checkpoint.CheckpointMissingError
 
 /**
  * Options of {@link run}, {@link harness} and {@link recover}.
