@@ -276,6 +276,8 @@ class ContextImpl implements StreamingContext, NodeContext {
   private readonly listeners: Array<(event: StreamingEvent) => void | Effect.Effect<void>> = []
   private readonly stopFinalizers: Array<() => Effect.Effect<unknown>> = []
   private readonly terminated = Deferred.makeUnsafe<void, BatchJobError | UnprocessedRecordsError>()
+  /** The batch failure that stopped the context; `awaitTermination` fails with it after the stop. */
+  private batchFailure: BatchJobError | undefined = undefined
   /** Completed by a forced stop (second signal): the graceful drain gives up at once. */
   private readonly forced = Deferred.makeUnsafe<void>()
   private scope: Scope.Closeable | undefined
@@ -476,7 +478,8 @@ class ContextImpl implements StreamingContext, NodeContext {
   private failWith(error: BatchJobError): Effect.Effect<void> {
     return Effect.gen({ self: this }, function* () {
       yield* Effect.logError(error.message)
-      yield* Deferred.fail(this.terminated, error)
+      // awaitTermination fails once the context is fully stopped (another may start right away)
+      this.batchFailure ??= error
       yield* Effect.forkDetach(this.stop())
     })
   }
@@ -567,7 +570,7 @@ class ContextImpl implements StreamingContext, NodeContext {
         })
         yield* Effect.logError(error.message)
         unprocessedReported = true
-        yield* Deferred.fail(this.terminated, error)
+        yield* Deferred.fail(this.terminated, this.batchFailure ?? error)
         return yield* error
       }
       if (unprocessed.lost > 0) {
@@ -575,7 +578,9 @@ class ContextImpl implements StreamingContext, NodeContext {
       } else if (cutShort === "timeout") {
         yield* Effect.logWarning(`Graceful stop timed out after ${Time.format(bound)}; no received record was lost`)
       }
-      yield* Deferred.succeed(this.terminated, undefined)
+      yield* this.batchFailure !== undefined
+        ? Deferred.fail(this.terminated, this.batchFailure)
+        : Deferred.succeed(this.terminated, undefined)
     }).pipe(Effect.uninterruptible)
   }
 
