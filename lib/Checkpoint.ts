@@ -22,6 +22,15 @@
  */
 import { Context, Data, Effect, FileSystem, Layer, Option, Path } from "effect"
 import type { PlatformError } from "effect/PlatformError"
+import type { TaggedErrorClass } from "./_internal/taggedError.ts"
+
+/** @internal */
+export const CheckpointErrorBase: TaggedErrorClass<"CheckpointError", {
+  /** The checkpoint directory (or the memory store's label). */
+  readonly location: string
+  readonly message: string
+  readonly cause?: unknown
+}> = Data.TaggedError("CheckpointError")
 
 /**
  * Reading or writing a checkpoint failed, a checkpoint could not be decoded (corrupt, written
@@ -31,12 +40,7 @@ import type { PlatformError } from "effect/PlatformError"
  * @since 0.1.0
  * @category errors
  */
-export class CheckpointError extends Data.TaggedError("CheckpointError")<{
-  /** The checkpoint directory (or the memory store's label). */
-  readonly location: string
-  readonly message: string
-  readonly cause?: unknown
-}> {}
+export class CheckpointError extends CheckpointErrorBase {}
 
 /**
  * The operations a checkpoint store provides. Names are plain file names; `write` is atomic:
@@ -56,15 +60,20 @@ export interface CheckpointStoreShape {
   readonly remove: (name: string) => Effect.Effect<void, CheckpointError>
 }
 
+/** @internal */
+export const CheckpointStoreBase: Context.ServiceClass<
+  CheckpointStore,
+  "effect-dstream/CheckpointStore",
+  CheckpointStoreShape
+> = Context.Service<CheckpointStore, CheckpointStoreShape>()("effect-dstream/CheckpointStore")
+
 /**
  * The checkpoint store service.
  *
  * @since 0.1.0
  * @category services
  */
-export class CheckpointStore extends Context.Service<CheckpointStore, CheckpointStoreShape>()(
-  "effect-dstream/CheckpointStore",
-) {}
+export class CheckpointStore extends CheckpointStoreBase {}
 
 /**
  * An in-memory store (each call makes a new, empty one).

@@ -21,10 +21,16 @@
  *
  * @module
  */
-import { Data, Duration, Option } from "effect"
+import { Data, type Duration, Option } from "effect"
+import type { TaggedErrorClass } from "./_internal/taggedError.ts"
 import type { Schema } from "effect"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import * as Time from "./Time.ts"
+
+/** @internal */
+export const StateErrorBase: TaggedErrorClass<"StateError", {
+  readonly message: string
+}> = Data.TaggedError("StateError")
 
 /**
  * A `State` was used in a way Spark forbids: `get` on a missing state, `update` or `remove`
@@ -34,9 +40,7 @@ import * as Time from "./Time.ts"
  * @since 0.1.0
  * @category errors
  */
-export class StateError extends Data.TaggedError("StateError")<{
-  readonly message: string
-}> {}
+export class StateError extends StateErrorBase {}
 
 /**
  * The state of one key, as seen by a `mapWithState` function.
