@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { Cause, Console, Duration, Effect, Option, Path, Queue, Stream } from "effect"
+import { type Cause, Console, Duration, Effect, Option, Path, Queue, Stream } from "effect"
 import { FileSystem } from "effect"
 import { dual } from "effect/Function"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"

@@ -5,7 +5,7 @@
  * publishing listener events and forgetting old batches afterwards.
  * @internal
  */
-import { Clock, Deferred, Effect, Exit, Fiber, Queue, Scope, Stream } from "effect"
+import { Clock, Deferred, Effect, Exit, Fiber, Queue, type Scope, Stream } from "effect"
 import * as BatchClock from "../BatchClock.ts"
 import { BatchJobError, describeCause } from "../Errors.ts"
 import { type BatchInfo, makeBatchInfo, type OutputOperationInfo, type StreamInputInfo } from "../Listener.ts"
