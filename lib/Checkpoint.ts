@@ -52,11 +52,13 @@ export class CheckpointError extends CheckpointErrorBase {}
 export interface CheckpointStoreShape {
   /** Where checkpoints go, for messages. */
   readonly location: string
+  /** Stores `bytes` under `name`, atomically replacing what was there. */
   readonly write: (name: string, bytes: Uint8Array) => Effect.Effect<void, CheckpointError>
   /** The bytes stored under `name`, or `undefined`. */
   readonly read: (name: string) => Effect.Effect<Uint8Array | undefined, CheckpointError>
   /** The names stored, in no particular order. */
   readonly list: Effect.Effect<ReadonlyArray<string>, CheckpointError>
+  /** Deletes `name`; a missing name is not an error. */
   readonly remove: (name: string) => Effect.Effect<void, CheckpointError>
 }
 
@@ -230,7 +232,9 @@ const timeOf = (name: string): number | undefined => {
  * @category models
  */
 export interface Checkpoint {
+  /** Batch time in epoch milliseconds. */
   readonly time: number
+  /** The JSON payload, as written. */
   readonly payload: unknown
 }
 

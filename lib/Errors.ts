@@ -52,6 +52,7 @@ export const BatchJobErrorBase: TaggedErrorClass<"BatchJobError", {
  * @category errors
  */
 export class BatchJobError extends BatchJobErrorBase {
+  /** `Batch <time> ms failed in <output operation n | graph computation>: <cause>`. */
   override get message(): string {
     const where = this.outputId >= 0 ? `output operation ${this.outputId}` : "graph computation"
     return `Batch ${this.batchTime} ms failed in ${where}: ${describeCause(this.cause)}`
@@ -91,6 +92,7 @@ export const LineTooLongErrorBase: TaggedErrorClass<"LineTooLongError", {
  * @category errors
  */
 export class LineTooLongError extends LineTooLongErrorBase {
+  /** `Line from <source> exceeds the limit of <limit> bytes`. */
   override get message(): string {
     return `Line from ${this.source} exceeds the limit of ${this.limit} bytes`
   }
@@ -112,6 +114,7 @@ export const MalformedInputErrorBase: TaggedErrorClass<"MalformedInputError", {
  * @category errors
  */
 export class MalformedInputError extends MalformedInputErrorBase {
+  /** `Invalid UTF-8 from <source>: <count> malformed sequence(s) replaced with U+FFFD`. */
   override get message(): string {
     return `Invalid UTF-8 from ${this.source}: ${this.count} malformed sequence(s) replaced with U+FFFD`
   }
