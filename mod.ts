@@ -1,7 +1,7 @@
 /**
  * effect-dstream: Spark Streaming's DStream model — micro-batches cut by a batch clock, typed
  * operators, sliding windows, keyed state with checkpoints, receivers — as a type-safe fluent
- * TypeScript DSL on Effect, for Deno and Bun.
+ * TypeScript DSL on Effect, for Deno, Bun and Node.
  *
  * @example
  * ```ts

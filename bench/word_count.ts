@@ -12,7 +12,7 @@
  */
 import process from "node:process"
 import { Effect } from "effect"
-import { StreamingContext, Testing } from "../mod.ts"
+import { type StreamingContext, Testing } from "../mod.ts"
 import { runtimeName } from "./_runtime.ts"
 
 const totalWords = Number(process.env.WORDS ?? 2_000_000)

@@ -28,6 +28,15 @@ import { Context, Data, Effect, FileSystem, Layer, Option, Path } from "effect"
 import type { PlatformError } from "effect/PlatformError"
 import * as zlib from "node:zlib"
 import { makeDirectoryDurably, randomSuffix, writeFileDurably } from "./_internal/files.ts"
+import type { TaggedErrorClass } from "./_internal/taggedError.ts"
+
+/** @internal */
+export const CheckpointErrorBase: TaggedErrorClass<"CheckpointError", {
+  /** The checkpoint directory (or the memory store's label). */
+  readonly location: string
+  readonly message: string
+  readonly cause?: unknown
+}> = Data.TaggedError("CheckpointError")
 
 /**
  * Reading or writing a checkpoint failed, a checkpoint could not be decoded (corrupt, written
@@ -37,12 +46,7 @@ import { makeDirectoryDurably, randomSuffix, writeFileDurably } from "./_interna
  * @since 0.1.0
  * @category errors
  */
-export class CheckpointError extends Data.TaggedError("CheckpointError")<{
-  /** The checkpoint directory (or the memory store's label). */
-  readonly location: string
-  readonly message: string
-  readonly cause?: unknown
-}> {}
+export class CheckpointError extends CheckpointErrorBase {}
 
 /**
  * Who holds the lock of a checkpoint directory: written into its `.lock` file by the running
@@ -124,13 +128,22 @@ export const Permissions: Context.Reference<{ readonly file: number; readonly di
 export interface CheckpointStoreShape {
   /** Where checkpoints go, for messages. */
   readonly location: string
+  /** Stores `bytes` under `name`, atomically replacing what was there. */
   readonly write: (name: string, bytes: Uint8Array) => Effect.Effect<void, CheckpointError>
   /** The bytes stored under `name`, or `undefined`. */
   readonly read: (name: string) => Effect.Effect<Uint8Array | undefined, CheckpointError>
   /** The names stored, in no particular order. */
   readonly list: Effect.Effect<ReadonlyArray<string>, CheckpointError>
+  /** Deletes `name`; a missing name is not an error. */
   readonly remove: (name: string) => Effect.Effect<void, CheckpointError>
 }
+
+/** @internal */
+export const CheckpointStoreBase: Context.ServiceClass<
+  CheckpointStore,
+  "effect-dstream/CheckpointStore",
+  CheckpointStoreShape
+> = Context.Service<CheckpointStore, CheckpointStoreShape>()("effect-dstream/CheckpointStore")
 
 /**
  * The checkpoint store service.
@@ -138,9 +151,7 @@ export interface CheckpointStoreShape {
  * @since 0.1.0
  * @category services
  */
-export class CheckpointStore extends Context.Service<CheckpointStore, CheckpointStoreShape>()(
-  "effect-dstream/CheckpointStore",
-) {}
+export class CheckpointStore extends CheckpointStoreBase {}
 
 /**
  * An in-memory store (each call makes a new, empty one).
@@ -311,7 +322,9 @@ const timeOf = (name: string): number | undefined => {
  * @category models
  */
 export interface Checkpoint {
+  /** Batch time in epoch milliseconds. */
   readonly time: number
+  /** The JSON payload, as written. */
   readonly payload: unknown
 }
 

@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { Cause, Console, Duration, Effect, Option, Path, Queue, Stream } from "effect"
+import { type Cause, Console, Duration, Effect, Option, Path, Queue, Stream } from "effect"
 import { FileSystem } from "effect"
 import { dual } from "effect/Function"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
@@ -41,6 +41,8 @@ import * as EventTime from "./EventTime.ts"
 import type { InverseOptions as InverseWindowOptions } from "./Window.ts"
 
 /**
+ * The key that marks a value as a {@link DStream}.
+ *
  * @since 0.1.0
  * @category symbols
  */
@@ -148,6 +150,7 @@ const outputSettings = (options: OutputOptions | undefined): OutputSettings => {
  * @category models
  */
 export interface DStream<out A> extends Pipeable {
+  /** Marks a DStream and carries its element type. */
   readonly [TypeId]: { readonly _A: (_: never) => A }
   /** @internal */
   readonly node: Node<A>
@@ -161,6 +164,7 @@ export interface DStream<out A> extends Pipeable {
   flatMap<B>(f: (a: A) => Iterable<B>): DStream<B>
   /** Keeps the elements that satisfy the predicate. */
   filter<B extends A>(refinement: (a: A) => a is B): DStream<B>
+  /** Keeps the elements that satisfy the predicate. */
   filter(predicate: (a: A) => boolean): DStream<A>
   /** Applies `f` to each whole batch (Spark's `mapPartitions`, one partition per batch). */
   mapPartitions<B>(f: (batch: ReadonlyArray<A>) => Iterable<B>): DStream<B>
@@ -1380,7 +1384,7 @@ export const foreachBatch: {
  * @since 0.1.0
  * @category output
  */
-export const foreachRDD = foreachBatch
+export const foreachRDD: typeof foreachBatch = foreachBatch
 
 /**
  * Prints the first `num` (default 10) elements of every batch in Spark's format: 43 dashes,

@@ -5,6 +5,12 @@
  * @module
  */
 import { Data } from "effect"
+import type { TaggedErrorClass } from "./_internal/taggedError.ts"
+
+/** @internal */
+export const IllegalStateErrorBase: TaggedErrorClass<"IllegalStateError", {
+  readonly message: string
+}> = Data.TaggedError("IllegalStateError")
 
 /**
  * An operation is not allowed in the context's current state (Spark's `IllegalStateException`),
@@ -13,9 +19,12 @@ import { Data } from "effect"
  * @since 0.1.0
  * @category errors
  */
-export class IllegalStateError extends Data.TaggedError("IllegalStateError")<{
+export class IllegalStateError extends IllegalStateErrorBase {}
+
+/** @internal */
+export const ValidationErrorBase: TaggedErrorClass<"ValidationError", {
   readonly message: string
-}> {}
+}> = Data.TaggedError("ValidationError")
 
 /**
  * A pipeline or argument failed validation (Spark's `requirement failed: …`), e.g. a window
@@ -24,9 +33,16 @@ export class IllegalStateError extends Data.TaggedError("IllegalStateError")<{
  * @since 0.1.0
  * @category errors
  */
-export class ValidationError extends Data.TaggedError("ValidationError")<{
-  readonly message: string
-}> {}
+export class ValidationError extends ValidationErrorBase {}
+
+/** @internal */
+export const BatchJobErrorBase: TaggedErrorClass<"BatchJobError", {
+  /** Batch time in epoch milliseconds. */
+  readonly batchTime: number
+  /** Registration index of the failed output operation, or -1 for graph computation. */
+  readonly outputId: number
+  readonly cause: unknown
+}> = Data.TaggedError("BatchJobError")
 
 /**
  * A batch could not be computed or one of its output operations failed. Surfaces in
@@ -35,18 +51,23 @@ export class ValidationError extends Data.TaggedError("ValidationError")<{
  * @since 0.1.0
  * @category errors
  */
-export class BatchJobError extends Data.TaggedError("BatchJobError")<{
-  /** Batch time in epoch milliseconds. */
-  readonly batchTime: number
-  /** Registration index of the failed output operation, or -1 for graph computation. */
-  readonly outputId: number
-  readonly cause: unknown
-}> {
+export class BatchJobError extends BatchJobErrorBase {
+  /** `Batch <time> ms failed in <output operation n | graph computation>: <cause>`. */
   override get message(): string {
     const where = this.outputId >= 0 ? `output operation ${this.outputId}` : "graph computation"
     return `Batch ${this.batchTime} ms failed in ${where}: ${describeCause(this.cause)}`
   }
 }
+
+/** @internal */
+export const ReceiverErrorBase: TaggedErrorClass<"ReceiverError", {
+  /** Name of the receiver, e.g. `socket localhost:9999`. */
+  readonly receiver: string
+  readonly message: string
+  readonly cause?: unknown
+  /** Set by `store.restart(message, cause, delay)`: wait this long instead of the schedule's delay. */
+  readonly restartDelayMillis?: number | undefined
+}> = Data.TaggedError("ReceiverError")
 
 /**
  * An output operation did not complete within its timeout (the context's `outputTimeout` or the
@@ -101,14 +122,13 @@ export class UnprocessedRecordsError extends Data.TaggedError("UnprocessedRecord
  * @since 0.1.0
  * @category errors
  */
-export class ReceiverError extends Data.TaggedError("ReceiverError")<{
-  /** Name of the receiver, e.g. `socket localhost:9999`. */
-  readonly receiver: string
-  readonly message: string
-  readonly cause?: unknown
-  /** Set by `store.restart(message, cause, delay)`: wait this long instead of the schedule's delay. */
-  readonly restartDelayMillis?: number | undefined
-}> {}
+export class ReceiverError extends ReceiverErrorBase {}
+
+/** @internal */
+export const LineTooLongErrorBase: TaggedErrorClass<"LineTooLongError", {
+  readonly source: string
+  readonly limit: number
+}> = Data.TaggedError("LineTooLongError")
 
 /**
  * A line received from a socket (or read from a file) exceeded the configured limit. The
@@ -117,14 +137,21 @@ export class ReceiverError extends Data.TaggedError("ReceiverError")<{
  * @since 0.1.0
  * @category errors
  */
-export class LineTooLongError extends Data.TaggedError("LineTooLongError")<{
-  readonly source: string
-  readonly limit: number
-}> {
+export class LineTooLongError extends LineTooLongErrorBase {
+  /** `Line from <source> exceeds the limit of <limit> bytes`. */
   override get message(): string {
     return `Line from ${this.source} exceeds the limit of ${this.limit} bytes`
   }
 }
+
+/** @internal */
+export const MalformedInputErrorBase: TaggedErrorClass<"MalformedInputError", {
+  readonly source: string
+  /** Invalid sequences in the reported chunk (or file). */
+  readonly count: number
+  /** Byte offset of the first invalid sequence, when the source is a file. */
+  readonly offset?: number | undefined
+}> = Data.TaggedError("MalformedInputError")
 
 /**
  * Bytes received from a socket or read from a file were not valid UTF-8, reported as a
@@ -135,13 +162,8 @@ export class LineTooLongError extends Data.TaggedError("LineTooLongError")<{
  * @since 0.1.0
  * @category errors
  */
-export class MalformedInputError extends Data.TaggedError("MalformedInputError")<{
-  readonly source: string
-  /** Invalid sequences in the reported chunk (or file). */
-  readonly count: number
-  /** Byte offset of the first invalid sequence, when the source is a file. */
-  readonly offset?: number | undefined
-}> {
+export class MalformedInputError extends MalformedInputErrorBase {
+  /** `Invalid UTF-8 from <source>: <count> malformed sequence(s) replaced with U+FFFD`. */
   override get message(): string {
     return this.offset === undefined
       ? `Invalid UTF-8 from ${this.source}: ${this.count} malformed sequence(s) replaced with U+FFFD`

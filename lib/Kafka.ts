@@ -73,8 +73,10 @@ import {
  * @since 0.1.0
  * @category models
  */
-export const OffsetRange = OffsetRange_
+export const OffsetRange: typeof OffsetRange_ = OffsetRange_
 /**
+ * The offsets of one topic-partition in one batch (instances of {@link OffsetRange}).
+ *
  * @since 0.1.0
  * @category models
  */
@@ -154,7 +156,9 @@ export type TopicPartitionOffset = TopicPartitionOffset_
  * @category models
  */
 export interface TopicPartition {
+  /** The topic's name. */
   readonly topic: string
+  /** The partition's number. */
   readonly partition: number
 }
 
@@ -402,9 +406,11 @@ export const KafkaDirectStream = { make: directStream } as const
  * @category models
  */
 export interface SinkOptions extends ClientOptions {
+  /** The topic the batches are written to. */
   readonly topic: string
   /** kafkajs `acks` (default -1: all in-sync replicas). */
   readonly acks?: number | undefined
+  /** kafkajs `compression` (default: none). */
   readonly compression?: KafkaJS.CompressionTypes | undefined
   /** Passed to `kafka.producer(...)`. */
   readonly producer?: KafkaJS.ProducerConfig | undefined
@@ -428,6 +434,7 @@ export function writeToKafka<K, V>(
   self: DStream.DStream<readonly [K, V]>,
   options: SinkOptions & { readonly key: FormatInput<K>; readonly value: FormatInput<V> },
 ): void
+/** Writes plain elements as the records' values, without keys. */
 export function writeToKafka<V>(
   self: DStream.DStream<V>,
   options: SinkOptions & { readonly key?: undefined; readonly value: FormatInput<V> },
@@ -477,6 +484,7 @@ export function writeToKafka(
 export function sink<K, V>(
   options: SinkOptions & { readonly key: FormatInput<K>; readonly value: FormatInput<V> },
 ): (self: DStream.DStream<readonly [K, V]>) => void
+/** Data-last {@link writeToKafka} for plain elements: values without keys. */
 export function sink<V>(
   options: SinkOptions & { readonly key?: undefined; readonly value: FormatInput<V> },
 ): (self: DStream.DStream<V>) => void

@@ -13,9 +13,13 @@
  * @category models
  */
 export interface StreamInputInfo {
+  /** The input stream's id. */
   readonly streamId: number
+  /** The input stream's name, e.g. `socket localhost:9999`. */
   readonly name: string
+  /** Records this input contributed to the batch. */
   readonly numRecords: number
+  /** Input-specific facts, e.g. the files read or the Kafka offset ranges. */
   readonly metadata?: Record<string, unknown> | undefined
 }
 
@@ -26,13 +30,17 @@ export interface StreamInputInfo {
  * @category models
  */
 export interface OutputOperationInfo {
+  /** Batch time in epoch milliseconds. */
   readonly batchTime: number
   /** Registration index of the output operation. */
   readonly id: number
   /** `print`, `foreachBatch`, `saveAsTextFiles`, `toStream`, … */
   readonly name: string
+  /** When the operation started, in epoch milliseconds, once it has. */
   readonly startTime: number | undefined
+  /** When the operation ended, in epoch milliseconds, once it has. */
   readonly endTime: number | undefined
+  /** Why the operation failed, if it did. */
   readonly failureReason: string | undefined
 }
 
@@ -43,15 +51,20 @@ export interface OutputOperationInfo {
  * @category models
  */
 export interface BatchInfo {
+  /** Batch time in epoch milliseconds. */
   readonly batchTime: number
+  /** What each input stream contributed, by stream id. */
   readonly streamIdToInputInfo: Readonly<Record<number, StreamInputInfo>>
   /**
    * When the batch was queued: its batch time when the clock cut it late (the job fiber was
    * busy), so `schedulingDelay` shows the whole lag behind the batch time.
    */
   readonly submissionTime: number
+  /** When the batch's first job started, once it has. */
   readonly processingStartTime: number | undefined
+  /** When the batch's last job ended, once it has. */
   readonly processingEndTime: number | undefined
+  /** The batch's output operations, in registration order. */
   readonly outputOperationInfos: ReadonlyArray<OutputOperationInfo>
   /** `processingStartTime − submissionTime`. */
   readonly schedulingDelay: number | undefined
@@ -75,11 +88,17 @@ export interface BatchInfo {
  * @category models
  */
 export interface ReceiverInfo {
+  /** The receiver's input stream id. */
   readonly streamId: number
+  /** The receiver's name, e.g. `socket localhost:9999`. */
   readonly name: string
+  /** `true` while the receiver runs. */
   readonly active: boolean
+  /** The message of the receiver's last error, if any. */
   readonly lastErrorMessage: string | undefined
+  /** The receiver's last error, if any. */
   readonly lastError: unknown
+  /** When the last error happened, in epoch milliseconds, if any. */
   readonly lastErrorTime: number | undefined
 }
 

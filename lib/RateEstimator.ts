@@ -78,14 +78,14 @@ export const pid = (batchIntervalMillis: number, options?: PIDOptions): RateEsti
   const integral = options?.integral ?? defaultPIDOptions.integral
   const derivative = options?.derivative ?? defaultPIDOptions.derivative
   const minRate = options?.minRate ?? defaultPIDOptions.minRate
-  const require = (ok: boolean, message: string) => {
+  const ensure = (ok: boolean, message: string) => {
     if (!ok) throw new ValidationError({ message })
   }
-  require(batchIntervalMillis > 0, `Specified batch interval ${batchIntervalMillis} in PIDRateEstimator is invalid`)
-  require(proportional >= 0, `Proportional term ${proportional} in PIDRateEstimator should be >= 0`)
-  require(integral >= 0, `Integral term ${integral} in PIDRateEstimator should be >= 0`)
-  require(derivative >= 0, `Derivative term ${derivative} in PIDRateEstimator should be >= 0`)
-  require(minRate > 0, `Minimum rate in PIDRateEstimator should be > 0`)
+  ensure(batchIntervalMillis > 0, `Specified batch interval ${batchIntervalMillis} in PIDRateEstimator is invalid`)
+  ensure(proportional >= 0, `Proportional term ${proportional} in PIDRateEstimator should be >= 0`)
+  ensure(integral >= 0, `Integral term ${integral} in PIDRateEstimator should be >= 0`)
+  ensure(derivative >= 0, `Derivative term ${derivative} in PIDRateEstimator should be >= 0`)
+  ensure(minRate > 0, `Minimum rate in PIDRateEstimator should be > 0`)
 
   let firstRun = true
   let latestTime = -1

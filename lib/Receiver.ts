@@ -95,7 +95,9 @@ export interface ReceiverSettings {
  * @category models
  */
 export interface Serializer<A> {
+  /** A block of records as bytes. */
   readonly encode: (records: ReadonlyArray<A>) => Uint8Array
+  /** The records of a block that `encode` wrote. */
   readonly decode: (bytes: Uint8Array) => ReadonlyArray<A>
 }
 
@@ -118,7 +120,9 @@ export const jsonSerializer: Serializer<any> = {
  * @category models
  */
 export interface Receiver<A> extends ReceiverSettings {
+  /** Names the receiver in events and errors, e.g. `socket localhost:9999`. */
   readonly name: string
+  /** Receives records and hands them to `store`; its scope closes when the receiver stops. */
   readonly run: (store: Store<A>) => Effect.Effect<void, unknown, Scope.Scope>
   /** Delay policy between restarts. Default: Spark's `spark.streaming.receiverRestartDelay`, 2 s. */
   readonly restartSchedule?: Schedule.Schedule<unknown, unknown> | undefined

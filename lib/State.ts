@@ -21,10 +21,16 @@
  *
  * @module
  */
-import { Data, Duration, Option } from "effect"
+import { Data, type Duration, Option } from "effect"
+import type { TaggedErrorClass } from "./_internal/taggedError.ts"
 import type { Schema } from "effect"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import * as Time from "./Time.ts"
+
+/** @internal */
+export const StateErrorBase: TaggedErrorClass<"StateError", {
+  readonly message: string
+}> = Data.TaggedError("StateError")
 
 /**
  * A `State` was used in a way Spark forbids: `get` on a missing state, `update` or `remove`
@@ -34,9 +40,7 @@ import * as Time from "./Time.ts"
  * @since 0.1.0
  * @category errors
  */
-export class StateError extends Data.TaggedError("StateError")<{
-  readonly message: string
-}> {}
+export class StateError extends StateErrorBase {}
 
 /**
  * The state of one key, as seen by a `mapWithState` function.
@@ -147,6 +151,7 @@ export class StateImpl<S> implements State<S> {
   current(): S | undefined {
     return this.value
   }
+  /** The state as Spark prints it: the value, or `<state not set>`. */
   toString(): string {
     return this.defined ? String(this.value) : "<state not set>"
   }
@@ -176,7 +181,9 @@ export const make = <S>(initial: Option.Option<S> = Option.none()): StateImpl<S>
  * @category models
  */
 export interface StateSchemas<K, S> {
+  /** The keys' Schema (any encoded form). */
   readonly key?: Schema.Codec<K, any> | undefined
+  /** The states' Schema (any encoded form). */
   readonly state?: Schema.Codec<S, any> | undefined
 }
 
@@ -201,6 +208,7 @@ export type MappingFunction<K, V, S, T> = (
  * @category models
  */
 export interface StateSpec<K, V, S, T> extends Pipeable {
+  /** The mapping function, called per key with data (and per timed-out key). */
   readonly fn: MappingFunction<K, V, S, T>
   /**
    * For `StateSpec.function`: the user's function, whose result is always emitted, so the
@@ -208,9 +216,13 @@ export interface StateSpec<K, V, S, T> extends Pipeable {
    * @internal
    */
   readonly total: ((key: K, value: Option.Option<V>, state: State<S>) => T) | undefined
+  /** The initial states set by `initialState`, if any. */
   readonly initial: ReadonlyArray<readonly [K, S]> | undefined
+  /** The idle timeout set by `timeout`, in milliseconds, if any. */
   readonly timeoutMillis: number | undefined
+  /** The Schemas set by `withSchemas`. */
   readonly schemas: StateSpecSchemas<K, S>
+  /** The name set by `named`, if any. */
   readonly checkpointName: string | undefined
   /** The state every key starts with (Spark's `initialState(rdd)`). */
   initialState(pairs: Iterable<readonly [K, S]>): StateSpec<K, V, S, T>
@@ -352,5 +364,6 @@ export interface UpdateStateOptions<K, S> {
  * @category models
  */
 export interface UpdateStateWithTime<K, V, S> extends UpdateStateOptions<K, S> {
+  /** The update function: the new state, or `Option.none()` to remove the key. */
   readonly update: (time: number, key: K, values: ReadonlyArray<V>, state: Option.Option<S>) => Option.Option<S>
 }

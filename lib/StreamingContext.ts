@@ -166,6 +166,7 @@ export interface StopOptions {
  * @category models
  */
 export interface StreamingContext {
+  /** How often a batch is cut. */
   readonly batchInterval: Duration.Duration
   /** The current lifecycle state. */
   readonly state: Effect.Effect<State>

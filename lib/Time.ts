@@ -31,7 +31,7 @@ export const millis = (input: Duration.Input, what = "Duration"): number => {
   let ms: number
   try {
     ms = Duration.toMillis(Duration.fromInputUnsafe(input))
-  } catch (cause) {
+  } catch {
     throw new ValidationError({ message: `${what} is not a valid duration: ${JSON.stringify(input)}` })
   }
   if (!Number.isFinite(ms) || ms <= 0 || Math.round(ms) !== ms) {

@@ -7,7 +7,7 @@
  * @internal
  */
 import { Buffer } from "node:buffer"
-import { Effect, Result, Schema, Scope } from "effect"
+import { Effect, Result, Schema, type Scope } from "effect"
 import kafkajs from "kafkajs"
 import type * as KafkaJS from "kafkajs"
 import { InputNode, type InputRuntime, Node, type NodeContext } from "../lib/_internal/node.ts"
@@ -869,6 +869,8 @@ const fixedAssigner = (
     name: "EffectDStreamAssign",
     metadata: kafkajs.AssignerProtocol.MemberMetadata.encode({ version: 0, topics, userData: Buffer.alloc(0) }),
   }),
+  // kafkajs's assigner contract returns a Promise; this one has nothing to await.
+  // deno-lint-ignore require-await
   assign: async ({ members }) => {
     const byTopic: Record<string, Array<number>> = {}
     for (const p of partitions) (byTopic[p.topic] ??= []).push(p.partition)

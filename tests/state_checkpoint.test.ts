@@ -14,7 +14,7 @@ import * as nodePath from "node:path"
 import { Effect, Layer, Option, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import * as NodeServices from "@effect/platform-node/NodeServices"
-import { Checkpoint, DStream, State, StateSpec, StreamingContext, Testing, ValidationError } from "../mod.ts"
+import { Checkpoint, type DStream, type State, StateSpec, StreamingContext, Testing, ValidationError } from "../mod.ts"
 import { failureOf, run, runExit, sorted } from "./_support/run.ts"
 
 const tmpRoot = fs.mkdtempSync(nodePath.join(os.tmpdir(), "dstream-ckpt-"))

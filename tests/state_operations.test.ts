@@ -5,7 +5,7 @@
  */
 import { describe, it } from "node:test"
 import assert from "node:assert/strict"
-import { Duration, Effect, Option } from "effect"
+import { type Duration, Effect, Option } from "effect"
 import {
   BatchJobError,
   Checkpoint,

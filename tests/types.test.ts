@@ -6,7 +6,7 @@
 import { describe, it } from "node:test"
 import assert from "node:assert/strict"
 import { Effect, Option } from "effect"
-import { DStream, State, StateSpec, StreamingContext, Window } from "../mod.ts"
+import { DStream, type State, StateSpec, StreamingContext, Window } from "../mod.ts"
 
 type Equals<X, Y> = (<T>() => T extends X ? 1 : 2) extends (<T>() => T extends Y ? 1 : 2) ? true : false
 const expectType = <T>(_value: T) => ({ toBe: <U>(_check: Equals<T, U>) => {} })
@@ -151,7 +151,7 @@ const buildStateful = (ssc: StreamingContext.StreamingContext) => {
   const misuse = () => {
     const words = ssc.queueStream<string>([])
     // @ts-expect-error updateStateByKey needs DStream<readonly [K, V]>
-    words.updateStateByKey((values: ReadonlyArray<string>, state: Option.Option<number>) => state)
+    words.updateStateByKey((_values: ReadonlyArray<string>, state: Option.Option<number>) => state)
     // @ts-expect-error mapWithState needs DStream<readonly [K, V]>
     words.mapWithState(spec)
     // @ts-expect-error the spec's value type must match the stream's values
@@ -159,7 +159,7 @@ const buildStateful = (ssc: StreamingContext.StreamingContext) => {
     // @ts-expect-error the spec's key type must match the stream's keys
     ssc.queueStream<readonly [number, number]>([]).mapWithState(spec)
     // @ts-expect-error the update function must return an Option of the state
-    pairs.updateStateByKey((values: ReadonlyArray<number>, state: Option.Option<number>) => values.length)
+    pairs.updateStateByKey((values: ReadonlyArray<number>, _state: Option.Option<number>) => values.length)
   }
   void misuse
   return emitted

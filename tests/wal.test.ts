@@ -415,7 +415,6 @@ describe("receivers with the write-ahead log", () => {
     try {
       const result = await live(Effect.gen(function* () {
         const received: Array<number> = []
-        let node: any
         let peak = 0
         const ssc = yield* StreamingContext.make({ batchInterval: "300 millis" })
         ssc.checkpoint(dir)
@@ -434,7 +433,7 @@ describe("receivers with the write-ahead log", () => {
               yield* Effect.never
             }),
         }))
-        node = stream.node
+        const node: any = stream.node
         stream.foreachBatch((batch) => {
           received.push(...batch)
         })

@@ -3,7 +3,8 @@
  * that runs a receiver as a scoped resource and restarts it on failure.
  * @internal
  */
-import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, FileSystem, Path, Queue, Schedule, Scope } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, FileSystem, Path, Queue, Schedule } from "effect"
+import type { Scope } from "effect"
 import { describeCause, ReceiverError, ValidationError } from "../Errors.ts"
 import type { BatchInfo, ReceiverInfo } from "../Listener.ts"
 import * as RateEstimator from "../RateEstimator.ts"

@@ -122,7 +122,7 @@ export abstract class Node<A> {
   minRememberMillis: number | undefined = undefined
   /** Stateful nodes that need a checkpoint directory (Spark's `mustCheckpoint`). */
   mustCheckpoint = false
-  readonly generated = new Map<number, Batch<A>>()
+  readonly generated: Map<number, Batch<A>> = new Map()
 
   constructor(
     readonly ctx: NodeContext,
