@@ -56,11 +56,21 @@ export class CheckpointError extends CheckpointErrorBase {}
  * @category models
  */
 export interface LockOwner {
+  /** The owner's process id. */
   readonly pid: number
+  /** The owner's host name. */
   readonly host: string
   /** When the owner took the lock (ISO 8601). */
   readonly since: string
 }
+
+/** @internal */
+export const CheckpointLockedErrorBase: TaggedErrorClass<"CheckpointLockedError", {
+  readonly directory: string
+  /** The lock file. */
+  readonly lockFile: string
+  readonly owner: LockOwner
+}> = Data.TaggedError("CheckpointLockedError")
 
 /**
  * Another running context (in this or another process) holds the checkpoint directory's lock:
@@ -70,16 +80,19 @@ export interface LockOwner {
  * @since 0.1.0
  * @category errors
  */
-export class CheckpointLockedError extends Data.TaggedError("CheckpointLockedError")<{
-  readonly directory: string
-  /** The lock file. */
-  readonly lockFile: string
-  readonly owner: LockOwner
-}> {
+export class CheckpointLockedError extends CheckpointLockedErrorBase {
+  /** What holds the lock and how to free it. */
   override get message(): string {
     return `Cannot use checkpoint directory "${this.directory}": it is locked by process ${this.owner.pid} on host "${this.owner.host}" since ${this.owner.since}; stop that context first, or delete "${this.lockFile}" if that process is gone`
   }
 }
+
+/** @internal */
+export const CheckpointMissingErrorBase: TaggedErrorClass<"CheckpointMissingError", {
+  readonly directory: string
+  /** What shows that checkpoints existed (the marker file beside the directory). */
+  readonly evidence: string
+}> = Data.TaggedError("CheckpointMissingError")
 
 /**
  * `getOrCreate` found no checkpoint in a directory that held checkpoints before (the directory
@@ -89,11 +102,8 @@ export class CheckpointLockedError extends Data.TaggedError("CheckpointLockedErr
  * @since 0.1.0
  * @category errors
  */
-export class CheckpointMissingError extends Data.TaggedError("CheckpointMissingError")<{
-  readonly directory: string
-  /** What shows that checkpoints existed (the marker file beside the directory). */
-  readonly evidence: string
-}> {
+export class CheckpointMissingError extends CheckpointMissingErrorBase {
+  /** Which directory lost its checkpoints and how to go on. */
   override get message(): string {
     return `Cannot recover from checkpoint directory "${this.directory}": it held checkpoints before (${this.evidence}) and now has none; restore it, or pass { allowFreshStart: true } to getOrCreate to start from nothing`
   }

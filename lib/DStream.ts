@@ -110,7 +110,9 @@ export type FailedRecord = FailedRecordModel
  * @category models
  */
 export interface OutputOptions {
+  /** What a failure of this output does (default: the context's `onFailure`). */
   readonly onFailure?: FailurePolicy | undefined
+  /** Bound of one run of this output (default: the context's `outputTimeout`). */
   readonly timeout?: Duration.Input | undefined
 }
 
@@ -1486,6 +1488,7 @@ const formatLine = (u: unknown): string => formatElement(u)
  * @category models
  */
 export interface ToStreamOptions extends OutputOptions {
+  /** Batches buffered for a slow consumer before batches wait (default 16). */
   readonly capacity?: number | undefined
 }
 

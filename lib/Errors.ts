@@ -69,6 +69,16 @@ export const ReceiverErrorBase: TaggedErrorClass<"ReceiverError", {
   readonly restartDelayMillis?: number | undefined
 }> = Data.TaggedError("ReceiverError")
 
+/** @internal */
+export const OutputTimeoutErrorBase: TaggedErrorClass<"OutputTimeoutError", {
+  readonly batchTime: number
+  /** Registration index of the output operation. */
+  readonly outputId: number
+  /** `print`, `foreachBatch`, `saveAsTextFiles`, `toStream`, … */
+  readonly output: string
+  readonly timeoutMillis: number
+}> = Data.TaggedError("OutputTimeoutError")
+
 /**
  * An output operation did not complete within its timeout (the context's `outputTimeout` or the
  * output's own `timeout`). It was interrupted and counts as a failed output under the failure
@@ -77,18 +87,22 @@ export const ReceiverErrorBase: TaggedErrorClass<"ReceiverError", {
  * @since 0.1.0
  * @category errors
  */
-export class OutputTimeoutError extends Data.TaggedError("OutputTimeoutError")<{
-  readonly batchTime: number
-  /** Registration index of the output operation. */
-  readonly outputId: number
-  /** `print`, `foreachBatch`, `saveAsTextFiles`, `toStream`, … */
-  readonly output: string
-  readonly timeoutMillis: number
-}> {
+export class OutputTimeoutError extends OutputTimeoutErrorBase {
+  /** Which output timed out, in which batch, after how long. */
   override get message(): string {
     return `Output operation ${this.outputId} ("${this.output}") of batch ${this.batchTime} ms timed out after ${this.timeoutMillis} ms`
   }
 }
+
+/** @internal */
+export const UnprocessedRecordsErrorBase: TaggedErrorClass<"UnprocessedRecordsError", {
+  /** Records received but not processed, and not kept in a write-ahead log. */
+  readonly records: number
+  /** Why the stop did not wait for them. */
+  readonly reason: "timeout" | "forced"
+  /** The graceful stop's bound (for `"timeout"`). */
+  readonly timeoutMillis?: number | undefined
+}> = Data.TaggedError("UnprocessedRecordsError")
 
 /**
  * A stop ended with received records that were not processed and are not kept anywhere: the
@@ -98,14 +112,8 @@ export class OutputTimeoutError extends Data.TaggedError("OutputTimeoutError")<{
  * @since 0.1.0
  * @category errors
  */
-export class UnprocessedRecordsError extends Data.TaggedError("UnprocessedRecordsError")<{
-  /** Records received but not processed, and not kept in a write-ahead log. */
-  readonly records: number
-  /** Why the stop did not wait for them. */
-  readonly reason: "timeout" | "forced"
-  /** The graceful stop's bound (for `"timeout"`). */
-  readonly timeoutMillis?: number | undefined
-}> {
+export class UnprocessedRecordsError extends UnprocessedRecordsErrorBase {
+  /** How many records were not processed, and why. */
   override get message(): string {
     const why = this.reason === "timeout"
       ? `Graceful stop timed out after ${this.timeoutMillis} ms`

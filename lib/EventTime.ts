@@ -66,6 +66,7 @@ export {
  * @category models
  */
 export interface WindowSpec {
+  /** Tumbling, sliding or session windows. */
   readonly _tag: "Tumbling" | "Sliding" | "Session"
   /** @internal */
   readonly assigner: WindowAssigner
@@ -88,9 +89,13 @@ export type OutputMode = "append" | "update"
  * @category models
  */
 export interface WindowResult<K, R> {
+  /** The key. */
   readonly key: K
+  /** Window start (epoch ms, inclusive). */
   readonly start: number
+  /** Window end (epoch ms, exclusive). */
   readonly end: number
+  /** The aggregate of the key's records in the window. */
   readonly value: R
 }
 
@@ -102,8 +107,11 @@ export interface WindowResult<K, R> {
  * @category models
  */
 export interface LateRecord<A> {
+  /** The late record. */
   readonly record: A
+  /** The window it belonged to (for sessions, the session it would have started). */
   readonly window: { readonly start: number; readonly end: number }
+  /** The watermark it was compared against (epoch ms). */
   readonly watermark: number
 }
 
@@ -115,10 +123,15 @@ export interface LateRecord<A> {
  * @category models
  */
 export interface WindowProgress {
+  /** The batch time. */
   readonly batchTime: number
+  /** The watermark in force for this batch (`undefined` before the first event). */
   readonly watermark: number | undefined
+  /** Records of this batch that were late for their window. */
   readonly lateRecords: number
+  /** Windows emitted by this batch. */
   readonly emitted: number
+  /** Windows still open (held in state) after this batch. */
   readonly openWindows: number
 }
 
@@ -145,6 +158,7 @@ export interface WindowOptions<K, C> {
  * @category models
  */
 export interface AggregateOptions<K, C> extends WindowOptions<K, C> {
+  /** Combines two accumulators (required for session windows). */
   readonly merge?: ((a: C, b: C) => C) | undefined
 }
 
@@ -178,6 +192,7 @@ export interface WatermarkedDStream<out A> extends DStream.DStream<A> {
   keyBy<K>(f: (a: A) => K): WatermarkedDStream<readonly [K, A]>
   /** Keeps the records satisfying the predicate, with their event time. */
   filter<B extends A>(refinement: (a: A) => a is B): WatermarkedDStream<B>
+  /** Keeps the records satisfying the predicate, with their event time. */
   filter(predicate: (a: A) => boolean): WatermarkedDStream<A>
   /** Reduces each key's values per event-time window. */
   reduceByEventWindow<K, V>(

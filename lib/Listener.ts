@@ -111,6 +111,7 @@ export interface ReceiverInfo {
  * @category models
  */
 export interface WriteAheadLogDamage {
+  /** The receiver's input stream id. */
   readonly streamId: number
   /** The receiver's name. */
   readonly receiver: string

@@ -64,6 +64,7 @@ export {
 export interface ReplaySource<A> {
   /** @internal */
   readonly source: Source<A>
+  /** What the source replays, for messages. */
   readonly description: string
 }
 

@@ -31,15 +31,16 @@
  * @module
  */
 import { isDeepStrictEqual } from "node:util"
-import { Clock, Data, Duration, Effect, Exit, Option } from "effect"
+import { Clock, Data, type Duration, Effect, Exit, Option } from "effect"
 import { TestClock } from "effect/testing"
 import * as BatchClock from "./BatchClock.ts"
 import * as Checkpoint from "./Checkpoint.ts"
 import * as DStream from "./DStream.ts"
-import { BatchJobError, type IllegalStateError, type UnprocessedRecordsError, type ValidationError } from "./Errors.ts"
+import { BatchJobError, type UnprocessedRecordsError } from "./Errors.ts"
 import * as StreamingContext from "./StreamingContext.ts"
 import * as Time from "./Time.ts"
 import { type Batch, InputNode, type NodeContext } from "./_internal/node.ts"
+import type { TaggedErrorClass } from "./_internal/taggedError.ts"
 
 /**
  * Spark's `TestInputStream`: the batch at the k-th batch time is `batches[k - 1]`; a `null`
@@ -144,7 +145,9 @@ const copyValue = (u: unknown, seen: Map<object, unknown>): unknown => {
  * @category testing
  */
 export interface Collected<A> {
+  /** The batch time. */
   readonly time: number
+  /** A deep copy of the batch's elements. */
   readonly batch: ReadonlyArray<A>
 }
 
@@ -174,6 +177,7 @@ export type Outputs<O extends Streams> = {
  * @category testing
  */
 export interface RunResult<O extends Streams> {
+  /** Every named stream's collected batches. */
   readonly outputs: Outputs<O>
   /** The batch failure that stopped the context, if one did. */
   readonly failure: BatchJobError | undefined
@@ -228,11 +232,13 @@ export type HarnessOptions = Omit<RunOptions, "numBatches">
  * @category testing
  */
 export interface Harness<O extends Streams> {
+  /** The context under test. */
   readonly ssc: StreamingContext.StreamingContext
   /** The streams the build function returned. */
   readonly streams: O
   /** The first batch time (the next multiple of the batch interval after the start time). */
   readonly firstBatchTime: number
+  /** The batch interval in milliseconds. */
   readonly batchMillis: number
   /** The test clock's time. */
   readonly now: Effect.Effect<number>
@@ -611,6 +617,14 @@ export const runOperation2 = <A, B, C>(
     ...options,
   })
 
+/** @internal */
+export const OutputMismatchErrorBase: TaggedErrorClass<"OutputMismatchError", {
+  readonly message: string
+  readonly index: number
+  readonly expected: unknown
+  readonly actual: unknown
+}> = Data.TaggedError("OutputMismatchError")
+
 /**
  * Output batches differ from the expected ones: the first batch (index, time) that differs,
  * with both sides.
@@ -618,12 +632,7 @@ export const runOperation2 = <A, B, C>(
  * @since 0.1.0
  * @category testing
  */
-export class OutputMismatchError extends Data.TaggedError("OutputMismatchError")<{
-  readonly message: string
-  readonly index: number
-  readonly expected: unknown
-  readonly actual: unknown
-}> {}
+export class OutputMismatchError extends OutputMismatchErrorBase {}
 
 /**
  * Spark's `testOperation(input, operation, expectedOutput, useSet)`: runs as many batches as
@@ -782,7 +791,9 @@ export const describeFailure = (
  * @category testing
  */
 export interface Recovery<O extends Streams> {
+  /** The run before the stop. */
   readonly before: RunResult<O>
+  /** The recovered run. */
   readonly after: RunResult<O>
 }
 
@@ -839,6 +850,7 @@ export const recover = <O extends Streams, E1, E2>(
 export interface NodeInfo {
   /** The operator, as Spark names its DStream class (`WindowedDStream`, `StateDStream`, …). */
   readonly kind: string
+  /** The slide (batch interval for most streams). */
   readonly slideMillis: number
   /** How long the node keeps its batches (`undefined` before start). */
   readonly rememberMillis: number | undefined
@@ -920,19 +932,22 @@ export const randomSplits = <A>(
   return out
 }
 
+/** @internal */
+export const SplitDependenceErrorBase: TaggedErrorClass<"SplitDependenceError", {
+  readonly message: string
+  readonly seed: number
+  readonly batches: ReadonlyArray<ReadonlyArray<unknown>>
+  readonly expected: unknown
+  readonly actual: unknown
+}> = Data.TaggedError("SplitDependenceError")
+
 /**
  * The same records cut into batches two ways gave different results.
  *
  * @since 0.1.0
  * @category testing
  */
-export class SplitDependenceError extends Data.TaggedError("SplitDependenceError")<{
-  readonly message: string
-  readonly seed: number
-  readonly batches: ReadonlyArray<ReadonlyArray<unknown>>
-  readonly expected: unknown
-  readonly actual: unknown
-}> {}
+export class SplitDependenceError extends SplitDependenceErrorBase {}
 
 /**
  * Checks that a pipeline does not depend on arrival timing: runs it over `records` cut into

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Effect, Option, Queue } from "effect"
 import { TestClock } from "effect/testing"
-import { BatchJobError, Checkpoint, State, StateSpec, StreamingContext, Testing } from "../mod.ts"
+import { BatchJobError, Checkpoint, type State, StateSpec, StreamingContext, Testing } from "../mod.ts"
 import { failureOf, run, runExit } from "./_support/run.ts"
 
 const sum = (values: ReadonlyArray<number>, state: Option.Option<number>): Option.Option<number> =>

@@ -10,6 +10,12 @@ import * as Time from "../Time.ts"
 import { KeyMap } from "./keyMap.ts"
 import { type Batch, Node, type NodeEnv } from "./node.ts"
 import { type Checkpointed, type Codecs, KeyedStateNode } from "./state.ts"
+import type { TaggedErrorClass } from "./taggedError.ts"
+
+/** @internal */
+export const EventTimeErrorBase: TaggedErrorClass<"EventTimeError", {
+  readonly message: string
+}> = Data.TaggedError("EventTimeError")
 
 /**
  * A record's event time is not a finite number of epoch milliseconds, or an event-time
@@ -18,9 +24,7 @@ import { type Checkpointed, type Codecs, KeyedStateNode } from "./state.ts"
  * @since 0.1.0
  * @category errors
  */
-export class EventTimeError extends Data.TaggedError("EventTimeError")<{
-  readonly message: string
-}> {}
+export class EventTimeError extends EventTimeErrorBase {}
 
 /** How records are assigned to windows. @internal */
 export type WindowAssigner =

@@ -11,7 +11,7 @@
  * skipped: the batch's other files are read.
  * @internal
  */
-import { Clock, Context, Effect, Exit, Semaphore } from "effect"
+import { Clock, type Context, Effect, type Exit, Semaphore } from "effect"
 import type { Scope } from "effect"
 import type { MalformedInputError } from "../Errors.ts"
 import {

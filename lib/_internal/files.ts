@@ -12,7 +12,7 @@
  * - {@link syncDirectory}: fsync one directory (after creating or deleting a file in it).
  * @internal
  */
-import { Effect, FileSystem, Path } from "effect"
+import { Effect, type FileSystem, type Path } from "effect"
 import type { PlatformError } from "effect/PlatformError"
 
 /** fsyncs `directory`, making the creation, rename or removal of its entries durable. @internal */

@@ -667,7 +667,7 @@ export class ReceiverInputNode<A> extends InputNode<A> {
         return time !== undefined && time <= coveredTime
       }
       let maxId = Math.max(-1, (coverage?.nextBlockId ?? 0) - 1, (restored?.nextBlockId ?? 0) - 1)
-      for (const [from, to] of coverage?.pending ?? []) maxId = Math.max(maxId, to - 1)
+      for (const [_from, to] of coverage?.pending ?? []) maxId = Math.max(maxId, to - 1)
       for (const id of contents.allocatedTo.keys()) maxId = Math.max(maxId, id)
       let replayedRecords = 0
       const pool: Array<Block<A>> = []

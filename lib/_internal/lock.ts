@@ -20,7 +20,7 @@
  * effect has no service for them.
  * @internal
  */
-import { Effect, FileSystem, Option, Path, Scope } from "effect"
+import { Effect, FileSystem, Option, Path, type Scope } from "effect"
 import type { PlatformError } from "effect/PlatformError"
 import * as os from "node:os"
 import process from "node:process"

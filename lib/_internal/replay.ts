@@ -16,6 +16,13 @@ import {
   type NodeContext,
   type NodeEnv,
 } from "./node.ts"
+import type { TaggedErrorClass } from "./taggedError.ts"
+
+/** @internal */
+export const ReplayErrorBase: TaggedErrorClass<"ReplayError", {
+  readonly message: string
+  readonly cause?: unknown
+}> = Data.TaggedError("ReplayError")
 
 /**
  * Reading the replayed history failed (a file could not be read, the source stream failed), or
@@ -24,10 +31,7 @@ import {
  * @since 0.1.0
  * @category errors
  */
-export class ReplayError extends Data.TaggedError("ReplayError")<{
-  readonly message: string
-  readonly cause?: unknown
-}> {}
+export class ReplayError extends ReplayErrorBase {}
 
 /** Where replayed records come from. @internal */
 export type Source<A> =

@@ -5,7 +5,7 @@
  * publishing listener events and forgetting old batches afterwards.
  * @internal
  */
-import { Clock, Deferred, Duration, Effect, Exit, Fiber, Queue, Schedule, Scope, Stream } from "effect"
+import { Clock, Deferred, Duration, Effect, Exit, Fiber, Queue, Schedule, type Scope, Stream } from "effect"
 import * as BatchClock from "../BatchClock.ts"
 import { BatchJobError, describeCause, OutputTimeoutError } from "../Errors.ts"
 import { type BatchInfo, makeBatchInfo, type OutputOperationInfo, type StreamInputInfo } from "../Listener.ts"
