@@ -18,7 +18,7 @@
 import { Duration, Effect, Metric } from "effect"
 import type { StreamingEvent } from "./Listener.ts"
 import type { StreamingContext } from "./StreamingContext.ts"
-import { graphOf, kafkaInputs, stateNodes } from "./_internal/ui/inspect.ts"
+import { graphOf, kafkaInputs, receiverRestarts as restartsOfGraph, stateNodes } from "./_internal/ui/inspect.ts"
 
 const delayBoundaries = Metric.exponentialBoundaries({ start: 1, factor: 2, count: 22 })
 
@@ -205,7 +205,20 @@ const listener = (ssc: StreamingContext) => {
   const keysOf = tagged(stateKeys)
   const committedOf = tagged(kafkaCommittedOffset)
   const uncommittedOf = tagged(kafkaUncommitted)
-  const started = new Set<number>()
+  // Restarts are counted by the supervisor; the counter catches up at the next event.
+  const seenRestarts = new Map<number, number>()
+  const restarts = Effect.suspend(() => {
+    if (graph === undefined) return Effect.void
+    const updates: Array<Effect.Effect<void>> = []
+    for (const [streamId, r] of restartsOfGraph(graph)) {
+      const delta = r.restarts - (seenRestarts.get(streamId) ?? 0)
+      if (delta > 0) {
+        seenRestarts.set(streamId, r.restarts)
+        updates.push(Metric.update(restartsOf({ receiver: r.name }), delta))
+      }
+    }
+    return Effect.all(updates, { discard: true })
+  })
   return (e: StreamingEvent): Effect.Effect<void> | undefined => {
     switch (e._tag) {
       case "BatchCompleted": {
@@ -222,6 +235,7 @@ const listener = (ssc: StreamingContext) => {
             yield* Metric.update(rateOf({ input: input.name }), input.numRecords * 1000 / batchMillis)
           }
           if (graph === undefined) return
+          yield* restarts
           for (const node of stateNodes(graph)) {
             yield* Metric.update(keysOf({ stream: node.checkpointName ?? `${node.kind}#${node.id}` }), node.state.size)
           }
@@ -242,16 +256,8 @@ const listener = (ssc: StreamingContext) => {
           }
         })
       }
-      case "ReceiverStarted": {
-        const id = e.receiverInfo.streamId
-        if (!started.has(id)) {
-          started.add(id)
-          return undefined
-        }
-        return Metric.update(restartsOf({ receiver: e.receiverInfo.name }), 1)
-      }
       case "ReceiverError":
-        return Metric.update(errorsOf({ receiver: e.receiverInfo.name }), 1)
+        return Effect.andThen(Metric.update(errorsOf({ receiver: e.receiverInfo.name }), 1), restarts)
       default:
         return undefined
     }

@@ -7,7 +7,15 @@
  */
 import type { BatchInfo, OutputOperationInfo, StreamingEvent, StreamInputInfo } from "../../Listener.ts"
 import type { Graph } from "../graph.ts"
-import { approximateBytes, checkpointInterval, dag, type DagNode, kafkaInputs, stateNodes } from "./inspect.ts"
+import {
+  approximateBytes,
+  checkpointInterval,
+  dag,
+  type DagNode,
+  kafkaInputs,
+  receiverRestarts,
+  stateNodes,
+} from "./inspect.ts"
 
 /** Spark's `spark.streaming.ui.retainedBatches` default. @internal */
 export const defaultRetainedBatches = 1000
@@ -66,7 +74,6 @@ interface InputStatus {
   readonly kind: string
   readonly receiver: boolean
   active: boolean | undefined
-  starts: number
   errors: number
   lastErrorTime: number | undefined
   lastErrorMessage: string | undefined
@@ -163,7 +170,6 @@ export class Collector {
         }
         if (e._tag === "ReceiverStarted") {
           s.active = true
-          s.starts++
         } else if (e._tag === "ReceiverStopped") {
           s.active = false
         } else {
@@ -185,7 +191,6 @@ export class Collector {
       kind,
       receiver,
       active: receiver ? false : undefined,
-      starts: 0,
       errors: 0,
       lastErrorTime: undefined,
       lastErrorMessage: undefined,
@@ -449,6 +454,9 @@ export class Collector {
   /** Per-input rows (receivers with their status; direct inputs too). */
   receivers() {
     const retained = this.retained()
+    const restarts = this.graph === undefined
+      ? new Map<number, { readonly restarts: number }>()
+      : receiverRestarts(this.graph)
     return [...this.inputs.values()].sort((a, b) => a.streamId - b.streamId).map((s) => {
       let records = 0
       for (const b of retained) records += b.inputs[s.streamId]?.numRecords ?? 0
@@ -458,7 +466,7 @@ export class Collector {
         kind: s.kind,
         receiver: s.receiver,
         status: s.receiver ? (s.active ? "ACTIVE" : "INACTIVE") : this.stopTime === undefined ? "DIRECT" : "STOPPED",
-        restarts: Math.max(0, s.starts - 1),
+        restarts: restarts.get(s.streamId)?.restarts ?? 0,
         errors: s.errors,
         lastErrorTime: s.lastErrorTime,
         lastErrorMessage: s.lastErrorMessage,

@@ -126,3 +126,14 @@ export const kafkaInputs = (graph: Graph): Array<KafkaInputView> => graph.inputs
 const isKafkaInput = (n: InputNode<any>): n is KafkaInputView =>
   n.kind === "DirectKafkaInputDStream" && "committed" in n && n.committed instanceof Map && "assignment" in n &&
   typeof n.assignment === "function"
+
+/** Restarts of each receiver so far, by stream id (receiver inputs only). @internal */
+export const receiverRestarts = (graph: Graph): Map<number, { readonly name: string; readonly restarts: number }> => {
+  const out = new Map<number, { readonly name: string; readonly restarts: number }>()
+  for (const input of graph.inputs) {
+    if (input.kind === "ReceiverInputDStream" && "restarts" in input && typeof input.restarts === "number") {
+      out.set(input.streamId, { name: input.name, restarts: input.restarts })
+    }
+  }
+  return out
+}
