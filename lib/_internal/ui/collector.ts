@@ -127,8 +127,13 @@ export class Collector {
         return
       case "StreamingStopped":
         this.stopTime = e.time
-        // A batch whose output failed never completes (the context stops): show it as failed.
-        for (const b of [...this.active.values()]) if (b.failed) this.finish(b)
+        // A batch whose output failed never completes (the context stops): show it as failed,
+        // with the records its inputs reported while it ran.
+        for (const b of [...this.active.values()]) {
+          if (!b.failed) continue
+          this.refreshInputs(b)
+          this.finish(b)
+        }
         for (const s of this.inputs.values()) if (s.receiver) s.active = false
         return
       case "BatchSubmitted":
@@ -227,6 +232,21 @@ export class Collector {
     if (info.processingStartTime !== undefined) b.processingStartTime = info.processingStartTime
     if (info.processingEndTime !== undefined) b.processingEndTime = info.processingEndTime
     return b
+  }
+
+  /** Reads a batch's input infos from the graph (inputs record them while the batch computes). */
+  private refreshInputs(b: BatchRecord): void {
+    const inputs: Record<number, StreamInputInfo> = {}
+    let n = 0
+    for (const input of this.graph?.inputs ?? []) {
+      const info = input.inputInfo.get(b.batchTime)
+      if (info === undefined) continue
+      inputs[input.streamId] = { streamId: input.streamId, name: input.name, ...info }
+      n += info.numRecords
+    }
+    if (Object.keys(inputs).length === 0) return
+    b.inputs = inputs
+    b.numRecords = n
   }
 
   private finish(b: BatchRecord): void {
