@@ -15,8 +15,8 @@
  *
  * @module
  */
-import { Duration, Effect, Metric } from "effect"
-import type { StreamingEvent } from "./Listener.ts"
+import { type Context, Duration, Effect, Metric } from "effect"
+import type { BatchInfo, StreamingEvent } from "./Listener.ts"
 import type { StreamingContext } from "./StreamingContext.ts"
 import { graphOf, kafkaInputs, receiverRestarts as restartsOfGraph, stateNodes } from "./_internal/ui/inspect.ts"
 
@@ -205,59 +205,71 @@ const listener = (ssc: StreamingContext) => {
   const keysOf = tagged(stateKeys)
   const committedOf = tagged(kafkaCommittedOffset)
   const uncommittedOf = tagged(kafkaUncommitted)
+  // The graph is frozen once the context starts: find its stateful and Kafka nodes once.
+  let nodes:
+    | { readonly states: ReturnType<typeof stateNodes>; readonly kafka: ReturnType<typeof kafkaInputs> }
+    | undefined
+  const nodesOf = () =>
+    graph === undefined ? undefined : (nodes ??= { states: stateNodes(graph), kafka: kafkaInputs(graph) })
   // Restarts are counted by the supervisor; the counter catches up at the next event.
   const seenRestarts = new Map<number, number>()
-  const restarts = Effect.suspend(() => {
-    if (graph === undefined) return Effect.void
-    const updates: Array<Effect.Effect<void>> = []
+  const restarts = (context: Context.Context<never>): void => {
+    if (graph === undefined) return
     for (const [streamId, r] of restartsOfGraph(graph)) {
       const delta = r.restarts - (seenRestarts.get(streamId) ?? 0)
       if (delta > 0) {
         seenRestarts.set(streamId, r.restarts)
-        updates.push(Metric.update(restartsOf({ receiver: r.name }), delta))
+        restartsOf({ receiver: r.name }).updateUnsafe(delta, context)
       }
     }
-    return Effect.all(updates, { discard: true })
-  })
+  }
+  const completed = (info: BatchInfo, context: Context.Context<never>): void => {
+    const failed = info.outputOperationInfos.some((op) => op.failureReason !== undefined)
+    ;(failed ? batchesFailed : batchesCompleted).updateUnsafe(1, context)
+    if (info.schedulingDelay !== undefined) schedulingDelay.updateUnsafe(info.schedulingDelay, context)
+    if (info.processingDelay !== undefined) processingTime.updateUnsafe(info.processingDelay, context)
+    if (info.totalDelay !== undefined) totalDelay.updateUnsafe(info.totalDelay, context)
+    lastCompletedBatch.updateUnsafe(info.batchTime, context)
+    for (const input of Object.values(info.streamIdToInputInfo)) {
+      recordsOf({ input: input.name }).updateUnsafe(input.numRecords, context)
+      rateOf({ input: input.name }).updateUnsafe(input.numRecords * 1000 / batchMillis, context)
+    }
+    const found = nodesOf()
+    if (found === undefined) return
+    restarts(context)
+    for (const node of found.states) {
+      keysOf({ stream: node.checkpointName ?? `${node.kind}#${node.id}` }).updateUnsafe(node.state.size, context)
+    }
+    for (const input of found.kafka) {
+      const until = new Map<string, number>()
+      const offsets = info.streamIdToInputInfo[input.streamId]?.metadata?.offsets
+      if (Array.isArray(offsets)) {
+        for (const r of offsets as ReadonlyArray<{ topic: string; partition: number; untilOffset: number }>) {
+          until.set(`${r.topic}\u0000${r.partition}`, r.untilOffset)
+        }
+      }
+      for (const c of input.committed.values()) {
+        const attributes = { topic: c.topic, partition: String(c.partition) }
+        committedOf(attributes).updateUnsafe(c.offset, context)
+        const u = until.get(`${c.topic}\u0000${c.partition}`)
+        if (u !== undefined) uncommittedOf(attributes).updateUnsafe(Math.max(0, u - c.offset), context)
+      }
+    }
+  }
+  // One effect per event that matters, updating in the registry of the fiber that publishes it.
   return (e: StreamingEvent): Effect.Effect<void> | undefined => {
     switch (e._tag) {
-      case "BatchCompleted": {
-        const info = e.batchInfo
-        const failed = info.outputOperationInfos.some((op) => op.failureReason !== undefined)
-        return Effect.gen(function* () {
-          yield* Metric.update(failed ? batchesFailed : batchesCompleted, 1)
-          if (info.schedulingDelay !== undefined) yield* Metric.update(schedulingDelay, info.schedulingDelay)
-          if (info.processingDelay !== undefined) yield* Metric.update(processingTime, info.processingDelay)
-          if (info.totalDelay !== undefined) yield* Metric.update(totalDelay, info.totalDelay)
-          yield* Metric.update(lastCompletedBatch, info.batchTime)
-          for (const input of Object.values(info.streamIdToInputInfo)) {
-            yield* Metric.update(recordsOf({ input: input.name }), input.numRecords)
-            yield* Metric.update(rateOf({ input: input.name }), input.numRecords * 1000 / batchMillis)
-          }
-          if (graph === undefined) return
-          yield* restarts
-          for (const node of stateNodes(graph)) {
-            yield* Metric.update(keysOf({ stream: node.checkpointName ?? `${node.kind}#${node.id}` }), node.state.size)
-          }
-          for (const input of kafkaInputs(graph)) {
-            const until = new Map<string, number>()
-            const offsets = info.streamIdToInputInfo[input.streamId]?.metadata?.offsets
-            if (Array.isArray(offsets)) {
-              for (const r of offsets as ReadonlyArray<{ topic: string; partition: number; untilOffset: number }>) {
-                until.set(`${r.topic}\u0000${r.partition}`, r.untilOffset)
-              }
-            }
-            for (const c of input.committed.values()) {
-              const attributes = { topic: c.topic, partition: String(c.partition) }
-              yield* Metric.update(committedOf(attributes), c.offset)
-              const u = until.get(`${c.topic}\u0000${c.partition}`)
-              if (u !== undefined) yield* Metric.update(uncommittedOf(attributes), Math.max(0, u - c.offset))
-            }
-          }
+      case "BatchCompleted":
+        return Effect.contextWith((context: Context.Context<never>) => {
+          completed(e.batchInfo, context)
+          return Effect.void
         })
-      }
       case "ReceiverError":
-        return Effect.andThen(Metric.update(errorsOf({ receiver: e.receiverInfo.name }), 1), restarts)
+        return Effect.contextWith((context: Context.Context<never>) => {
+          errorsOf({ receiver: e.receiverInfo.name }).updateUnsafe(1, context)
+          restarts(context)
+          return Effect.void
+        })
       default:
         return undefined
     }

@@ -13,6 +13,7 @@ import {
   dag,
   type DagNode,
   kafkaInputs,
+  type KafkaInputView,
   receiverRestarts,
   stateNodes,
 } from "./inspect.ts"
@@ -106,6 +107,7 @@ export class Collector {
   private readonly assignments = new Map<string, ReadonlyArray<string>>()
   private readonly rebalances: Array<RebalanceEvent> = []
   private lastCheckpoint: CheckpointSeen | undefined
+  private frozen: { readonly interval: number; readonly kafka: ReadonlyArray<KafkaInputView> } | undefined
   totalCompleted = 0
   totalFailed = 0
   totalRecords = 0
@@ -275,8 +277,10 @@ export class Collector {
   private afterBatch(info: BatchInfo): void {
     const graph = this.graph
     if (graph === undefined) return
+    // The graph is frozen once started: its checkpoint interval and Kafka inputs are found once.
+    const frozen = this.frozen ??= { interval: checkpointInterval(graph), kafka: kafkaInputs(graph) }
     if (this.checkpointDirectory() !== undefined && graph.zeroTime !== undefined && info.processingEndTime) {
-      const interval = checkpointInterval(graph)
+      const interval = frozen.interval
       if ((info.batchTime - graph.zeroTime) % interval === 0) {
         let lastOutputEnd = info.processingStartTime ?? info.processingEndTime
         for (const op of info.outputOperationInfos) {
@@ -285,7 +289,7 @@ export class Collector {
         this.lastCheckpoint = { time: info.batchTime, millis: info.processingEndTime - lastOutputEnd }
       }
     }
-    for (const input of kafkaInputs(graph)) {
+    for (const input of frozen.kafka) {
       const now = input.assignment().map((tp) => `${tp.topic}-${tp.partition}`).sort()
       const before = this.assignments.get(input.name)
       if (before === undefined || before.join() !== now.join()) {
