@@ -161,6 +161,17 @@ export const kafkaUncommitted: Metric.Gauge<number> = Metric.gauge("dstream_kafk
   description: "Records handed to batches but not yet committed, per partition",
 })
 
+/**
+ * Consumer lag per Kafka partition (attributes `topic`, `partition`): the partition's
+ * high-water mark minus the committed offset, read by `StreamingUI`'s poller.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const kafkaLag: Metric.Gauge<number> = Metric.gauge("dstream_kafka_lag_records", {
+  description: "High-water mark minus committed offset, per partition",
+})
+
 const tracked = new WeakSet<StreamingContext>()
 
 /**

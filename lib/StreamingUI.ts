@@ -28,6 +28,7 @@ import * as Metrics from "./Metrics.ts"
 import { StreamingContext } from "./StreamingContext.ts"
 import { Collector, defaultRetainedBatches } from "./_internal/ui/collector.ts"
 import { graphOf } from "./_internal/ui/inspect.ts"
+import { pollKafkaLag } from "./_internal/ui/kafkaLag.ts"
 import { addRoutes, loadAssets } from "./_internal/ui/server.ts"
 
 /**
@@ -43,6 +44,8 @@ export interface Options {
   readonly host?: string | undefined
   /** Completed batches the page and the API remember (Spark's `spark.streaming.ui.retainedBatches`, default 1000). */
   readonly retainedBatches?: number | undefined
+  /** How often Kafka high-water marks are read for the consumer lag (default 5 seconds; only with Kafka streams). */
+  readonly kafkaLagInterval?: Duration.Input | undefined
 }
 
 /**
@@ -111,6 +114,18 @@ export const serve = (
     )
     ssc.addStreamingListener(collector.onEvent)
     Metrics.track(ssc)
+    const graph = graphOf(ssc)
+    if (graph !== undefined) {
+      const every = yield* Effect.try({
+        try: () => Duration.toMillis(Duration.fromInputUnsafe(options.kafkaLagInterval ?? "5 seconds")),
+        catch: () =>
+          new StreamingUIError({
+            message:
+              `Cannot serve the streaming UI: kafkaLagInterval is not a duration, got "${options.kafkaLagInterval}"`,
+          }),
+      })
+      yield* Effect.forkScoped(pollKafkaLag(graph, collector, every))
+    }
     const server = yield* NodeHttpServer.make(() => http.createServer(), { port: options.port, host }).pipe(
       Effect.mapError((e) =>
         new StreamingUIError({

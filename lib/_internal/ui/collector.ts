@@ -107,6 +107,8 @@ export class Collector {
   private readonly assignments = new Map<string, ReadonlyArray<string>>()
   private readonly rebalances: Array<RebalanceEvent> = []
   private lastCheckpoint: CheckpointSeen | undefined
+  /** High-water marks read by the lag poller, by `streamId topic partition`. */
+  private readonly highWatermarks = new Map<string, number>()
   private frozen: { readonly interval: number; readonly kafka: ReadonlyArray<KafkaInputView> } | undefined
   totalCompleted = 0
   totalFailed = 0
@@ -271,6 +273,22 @@ export class Collector {
       const old = this.completed.shift()!
       if (this.byTime.get(old.batchTime) === old) this.byTime.delete(old.batchTime)
     }
+  }
+
+  /** `true` between StreamingStarted and StreamingStopped. */
+  isRunning(): boolean {
+    return this.startTime !== undefined && this.stopTime === undefined
+  }
+
+  /** Records a partition's high-water mark; returns its lag (high − committed) when the committed offset is known. */
+  setHighWatermark(streamId: number, topic: string, partition: number, high: number): number | undefined {
+    this.highWatermarks.set(`${streamId} ${topic} ${partition}`, high)
+    const input = this.graph === undefined ? undefined : kafkaInputs(this.graph).find((i) => i.streamId === streamId)
+    if (input === undefined) return undefined
+    for (const c of input.committed.values()) {
+      if (c.topic === topic && c.partition === partition) return Math.max(0, high - c.offset)
+    }
+    return undefined
   }
 
   /** Per completed batch: checkpoint times, Kafka assignment changes (O(stateful + partitions)). */
@@ -532,12 +550,15 @@ export class Collector {
           if (c.topic === tp.topic && c.partition === tp.partition) committed = c.offset
         }
         const until = last.get(key)
+        const high = this.highWatermarks.get(`${input.streamId} ${tp.topic} ${tp.partition}`)
         return {
           topic: tp.topic,
           partition: tp.partition,
           committedOffset: committed,
           processedOffset: until,
           uncommitted: until !== undefined && committed !== undefined ? Math.max(0, until - committed) : undefined,
+          highWatermark: high,
+          lag: high === undefined ? undefined : Math.max(0, high - (committed ?? until ?? 0)),
         }
       }).sort((a, b) => a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : a.partition - b.partition)
       return { streamId: input.streamId, name: input.name, partitions }

@@ -522,12 +522,14 @@
       kafka.inputs.map((k) =>
         `<div><b>${
           esc(k.name)
-        }</b></div><table class="kafka"><thead><tr><th>Topic</th><th class="num">Partition</th><th class="num">Committed offset</th><th class="num">Processed up to</th><th class="num">Processed, not committed</th></tr></thead><tbody>${
+        }</b></div><table class="kafka"><thead><tr><th>Topic</th><th class="num">Partition</th><th class="num">Committed offset</th><th class="num">Processed up to</th><th class="num">Processed, not committed</th><th class="num">High-water mark</th><th class="num">Lag</th></tr></thead><tbody>${
           k.partitions.map((p) =>
             `<tr><td>${esc(p.topic)}</td><td class="num">${p.partition}</td><td class="num">${
               fmtNum(p.committedOffset)
-            }</td><td class="num">${fmtNum(p.processedOffset)}</td><td class="num">${fmtNum(p.uncommitted)}</td></tr>`
-          ).join("") || `<tr><td colspan="5" class="muted">No partitions assigned</td></tr>`
+            }</td><td class="num">${fmtNum(p.processedOffset)}</td><td class="num">${
+              fmtNum(p.uncommitted)
+            }</td><td class="num">${fmtNum(p.highWatermark)}</td><td class="num lag">${fmtNum(p.lag)}</td></tr>`
+          ).join("") || `<tr><td colspan="7" class="muted">No partitions assigned</td></tr>`
         }</tbody></table>`
       ).join("") +
       `<div><b>Rebalances</b> (assignment changes seen at batch ends)</div><table><thead><tr><th>Batch</th><th>Input</th><th>Assigned</th><th>Added</th><th>Revoked</th></tr></thead><tbody>${
