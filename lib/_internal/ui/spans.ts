@@ -11,8 +11,11 @@ import { Effect } from "effect"
 export interface BatchSpanAttributes {
   /** The batch time (ms since the epoch). */
   readonly batchTime: number
-  /** Records of all inputs in the batch. */
-  readonly records: number
+  /**
+   * Records of all inputs in the batch, or a function read when the span ends (inputs such as
+   * queue streams count their records while the batch computes).
+   */
+  readonly records: number | (() => number)
 }
 
 /** Attributes of an output operation's span. @internal */
@@ -25,14 +28,20 @@ export interface OutputSpanAttributes {
 }
 
 /** Runs `batch` in a `dstream.batch` span. @internal */
-export const batchSpan = <A, E, R>(batch: Effect.Effect<A, E, R>, attributes: BatchSpanAttributes) =>
-  Effect.withSpan(batch, "dstream.batch", {
+export const batchSpan = <A, E, R>(batch: Effect.Effect<A, E, R>, attributes: BatchSpanAttributes) => {
+  const records = attributes.records
+  const traced = typeof records === "number" ? batch : Effect.onExit(
+    batch,
+    () => Effect.annotateCurrentSpan("dstream.batch.records", records()),
+  )
+  return Effect.withSpan(traced, "dstream.batch", {
     attributes: {
       "dstream.batch.time": attributes.batchTime,
       "dstream.batch.time_iso": new Date(attributes.batchTime).toISOString(),
-      "dstream.batch.records": attributes.records,
+      ...(typeof records === "number" ? { "dstream.batch.records": records } : {}),
     },
   })
+}
 
 /** Runs an output job in a `dstream.output` span, a child of the current batch span. @internal */
 export const outputSpan = <A, E, R>(job: Effect.Effect<A, E, R>, attributes: OutputSpanAttributes) =>
