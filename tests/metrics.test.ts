@@ -66,7 +66,7 @@ describe("Metrics", () => {
   it("counts receiver restarts and errors, and the keys of a named stateful stream", async () => {
     const dir = await mkdtemp(join(tmpdir(), "dstream-metrics-"))
     try {
-      const { text, records } = await live(
+      const { text, records, receivers } = await live(
         Effect.gen(function* () {
           const ssc = yield* StreamingContext.make({ batchInterval: "100 millis" })
           ssc.checkpoint(join(dir, "checkpoint"))
@@ -100,9 +100,14 @@ describe("Metrics", () => {
           // One more batch, so the gauges are read after all three stores were processed.
           const seen = completed(events).length
           yield* waitFor(() => completed(events).length > seen + 1, "two more batches")
+          const receivers = yield* Effect.promise(() => fetch(`${ui.url}api/receivers`).then((r) => r.json()))
           yield* ssc.stop()
           const records = completed(events).reduce((n, b) => n + b.numRecords, 0)
-          return { records, text: yield* Effect.promise(() => fetch(`${ui.url}metrics`).then((r) => r.text())) }
+          return {
+            records,
+            receivers,
+            text: yield* Effect.promise(() => fetch(`${ui.url}metrics`).then((r) => r.text())),
+          }
         }).pipe(Effect.provideService(Metric.MetricRegistry, new Map())),
       )
       const m = parseProm(text)
@@ -111,6 +116,14 @@ describe("Metrics", () => {
       assert.equal(m.get('dstream_state_keys{stream="counts"}'), 3)
       assert.ok(records > 0)
       assert.equal(m.get('dstream_input_records_total{input="flaky"}'), records)
+      // The page's input row: the receiver, its restarts and its last error (before the stop: ACTIVE).
+      assert.equal(receivers.length, 1)
+      assert.equal(receivers[0].name, "flaky")
+      assert.equal(receivers[0].status, "ACTIVE")
+      assert.equal(receivers[0].restarts, 2)
+      assert.equal(receivers[0].errors, 2)
+      assert.equal(receivers[0].lastErrorMessage, "Receiver failed: failure 2")
+      assert.equal(typeof receivers[0].lastErrorTime, "number")
     } finally {
       await rm(dir, { recursive: true, force: true })
     }

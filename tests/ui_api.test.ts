@@ -193,6 +193,36 @@ describe("StreamingUI JSON API", () => {
   })
 })
 
+describe("StreamingUI layer", () => {
+  it("serves while the layer lives, on the given host and port, for the StreamingContext service", async () => {
+    const probe = Net.createServer()
+    await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve))
+    const port = (probe.address() as Net.AddressInfo).port
+    await new Promise((resolve) => probe.close(resolve))
+    const status = await live(
+      Effect.gen(function* () {
+        const ssc = yield* StreamingContext.StreamingContext
+        ssc.queueStream([["a"]]).foreachBatch(() => {})
+        // Bound to every interface; reachable on loopback.
+        return yield* getJson(`http://127.0.0.1:${port}/api/status`)
+      }).pipe(
+        Effect.provide(StreamingUI.layer({ port, host: "0.0.0.0" })),
+        Effect.provide(StreamingContext.layer({ batchInterval: "1 second" })),
+      ),
+    )
+    assert.equal(status.status, 200)
+    assert.equal(status.body.running, false)
+    assert.equal(status.body.batchIntervalMillis, 1000)
+    // Released with the layer: the port is free again.
+    const again = Net.createServer()
+    await new Promise<void>((resolve, reject) => {
+      again.once("error", reject)
+      again.listen(port, "0.0.0.0", resolve)
+    })
+    await new Promise((resolve) => again.close(resolve))
+  })
+})
+
 describe("StreamingUI memory", () => {
   it("keeps at most retainedBatches batches over 3000 batches under TestClock", async () => {
     const numBatches = 3000
