@@ -20,7 +20,7 @@
  * @module
  */
 import * as http from "node:http"
-import { Data, Duration, Effect, Layer, Scope } from "effect"
+import { Data, Duration, Effect, Layer, type Scope } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"

@@ -6,7 +6,7 @@
 import { describe, it } from "node:test"
 import assert from "node:assert/strict"
 import * as Net from "node:net"
-import { Effect, Exit, Metric, Option } from "effect"
+import { Effect, Metric, Option } from "effect"
 import { TestClock } from "effect/testing"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import { BatchClock, BatchJobError, Checkpoint, type Listener, StreamingContext, Testing } from "../mod.ts"

@@ -64,7 +64,7 @@
 
   // ---- charts --------------------------------------------------------------------------------
   const charts = {}
-  let view = { delayMax: 1, rateMax: 1, unit: unitFor(0), histMax: 1, interval: 1000, data: null }
+  const view = { delayMax: 1, rateMax: 1, unit: unitFor(0), histMax: 1, interval: 1000, data: null }
 
   const stablePlugin = (axis) => ({
     hooks: {
@@ -132,8 +132,8 @@
             grid: { stroke: "#eaeef2" },
             ticks: { stroke: "#d0d7de" },
             size: 52,
-            splits: (u, ax, min, max) => [0, 1, 2, 3, 4].map((k) => min + (max - min) * k / 4),
-            values: (u, splits) => splits.map((v) => fmtNum(v, v < 10 ? 1 : 0)),
+            splits: (_u, _ax, min, max) => [0, 1, 2, 3, 4].map((k) => min + (max - min) * k / 4),
+            values: (_u, splits) => splits.map((v) => fmtNum(v, v < 10 ? 1 : 0)),
           },
         ],
         series: [
@@ -160,7 +160,7 @@
     return u
   }
 
-  const makeHistogram = (el, key, opts) => {
+  const makeHistogram = (el, opts) => {
     const plugins = [{
       hooks: {
         setCursor: (u) => {
@@ -293,7 +293,7 @@
       unit: rate,
       max: () => view.rateMax,
     })
-    charts.inputRateHist = makeHistogram(document.getElementById("hist-inputRate"), "inputRate", {
+    charts.inputRateHist = makeHistogram(document.getElementById("hist-inputRate"), {
       unit: rate,
       max: () => view.rateMax,
     })
@@ -301,7 +301,7 @@
       const stable = key === "processingTime"
       const max = () => view.delayMax / view.unit.div
       charts[key] = makeTimeline(document.getElementById(`chart-${key}`), key, { unit: delayUnit, max, stable })
-      charts[key + "Hist"] = makeHistogram(document.getElementById(`hist-${key}`), key, {
+      charts[key + "Hist"] = makeHistogram(document.getElementById(`hist-${key}`), {
         unit: delayUnit,
         max,
         stable,
@@ -396,7 +396,7 @@
         const c = { max: 1, timeline: null, hist: null }
         const opts = { unit: () => "records/sec", max: () => c.max }
         c.timeline = makeTimeline(tl, `input:${r.streamId}`, opts)
-        c.hist = makeHistogram(hs, `input:${r.streamId}`, opts)
+        c.hist = makeHistogram(hs, opts)
         c.timeline.setSize({ width: 320, height: 100 })
         c.hist.setSize({ width: 200, height: 100 })
         inputCharts.set(r.streamId, c)
@@ -664,11 +664,10 @@
       setLive(false, true)
     }
   }
-  let timer = null
   const setLive = (ok, again) => {
     live.classList.toggle("stale", !ok)
     live.textContent = ok ? "● live" : "● offline"
-    if (again) timer = setTimeout(tick, 1000)
+    if (again) setTimeout(tick, 1000)
   }
   if (!batchMatch) mainSkeleton()
   tick()
