@@ -20,7 +20,7 @@
  * @module
  */
 import * as http from "node:http"
-import { Data, Duration, Effect, Layer, type Scope } from "effect"
+import { Data, Duration, Effect, Exit, Layer, Scope } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
@@ -147,6 +147,31 @@ export const serve = (
 
 const describe = (cause: unknown): string =>
   cause instanceof Error ? cause.message : typeof cause === "string" ? cause : "the server failed to listen"
+
+/**
+ * Serves the live page of `ssc` in a scope of its own, closed by the returned `close` (for
+ * code that has no scope to give, such as a context's own stop finalizers).
+ *
+ * @example
+ * ```ts
+ * const { ui, close } = yield* StreamingUI.attach(ssc, { port: 4040 })
+ * // … later
+ * yield* close
+ * ```
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const attach = (
+  ssc: StreamingContext,
+  options: Options,
+): Effect.Effect<{ readonly ui: StreamingUI; readonly close: Effect.Effect<void> }, StreamingUIError> =>
+  Effect.gen(function* () {
+    const scope = yield* Scope.make()
+    const close = Scope.close(scope, Exit.void)
+    const ui = yield* serve(ssc, options).pipe(Scope.provide(scope), Effect.onError(() => close))
+    return { ui, close }
+  })
 
 /**
  * The UI as a layer over the `StreamingContext` service: serves while the layer is alive.

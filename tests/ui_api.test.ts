@@ -223,6 +223,20 @@ describe("StreamingUI layer", () => {
   })
 })
 
+describe("StreamingUI.attach", () => {
+  it("serves until close, without a caller scope", async () => {
+    const result = await Effect.runPromise(Effect.gen(function* () {
+      const ssc = yield* StreamingContext.make({ batchInterval: "1 second" })
+      const { ui, close } = yield* StreamingUI.attach(ssc, { port: 0 })
+      const before = yield* getJson(`${ui.url}api/status`)
+      yield* close
+      const after = yield* Effect.promise(() => fetch(`${ui.url}api/status`).then(() => "answered", () => "refused"))
+      return { before: before.status, after }
+    }))
+    assert.deepEqual(result, { before: 200, after: "refused" })
+  })
+})
+
 describe("StreamingUI memory", () => {
   it("keeps at most retainedBatches batches over 3000 batches under TestClock", async () => {
     const numBatches = 3000
