@@ -241,6 +241,8 @@ export class ReceiverInputNode<A> extends InputNode<A> {
   /** Peak of `held` since start (tests and `inputInfo` read it). */
   peakHeld = 0
   lastError: { message: string; cause: unknown; time: number } | undefined
+  /** Times the supervisor has restarted the receiver (read by the UI and the metrics). */
+  restarts = 0
 
   constructor(ctx: NodeContext, readonly receiver: Receiver<A>) {
     super(ctx)
@@ -825,6 +827,7 @@ const supervise = <A>(node: ReceiverInputNode<A>, rt: InputRuntime): Effect.Effe
       }
       const delay = error.restartDelayMillis !== undefined ? Duration.millis(error.restartDelayMillis) : next.value[1]
       yield* Effect.sleep(delay)
+      node.restarts++
     }
   }).pipe(
     Effect.scoped,
