@@ -8,9 +8,9 @@ import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Cause, Effect, Exit, Metric, Option, Schedule, Tracer } from "effect"
-import { Receiver, StreamingContext } from "../mod.ts"
+import { Receiver, StreamingContext, Testing } from "../mod.ts"
 import * as StreamingUI from "../lib/StreamingUI.ts"
-import { batchSpan, outputSpan } from "../lib/_internal/ui/spans.ts"
+import { batchSpan, outputSpan } from "../lib/_internal/spans.ts"
 import { collectEvents, completed, live, waitFor } from "./_support/live.ts"
 
 /** `name{labels} value` lines of a Prometheus text body, by series. */
@@ -192,5 +192,23 @@ describe("Tracing", () => {
     assert.ok(lastBatch.status._tag === "Ended" && Exit.isFailure(lastBatch.status.exit))
     assert.ok(batches[0].status._tag === "Ended" && Exit.isSuccess(batches[0].status.exit))
     assert.ok(Cause.hasFails(Exit.isFailure(exit) ? exit.cause : Cause.empty))
+  })
+  it("a running pipeline makes one batch span per batch with one child per output, under the user's tracer", async () => {
+    const { spans, tracer } = memoryTracer()
+    await Effect.runPromise(
+      Testing.run((ssc) => {
+        const nums = Testing.input(ssc, [[1, 2], [3], []])
+        nums.foreachBatch(() => {})
+        return nums.map((n) => n * 2)
+      }, { numBatches: 3 }).pipe(Effect.withTracer(tracer)),
+    )
+    const batches = spans.filter((s) => s.name === "dstream.batch")
+    assert.deepEqual(batches.map((s) => s.attributes.get("dstream.batch.time")), [1000, 2000, 3000])
+    assert.deepEqual(batches.map((s) => s.attributes.get("dstream.batch.records")), [2, 1, 0])
+    for (const batch of batches) {
+      const children = spans.filter((s) => Option.isSome(s.parent) && s.parent.value.spanId === batch.spanId)
+      assert.deepEqual(children.map((c) => c.attributes.get("dstream.output.id")), [0, 1])
+      assert.deepEqual(children.map((c) => c.name), ["dstream.output foreachBatch", "dstream.output foreachBatch"])
+    }
   })
 })

@@ -12,6 +12,7 @@ import { type BatchInfo, makeBatchInfo, type OutputOperationInfo, type StreamInp
 import type { StreamingEvent } from "../Listener.ts"
 import type { Graph } from "./graph.ts"
 import { DeadLetterNode, type FailurePolicy, type NodeEnv, type OutputNode } from "./node.ts"
+import { batchSpan, outputSpan } from "./spans.ts"
 
 interface PendingBatch {
   readonly time: number
@@ -142,45 +143,53 @@ export class JobScheduler {
   }
 
   private runBatch(batch: PendingBatch): Effect.Effect<void, never, NodeEnv> {
-    return Effect.gen({ self: this }, function* () {
-      const { time, submissionTime } = batch
-      this.processing = true
-      const processingStartTime = yield* Clock.currentTimeMillis
-      const outputInfos: Array<OutputOperationInfo> = []
-      const info = (end?: number): BatchInfo =>
-        makeBatchInfo({
-          batchTime: time,
-          streamIdToInputInfo: this.inputInfos(time),
-          submissionTime,
-          processingStartTime,
-          processingEndTime: end,
-          outputOperationInfos: outputInfos,
-        })
-      yield* this.publish({ _tag: "BatchStarted", batchInfo: info() })
-      yield* this.watchDelay(time, processingStartTime - submissionTime)
-      for (const [id, output] of this.ordered) {
-        // a yield point between outputs: stop and timeouts can interrupt a long batch here
-        yield* Effect.yieldNow
-        const outcome = yield* this.runOutput(id, output, time, outputInfos)
-        if (outcome._tag === "Stop") return yield* this.fail(outcome.error)
-      }
-      if (this.afterBatch !== undefined) {
-        const written = yield* Effect.exit(this.afterBatch(time))
-        if (Exit.isFailure(written)) {
-          return yield* this.fail(new BatchJobError({ batchTime: time, outputId: -1, cause: causeOf(written) }))
+    const records = () => {
+      let n = 0
+      for (const info of Object.values(this.inputInfos(batch.time))) n += info.numRecords
+      return n
+    }
+    return batchSpan(
+      Effect.gen({ self: this }, function* () {
+        const { time, submissionTime } = batch
+        this.processing = true
+        const processingStartTime = yield* Clock.currentTimeMillis
+        const outputInfos: Array<OutputOperationInfo> = []
+        const info = (end?: number): BatchInfo =>
+          makeBatchInfo({
+            batchTime: time,
+            streamIdToInputInfo: this.inputInfos(time),
+            submissionTime,
+            processingStartTime,
+            processingEndTime: end,
+            outputOperationInfos: outputInfos,
+          })
+        yield* this.publish({ _tag: "BatchStarted", batchInfo: info() })
+        yield* this.watchDelay(time, processingStartTime - submissionTime)
+        for (const [id, output] of this.ordered) {
+          // a yield point between outputs: stop and timeouts can interrupt a long batch here
+          yield* Effect.yieldNow
+          const outcome = yield* this.runOutput(id, output, time, outputInfos)
+          if (outcome._tag === "Stop") return yield* this.fail(outcome.error)
         }
-      }
-      const processingEndTime = yield* Clock.currentTimeMillis
-      const completedInfo = info(processingEndTime)
-      for (const input of this.graph.inputs) input.batchCompleted(completedInfo)
-      yield* this.publish({ _tag: "BatchCompleted", batchInfo: completedInfo })
-      this.graph.clearMetadata(time)
-      if (this.onBatchDone !== undefined) yield* this.onBatchDone(time)
-      this.inflight.delete(time)
-      this.processing = false
-      this.queued--
-      this.completed(time)
-    }).pipe(Effect.onExit((exit) =>
+        if (this.afterBatch !== undefined) {
+          const written = yield* Effect.exit(this.afterBatch(time))
+          if (Exit.isFailure(written)) {
+            return yield* this.fail(new BatchJobError({ batchTime: time, outputId: -1, cause: causeOf(written) }))
+          }
+        }
+        const processingEndTime = yield* Clock.currentTimeMillis
+        const completedInfo = info(processingEndTime)
+        for (const input of this.graph.inputs) input.batchCompleted(completedInfo)
+        yield* this.publish({ _tag: "BatchCompleted", batchInfo: completedInfo })
+        this.graph.clearMetadata(time)
+        if (this.onBatchDone !== undefined) yield* this.onBatchDone(time)
+        this.inflight.delete(time)
+        this.processing = false
+        this.queued--
+        this.completed(time)
+      }),
+      { batchTime: batch.time, records },
+    ).pipe(Effect.onExit((exit) =>
       Effect.sync(() => {
         if (Exit.isFailure(exit)) {
           this.processing = false
@@ -225,7 +234,7 @@ export class JobScheduler {
         computed = true
         if (job === undefined) return false
         yield* start
-        yield* job
+        yield* outputSpan(job, { batchTime: time, outputId: id, name: output.label })
         return true
       })
       const bounded: Effect.Effect<boolean, unknown, NodeEnv> = Number.isFinite(timeoutMillis)
