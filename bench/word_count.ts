@@ -20,7 +20,7 @@
  */
 import process from "node:process"
 import { Effect, Exit, Scope } from "effect"
-import { StreamingContext, StreamingUI, Testing } from "../mod.ts"
+import { type StreamingContext, StreamingUI, Testing } from "../mod.ts"
 import { Collector } from "../lib/_internal/ui/collector.ts"
 import { runtimeName } from "./_runtime.ts"
 

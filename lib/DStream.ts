@@ -15,7 +15,7 @@ import { type Cause, Console, Duration, Effect, Option, Path, Queue, Stream } fr
 import { FileSystem } from "effect"
 import { dual } from "effect/Function"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
-import { ValidationError } from "./Errors.ts"
+import { BatchJobError, ValidationError } from "./Errors.ts"
 import { formatElement, formatPrintBlock } from "./_internal/format.ts"
 import { KeyMap } from "./_internal/keyMap.ts"
 import {
@@ -62,7 +62,7 @@ export type Env = NodeEnv
  * @since 0.1.0
  * @category models
  */
-export type BatchResult<B> = ReadonlyArray<B> | Effect.Effect<ReadonlyArray<B>, unknown, Env>
+export type BatchResult<B, R = never> = ReadonlyArray<B> | Effect.Effect<ReadonlyArray<B>, unknown, R | Env>
 
 /**
  * An output function's result: nothing, or an Effect to run.
@@ -70,7 +70,34 @@ export type BatchResult<B> = ReadonlyArray<B> | Effect.Effect<ReadonlyArray<B>, 
  * @since 0.1.0
  * @category models
  */
-export type OutputResult = void | Effect.Effect<unknown, unknown, Env>
+export type OutputResult<R = never, E = unknown> = void | Effect.Effect<unknown, E, R | Env>
+
+/**
+ * What an output operation returns: a handle naming it, whose `isFailure` tells whether a
+ * `BatchJobError` (from `awaitTermination`, or a listener) is this output's own typed failure —
+ * its function failed with `E` — and narrows it to `BatchJobError<E>`.
+ *
+ * @example
+ * ```ts
+ * const saved = counts.foreachBatch((batch) => db.saveAll(batch)) // Effect<void, DbError, Db>
+ * const exit = yield* Effect.exit(ssc.awaitTermination)
+ * if (Exit.isFailure(exit)) {
+ *   const error = Cause.squash(exit.cause)
+ *   if (saved.isFailure(error)) error.cause // DbError
+ * }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Output<out E> {
+  /** Registration index in the context: the `outputId` of its events and errors. */
+  readonly id: number
+  /** `print`, `foreachBatch`, `saveAsTextFiles`, … */
+  readonly name: string
+  /** `true` when `error` is a `BatchJobError` of this output whose own function failed with `E`. */
+  readonly isFailure: (error: unknown) => error is BatchJobError<E>
+}
 
 /**
  * What a failed output operation (or a failed computation of its batch) does: `"stop"` stops
@@ -151,7 +178,7 @@ const outputSettings = (options: OutputOptions | undefined): OutputSettings => {
  * @since 0.1.0
  * @category models
  */
-export interface DStream<out A> extends Pipeable {
+export interface DStream<out A, in R = never> extends Pipeable {
   /** Marks a DStream and carries its element type. */
   readonly [TypeId]: { readonly _A: (_: never) => A }
   /** @internal */
@@ -161,111 +188,114 @@ export interface DStream<out A> extends Pipeable {
 
   // ---- per-batch operators ----------------------------------------------------------------
   /** Applies `f` to every element. */
-  map<B>(f: (a: A) => B): DStream<B>
+  map<B>(f: (a: A) => B): DStream<B, R>
   /** Applies `f` to every element and flattens the results. */
-  flatMap<B>(f: (a: A) => Iterable<B>): DStream<B>
+  flatMap<B>(f: (a: A) => Iterable<B>): DStream<B, R>
   /** Keeps the elements that satisfy the predicate. */
-  filter<B extends A>(refinement: (a: A) => a is B): DStream<B>
+  filter<B extends A>(refinement: (a: A) => a is B): DStream<B, R>
   /** Keeps the elements that satisfy the predicate. */
-  filter(predicate: (a: A) => boolean): DStream<A>
+  filter(predicate: (a: A) => boolean): DStream<A, R>
   /** Applies `f` to each whole batch (Spark's `mapPartitions`, one partition per batch). */
-  mapPartitions<B>(f: (batch: ReadonlyArray<A>) => Iterable<B>): DStream<B>
+  mapPartitions<B>(f: (batch: ReadonlyArray<A>) => Iterable<B>): DStream<B, R>
   /** Turns each batch into a one-element batch holding the batch's array. */
-  glom(): DStream<ReadonlyArray<A>>
+  glom(): DStream<ReadonlyArray<A>, R>
   /** Elements of this stream, then elements of `that`, per batch. */
-  union<B>(that: DStream<B>): DStream<A | B>
+  union<B>(that: DStream<B>): DStream<A | B, R>
   /** Number of elements per batch: always exactly one element, 0 for an empty batch. */
-  count(): DStream<number>
+  count(): DStream<number, R>
   /** Occurrences of each distinct element per batch. */
-  countByValue(): DStream<readonly [A, number]>
+  countByValue(): DStream<readonly [A, number], R>
   /** Reduces each non-empty batch to one element; an empty batch gives an empty batch. */
-  reduce(f: (a: A, b: A) => A): DStream<A>
+  reduce(f: (a: A, b: A) => A): DStream<A, R>
   /** Applies a batch-level function (plain or Effect-returning) receiving the batch time. */
-  transform<B>(f: (batch: ReadonlyArray<A>, time: number) => BatchResult<B>): DStream<B>
+  transform<B>(f: (batch: ReadonlyArray<A>, time: number) => BatchResult<B, R>): DStream<B, R>
   /** Combines this stream's batch and `that`'s batch of the same time. */
   transformWith<B, C>(
     that: DStream<B>,
-    f: (a: ReadonlyArray<A>, b: ReadonlyArray<B>, time: number) => BatchResult<C>,
-  ): DStream<C>
+    f: (a: ReadonlyArray<A>, b: ReadonlyArray<B>, time: number) => BatchResult<C, R>,
+  ): DStream<C, R>
   /** Spark's `repartition(n)`: a batch is one in-process array, so elements pass unchanged. */
-  repartition(numPartitions: number): DStream<A>
+  repartition(numPartitions: number): DStream<A, R>
   /** A view of this stream that remembers its batches for at least `duration` (for `slice`). */
-  remember(duration: Duration.Input): DStream<A>
+  remember(duration: Duration.Input): DStream<A, R>
   /** The batches at all slide-aligned times in `[from, to]` (inclusive), computed on demand. */
   slice(from: number, to: number): Effect.Effect<Array<readonly [number, ReadonlyArray<A>]>, unknown, Env>
   /** Maps every element to a key-value pair; value literal types widen. */
-  mapToPair<K, V>(f: (a: A) => readonly [K, V]): DStream<readonly [K, V]>
+  mapToPair<K, V>(f: (a: A) => readonly [K, V]): DStream<readonly [K, V], R>
   /** Pairs every element with the key `f` computes. */
-  keyBy<K>(f: (a: A) => K): DStream<readonly [K, A]>
+  keyBy<K>(f: (a: A) => K): DStream<readonly [K, A], R>
 
   // ---- keyed operators (only on DStream<readonly [K, V]>) ---------------------------------
   /** Merges the values of each key with `f` per batch. */
-  reduceByKey<K = any, V = any>(this: DStream<readonly [K, V]>, f: (a: V, b: V) => V): DStream<readonly [K, V]>
+  reduceByKey<K = any, V = any>(this: DStream<readonly [K, V]>, f: (a: V, b: V) => V): DStream<readonly [K, V], R>
   /** Collects the values of each key per batch, in arrival order. */
-  groupByKey<K = any, V = any>(this: DStream<readonly [K, V]>): DStream<readonly [K, ReadonlyArray<V>]>
+  groupByKey<K = any, V = any>(this: DStream<readonly [K, V]>): DStream<readonly [K, ReadonlyArray<V>], R>
   /** Spark's `combineByKey`: per-key combiners built from the batch's values. */
   combineByKey<K = any, V = any, C = any>(
     this: DStream<readonly [K, V]>,
     createCombiner: (v: V) => C,
     mergeValue: (c: C, v: V) => C,
     mergeCombiners: (a: C, b: C) => C,
-  ): DStream<readonly [K, C]>
+  ): DStream<readonly [K, C], R>
   /** Applies `f` to every value, keeping keys. */
-  mapValues<K = any, V = any, W = any>(this: DStream<readonly [K, V]>, f: (v: V) => W): DStream<readonly [K, W]>
+  mapValues<K = any, V = any, W = any>(this: DStream<readonly [K, V]>, f: (v: V) => W): DStream<readonly [K, W], R>
   /** Applies `f` to every value and flattens, keeping keys. */
   flatMapValues<K = any, V = any, W = any>(
     this: DStream<readonly [K, V]>,
     f: (v: V) => Iterable<W>,
-  ): DStream<readonly [K, W]>
+  ): DStream<readonly [K, W], R>
   /** Inner join of the two streams' batches of the same time. */
   join<K = any, V = any, W = any>(
     this: DStream<readonly [K, V]>,
     that: DStream<readonly [K, W]>,
-  ): DStream<readonly [K, readonly [V, W]]>
+  ): DStream<readonly [K, readonly [V, W]], R>
   /** Left outer join; a missing right side is `Option.none()`. */
   leftOuterJoin<K = any, V = any, W = any>(
     this: DStream<readonly [K, V]>,
     that: DStream<readonly [K, W]>,
-  ): DStream<readonly [K, readonly [V, Option.Option<W>]]>
+  ): DStream<readonly [K, readonly [V, Option.Option<W>]], R>
   /** Right outer join; a missing left side is `Option.none()`. */
   rightOuterJoin<K = any, V = any, W = any>(
     this: DStream<readonly [K, V]>,
     that: DStream<readonly [K, W]>,
-  ): DStream<readonly [K, readonly [Option.Option<V>, W]]>
+  ): DStream<readonly [K, readonly [Option.Option<V>, W]], R>
   /** Full outer join; a missing side is `Option.none()`. */
   fullOuterJoin<K = any, V = any, W = any>(
     this: DStream<readonly [K, V]>,
     that: DStream<readonly [K, W]>,
-  ): DStream<readonly [K, readonly [Option.Option<V>, Option.Option<W>]]>
+  ): DStream<readonly [K, readonly [Option.Option<V>, Option.Option<W>]], R>
   /** Groups both streams' values per key; a key on one side only gets an empty array on the other. */
   cogroup<K = any, V = any, W = any>(
     this: DStream<readonly [K, V]>,
     that: DStream<readonly [K, W]>,
-  ): DStream<readonly [K, readonly [ReadonlyArray<V>, ReadonlyArray<W>]]>
+  ): DStream<readonly [K, readonly [ReadonlyArray<V>, ReadonlyArray<W>]], R>
 
   // ---- windowed operators (lib/Window.ts; slide defaults to this stream's slide) -----------
   /** The batches of the last `windowDuration`, every `slideDuration`, in time order. */
-  window(windowDuration: Duration.Input, slideDuration?: Duration.Input): DStream<A>
+  window(windowDuration: Duration.Input, slideDuration?: Duration.Input): DStream<A, R>
   /** Number of elements per window (incremental: nothing before the first element, then 0 when empty). */
-  countByWindow(windowDuration: Duration.Input, slideDuration?: Duration.Input): DStream<number>
+  countByWindow(windowDuration: Duration.Input, slideDuration?: Duration.Input): DStream<number, R>
   /** Reduces each window to one element; an empty window gives an empty batch. */
-  reduceByWindow(f: (a: A, b: A) => A, windowDuration: Duration.Input, slideDuration?: Duration.Input): DStream<A>
+  reduceByWindow(f: (a: A, b: A) => A, windowDuration: Duration.Input, slideDuration?: Duration.Input): DStream<A, R>
   /** Incremental window reduce with an inverse function `invF`. */
   reduceByWindow(
     f: (a: A, b: A) => A,
     invF: (a: A, b: A) => A,
     windowDuration: Duration.Input,
     slideDuration?: Duration.Input,
-  ): DStream<A>
+  ): DStream<A, R>
   /** Occurrences of each distinct element per window (incremental; zero counts dropped). */
-  countByValueAndWindow(windowDuration: Duration.Input, slideDuration?: Duration.Input): DStream<readonly [A, number]>
+  countByValueAndWindow(
+    windowDuration: Duration.Input,
+    slideDuration?: Duration.Input,
+  ): DStream<readonly [A, number], R>
   /** Merges each key's values over the window with `f`; keys without data in the window disappear. */
   reduceByKeyAndWindow<K = any, V = any>(
     this: DStream<readonly [K, V]>,
     f: (a: V, b: V) => V,
     windowDuration: Duration.Input,
     slideDuration?: Duration.Input,
-  ): DStream<readonly [K, V]>
+  ): DStream<readonly [K, V], R>
   /** Incremental per-key window reduce with an inverse function; keys at zero stay unless `filter` drops them. */
   reduceByKeyAndWindow<K = any, V = any>(
     this: DStream<readonly [K, V]>,
@@ -274,13 +304,13 @@ export interface DStream<out A> extends Pipeable {
     windowDuration: Duration.Input,
     slideDuration?: Duration.Input,
     options?: InverseWindowOptions<K, V>,
-  ): DStream<readonly [K, V]>
+  ): DStream<readonly [K, V], R>
   /** Collects each key's values over the window, in time order. */
   groupByKeyAndWindow<K = any, V = any>(
     this: DStream<readonly [K, V]>,
     windowDuration: Duration.Input,
     slideDuration?: Duration.Input,
-  ): DStream<readonly [K, ReadonlyArray<V>]>
+  ): DStream<readonly [K, ReadonlyArray<V>], R>
   // ---- end of windowed operators -----------------------------------------------------------
 
   // ---- stateful operators (lib/State.ts, lib/_internal/state.ts; need ssc.checkpoint) ------
@@ -293,12 +323,12 @@ export interface DStream<out A> extends Pipeable {
     this: DStream<readonly [K, V]>,
     update: (values: ReadonlyArray<V>, state: Option.Option<S>) => Option.Option<S>,
     options?: UpdateStateOptions<K, S>,
-  ): DStream<readonly [K, S]>
+  ): DStream<readonly [K, S], R>
   /** `updateStateByKey` whose function also gets the batch time and the key. */
   updateStateByKey<K = any, V = any, S = any>(
     this: DStream<readonly [K, V]>,
     options: UpdateStateWithTime<K, V, S>,
-  ): DStream<readonly [K, S]>
+  ): DStream<readonly [K, S], R>
   /**
    * Spark's `mapWithState`: the spec's function runs once per record (and once per key timing
    * out), reading and changing the key's `State`; the batch is what it emits.
@@ -306,7 +336,7 @@ export interface DStream<out A> extends Pipeable {
   mapWithState<K = any, V = any, S = any, T = any>(
     this: DStream<readonly [K, V]>,
     spec: StateSpec<K, V, S, T>,
-  ): MapWithStateDStream<K, S, T>
+  ): MapWithStateDStream<K, S, T, R>
   /** Sets how often this stream's state is checkpointed (default: Spark's, ≥ 10 s); returns this stream. */
   checkpoint<Self extends DStream<A>>(this: Self, interval: Duration.Input): Self
   // ---- end of stateful operators -------------------------------------------------------------
@@ -320,16 +350,26 @@ export interface DStream<out A> extends Pipeable {
     eventTime: (a: A) => number,
     delay: Duration.Input,
     options?: EventTime.WatermarkOptions,
-  ): EventTime.WatermarkedDStream<A>
+  ): EventTime.WatermarkedDStream<A, R>
   // ---- end of event time ----
 
   // ---- output operations --------------------------------------------------------------------
   /** Prints the first `num` elements of every batch in Spark's format (header even when empty). */
   print(num?: number, options?: OutputOptions): void
-  /** Runs `f` on every batch with its time (plain or Effect-returning). */
-  foreachBatch(f: (batch: ReadonlyArray<A>, time: number) => OutputResult, options?: OutputOptions): void
+  /**
+   * Runs `f` on every batch with its time (plain or Effect-returning). The Effect may use the
+   * services of the context (`StreamingContext.make<R>`) and the platform's `FileSystem` and
+   * `Path`; its error type `E` is kept by the returned `Output` handle.
+   */
+  foreachBatch<E = never>(
+    f: (batch: ReadonlyArray<A>, time: number) => OutputResult<R, E>,
+    options?: OutputOptions,
+  ): Output<E>
   /** Alias of `foreachBatch` (Spark's name). */
-  foreachRDD(f: (batch: ReadonlyArray<A>, time: number) => OutputResult, options?: OutputOptions): void
+  foreachRDD<E = never>(
+    f: (batch: ReadonlyArray<A>, time: number) => OutputResult<R, E>,
+    options?: OutputOptions,
+  ): Output<E>
   /** Writes every batch to the directory `prefix-<ms>[.suffix]`, atomically. */
   saveAsTextFiles(prefix: string, suffix?: string, options?: OutputOptions): void
   /**
@@ -480,11 +520,17 @@ class DStreamImpl<A> implements DStream<A> {
   print(num?: number, options?: OutputOptions): void {
     print(this, num, options)
   }
-  foreachBatch(f: (batch: ReadonlyArray<A>, time: number) => OutputResult, options?: OutputOptions): void {
-    foreachBatch(this, f, options)
+  foreachBatch<E>(
+    f: (batch: ReadonlyArray<A>, time: number) => OutputResult<never, E>,
+    options?: OutputOptions,
+  ): Output<E> {
+    return foreachBatch(this, f, options)
   }
-  foreachRDD(f: (batch: ReadonlyArray<A>, time: number) => OutputResult, options?: OutputOptions): void {
-    foreachBatch(this, f, options)
+  foreachRDD<E>(
+    f: (batch: ReadonlyArray<A>, time: number) => OutputResult<never, E>,
+    options?: OutputOptions,
+  ): Output<E> {
+    return foreachBatch(this, f, options)
   }
   saveAsTextFiles(prefix: string, suffix?: string, options?: OutputOptions): void {
     saveAsTextFiles(this, prefix, suffix, options)
@@ -495,10 +541,13 @@ class DStreamImpl<A> implements DStream<A> {
 }
 
 /**
- * Wraps a graph node as a DStream.
+ * Wraps a graph node as a DStream. `R`, the services of the node's context, exists only in
+ * types (the context provides them to every job at run time), so the implementation, checked
+ * against `DStream<A>`, is viewed as `DStream<A, R>` here.
  * @internal
  */
-export const fromNode = <A>(node: Node<A>): DStream<A> => new DStreamImpl(node)
+export const fromNode = <A, R = never>(node: Node<A>): DStream<A, R> =>
+  new DStreamImpl(node) as DStream<A> as unknown as DStream<A, R>
 
 /**
  * `true` for DStream values.
@@ -1340,8 +1389,24 @@ export const cogroup: {
 
 // ---- output operations ------------------------------------------------------------------------
 
-const toEffect = (result: OutputResult): Effect.Effect<void, unknown, Env> =>
-  Effect.isEffect(result) ? Effect.asVoid(result as Effect.Effect<unknown, unknown, Env>) : Effect.void
+/**
+ * The output's result as an Effect. The context's services (`R`) are provided to every job at
+ * run time with the platform's, so here the requirement is the platform's only.
+ */
+const toEffect = <R, E>(result: OutputResult<R, E>): Effect.Effect<void, unknown, Env> =>
+  Effect.isEffect(result) ? Effect.asVoid(result as Effect.Effect<unknown, E, Env>) : Effect.void
+
+/** The handle of an output registered as `node`. */
+const outputHandle = <E>(node: OutputNode<any>, name: string): Output<E> => {
+  const graphOutputs = (node.ctx as { readonly graph?: { readonly outputs: ReadonlyArray<unknown> } }).graph?.outputs
+  const id = graphOutputs === undefined ? -1 : graphOutputs.indexOf(node)
+  return {
+    id,
+    name,
+    isFailure: (error: unknown): error is BatchJobError<E> =>
+      error instanceof BatchJobError && error.origin === "output" && error.outputId === id,
+  }
+}
 
 /**
  * Registers an output operation running `f` on every batch with its time; `f` may return an
@@ -1357,22 +1422,27 @@ const toEffect = (result: OutputResult): Effect.Effect<void, unknown, Env> =>
  * @category output
  */
 export const foreachBatch: {
-  <A>(
-    f: (batch: ReadonlyArray<A>, time: number) => OutputResult,
+  <A, R = never, E = never>(
+    f: (batch: ReadonlyArray<A>, time: number) => OutputResult<R, E>,
     options?: OutputOptions,
-  ): (self: DStream<A>) => void
-  <A>(self: DStream<A>, f: (batch: ReadonlyArray<A>, time: number) => OutputResult, options?: OutputOptions): void
-} = dual((args) => isDStream(args[0]), <A>(
-  self: DStream<A>,
-  f: (batch: ReadonlyArray<A>, time: number) => OutputResult,
+  ): (self: DStream<A, R>) => Output<E>
+  <A, R = never, E = never>(
+    self: DStream<A, R>,
+    f: (batch: ReadonlyArray<A>, time: number) => OutputResult<R, E>,
+    options?: OutputOptions,
+  ): Output<E>
+} = dual((args) => isDStream(args[0]), <A, R, E>(
+  self: DStream<A, R>,
+  f: (batch: ReadonlyArray<A>, time: number) => OutputResult<R, E>,
   options?: OutputOptions,
-): void => {
-  new OutputNode<A>(
+): Output<E> => {
+  const node = new OutputNode<A>(
     self.node,
     (batch, time) => Effect.suspend(() => toEffect(f(batch, time))),
     "foreachBatch",
     outputSettings(options),
   )
+  return outputHandle<E>(node, "foreachBatch")
 })
 
 /**
@@ -1534,9 +1604,9 @@ export const toStream: {
  * @since 0.1.0
  * @category models
  */
-export interface MapWithStateDStream<K, S, T> extends DStream<T> {
+export interface MapWithStateDStream<K, S, T, in R = never> extends DStream<T, R> {
   /** The whole state (every key and its state) after each batch. */
-  stateSnapshots(): DStream<readonly [K, S]>
+  stateSnapshots(): DStream<readonly [K, S], R>
 }
 
 class MapWithStateDStreamImpl<K, S, T> extends DStreamImpl<T> implements MapWithStateDStream<K, S, T> {

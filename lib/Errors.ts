@@ -42,16 +42,26 @@ export const BatchJobErrorBase: TaggedErrorClass<"BatchJobError", {
   /** Registration index of the failed output operation, or -1 for graph computation. */
   readonly outputId: number
   readonly cause: unknown
+  /**
+   * What failed: `"output"` — the output's own function failed with its typed error (`cause`);
+   * `"defect"` — it threw or died; `"timeout"` — it ran past its timeout; `"computation"` —
+   * computing the batch (an operator, an input) or writing its checkpoint failed.
+   */
+  readonly origin?: "output" | "defect" | "timeout" | "computation" | undefined
 }> = Data.TaggedError("BatchJobError")
 
 /**
  * A batch could not be computed or one of its output operations failed. Surfaces in
- * `awaitTermination` and stops the context.
+ * `awaitTermination` and stops the context (under the default failure policy). `E` is the
+ * error type of the output's function: the `Output` handle's `isFailure` narrows a
+ * `BatchJobError` to `BatchJobError<E>` when the output's own function failed.
  *
  * @since 0.1.0
  * @category errors
  */
-export class BatchJobError extends BatchJobErrorBase {
+export class BatchJobError<out E = unknown> extends BatchJobErrorBase {
+  /** What failed: with `origin: "output"`, the output function's own error (typed `E`). */
+  declare readonly cause: E
   /** `Batch <time> ms failed in <output operation n | graph computation>: <cause>`. */
   override get message(): string {
     const where = this.outputId >= 0 ? `output operation ${this.outputId}` : "graph computation"

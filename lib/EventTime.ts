@@ -187,20 +187,20 @@ export interface WatermarkOptions {
  * @since 0.1.0
  * @category models
  */
-export interface WatermarkedDStream<out A> extends DStream.DStream<A> {
+export interface WatermarkedDStream<out A, in S = never> extends DStream.DStream<A, S> {
   /** Keys every record by `f`, keeping its event time: `[f(a), a]`. */
-  keyBy<K>(f: (a: A) => K): WatermarkedDStream<readonly [K, A]>
+  keyBy<K>(f: (a: A) => K): WatermarkedDStream<readonly [K, A], S>
   /** Keeps the records satisfying the predicate, with their event time. */
-  filter<B extends A>(refinement: (a: A) => a is B): WatermarkedDStream<B>
+  filter<B extends A>(refinement: (a: A) => a is B): WatermarkedDStream<B, S>
   /** Keeps the records satisfying the predicate, with their event time. */
-  filter(predicate: (a: A) => boolean): WatermarkedDStream<A>
+  filter(predicate: (a: A) => boolean): WatermarkedDStream<A, S>
   /** Reduces each key's values per event-time window. */
   reduceByEventWindow<K, V>(
     this: WatermarkedDStream<readonly [K, V]>,
     window: WindowSpec,
     f: (a: V, b: V) => V,
     options?: WindowOptions<K, V>,
-  ): EventWindowDStream<K, V, readonly [K, V]>
+  ): EventWindowDStream<K, V, readonly [K, V], S>
   /** Folds each key's values per event-time window, starting from `initial` (`add` must not mutate it). */
   aggregateByEventWindow<K, V, C>(
     this: WatermarkedDStream<readonly [K, V]>,
@@ -208,13 +208,13 @@ export interface WatermarkedDStream<out A> extends DStream.DStream<A> {
     initial: C,
     add: (acc: C, v: V) => C,
     options?: AggregateOptions<K, C>,
-  ): EventWindowDStream<K, C, readonly [K, V]>
+  ): EventWindowDStream<K, C, readonly [K, V], S>
   /** Counts each key's records per event-time window. */
   countByEventWindow<K, V>(
     this: WatermarkedDStream<readonly [K, V]>,
     window: WindowSpec,
     options?: WindowOptions<K, number>,
-  ): EventWindowDStream<K, number, readonly [K, V]>
+  ): EventWindowDStream<K, number, readonly [K, V], S>
 }
 
 /**
@@ -223,11 +223,11 @@ export interface WatermarkedDStream<out A> extends DStream.DStream<A> {
  * @since 0.1.0
  * @category models
  */
-export interface EventWindowDStream<K, R, In> extends DStream.DStream<WindowResult<K, R>> {
+export interface EventWindowDStream<K, R, In, in S = never> extends DStream.DStream<WindowResult<K, R>, S> {
   /** The records dropped as late, per batch. */
-  late(): DStream.DStream<LateRecord<In>>
+  late(): DStream.DStream<LateRecord<In>, S>
   /** One {@link WindowProgress} per batch. */
-  progress(): DStream.DStream<WindowProgress>
+  progress(): DStream.DStream<WindowProgress, S>
 }
 
 // ---- windows ----------------------------------------------------------------------------------

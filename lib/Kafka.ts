@@ -271,13 +271,22 @@ export type DirectStreamOptions<K, V> = ClientOptions & ConsumerStrategy & {
  * @since 0.1.0
  * @category models
  */
-export interface KafkaDirectStream<K, V> extends DStream.DStream<KafkaRecord<K, V>> {
-  /** Runs `f` on every batch with its time and its {@link BatchMeta} (offset ranges, dead letters). */
-  foreachBatch(
-    f: (records: ReadonlyArray<KafkaRecord<K, V>>, time: number, meta: BatchMeta) => DStream.OutputResult,
-  ): void
+export interface KafkaDirectStream<K, V, in R = never> extends DStream.DStream<KafkaRecord<K, V>, R> {
+  /**
+   * Runs `f` on every batch with its time and its {@link BatchMeta} (offset ranges, dead
+   * letters); `f` may use the context's services, and its error type is kept by the handle.
+   */
+  foreachBatch<E = never>(
+    f: (records: ReadonlyArray<KafkaRecord<K, V>>, time: number, meta: BatchMeta) => DStream.OutputResult<R, E>,
+    options?: DStream.OutputOptions,
+  ): DStream.Output<E>
+  /** Alias of `foreachBatch` (Spark's name). */
+  foreachRDD<E = never>(
+    f: (records: ReadonlyArray<KafkaRecord<K, V>>, time: number, meta: BatchMeta) => DStream.OutputResult<R, E>,
+    options?: DStream.OutputOptions,
+  ): DStream.Output<E>
   /** Records that failed to decode, per batch. */
-  readonly deadLetters: DStream.DStream<DeadLetter>
+  readonly deadLetters: DStream.DStream<DeadLetter, R>
   /** The offset ranges of the batch at `time` (Spark's `HasOffsetRanges`). */
   offsetRanges(time: number): ReadonlyArray<OffsetRange>
   /**
@@ -309,10 +318,10 @@ const utf8Key: Format<string> = textFormat(Schema.String)
  * @since 0.1.0
  * @category constructors
  */
-export const directStream = <V, K = string>(
-  ssc: StreamingContext,
+export const directStream = <V, K = string, R = never>(
+  ssc: StreamingContext<R>,
   options: DirectStreamOptions<K, V>,
-): KafkaDirectStream<K, V> => {
+): KafkaDirectStream<K, V, R> => {
   const ctx = ssc as unknown as NodeContext
   const strategy: Strategy = options.assign !== undefined
     ? { _tag: "Assign", partitions: options.assign.map((p) => ({ topic: p.topic, partition: p.partition })) }
@@ -367,20 +376,26 @@ export const directStream = <V, K = string>(
       })
     }, "deadLetterTopic")
   }
+  const withMeta = <E>(
+    f: (records: ReadonlyArray<KafkaRecord<K, V>>, time: number, meta: BatchMeta) => DStream.OutputResult<R, E>,
+    options?: DStream.OutputOptions,
+  ): DStream.Output<E> =>
+    DStream.foreachBatch(
+      base as DStream.DStream<KafkaRecord<K, V>, R>,
+      (records, time) => f(records, time, node.meta(time)),
+      options,
+    )
   const stream = Object.assign(base, {
-    foreachBatch: (
-      f: (records: ReadonlyArray<KafkaRecord<K, V>>, time: number, meta: BatchMeta) => DStream.OutputResult,
-    ) => DStream.foreachBatch(base, (records, time) => f(records, time, node.meta(time))),
-    foreachRDD: (
-      f: (records: ReadonlyArray<KafkaRecord<K, V>>, time: number, meta: BatchMeta) => DStream.OutputResult,
-    ) => DStream.foreachBatch(base, (records, time) => f(records, time, node.meta(time))),
+    foreachBatch: withMeta,
+    foreachRDD: withMeta,
     deadLetters,
     offsetRanges: (time: number) => node.offsetRanges(time),
     commitAsync: (ranges: ReadonlyArray<OffsetRange>) => Effect.sync(() => node.commitAsync(ranges)),
     assignment: Effect.sync(() => node.assignment()),
     committedOffsets: Effect.sync(() => [...node.committed.values()]),
   })
-  return stream as KafkaDirectStream<K, V>
+  // `R` exists in types only: the context provides its services to every job at run time
+  return stream as unknown as KafkaDirectStream<K, V, R>
 }
 
 /**

@@ -119,11 +119,14 @@ export const jsonSerializer: Serializer<any> = {
  * @since 0.1.0
  * @category models
  */
-export interface Receiver<A> extends ReceiverSettings {
+export interface Receiver<A, R = never> extends ReceiverSettings {
   /** Names the receiver in events and errors, e.g. `socket localhost:9999`. */
   readonly name: string
-  /** Receives records and hands them to `store`; its scope closes when the receiver stops. */
-  readonly run: (store: Store<A>) => Effect.Effect<void, unknown, Scope.Scope>
+  /**
+   * Receives records and hands them to `store`; its scope closes when the receiver stops. It may
+   * use the services of its context (`StreamingContext.make<R>`).
+   */
+  readonly run: (store: Store<A>) => Effect.Effect<void, unknown, Scope.Scope | R>
   /** Delay policy between restarts. Default: Spark's `spark.streaming.receiverRestartDelay`, 2 s. */
   readonly restartSchedule?: Schedule.Schedule<unknown, unknown> | undefined
   /** How blocks are written to disk (spill, write-ahead log); default {@link jsonSerializer}. */
@@ -153,7 +156,7 @@ export const defaultRestartDelay: Duration.Duration = Duration.seconds(2)
  * @since 0.1.0
  * @category constructors
  */
-export const make = <A>(options: Receiver<A>): Receiver<A> => options
+export const make = <A, R = never>(options: Receiver<A, R>): Receiver<A, R> => options
 
 /**
  * Options of {@link fromStream}.
@@ -186,7 +189,10 @@ export interface FromStreamOptions extends ReceiverSettings {
  * @since 0.1.0
  * @category constructors
  */
-export const fromStream = <A, E>(stream: Stream.Stream<A, E>, options?: FromStreamOptions): Receiver<A> => {
+export const fromStream = <A, E, R = never>(
+  stream: Stream.Stream<A, E, R>,
+  options?: FromStreamOptions,
+): Receiver<A, R> => {
   const { name, ...settings } = options ?? {}
   return {
     ...settings,

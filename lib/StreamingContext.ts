@@ -53,7 +53,12 @@ import {
   ValidationError,
 } from "./Errors.ts"
 import { formatProgress, type StreamingEvent } from "./Listener.ts"
-import type { Receiver, ReceiverSettings } from "./Receiver.ts"
+import {
+  fromStream as receiverFromStream,
+  type FromStreamOptions,
+  type Receiver,
+  type ReceiverSettings,
+} from "./Receiver.ts"
 import * as Time from "./Time.ts"
 import { FileInputNode, type FileStreamOptions } from "./_internal/fileInput.ts"
 import { Graph } from "./_internal/graph.ts"
@@ -165,7 +170,7 @@ export interface StopOptions {
  * @since 0.1.0
  * @category models
  */
-export interface StreamingContext {
+export interface StreamingContext<in R = never> {
   /** How often a batch is cut. */
   readonly batchInterval: Duration.Duration
   /** The current lifecycle state. */
@@ -208,37 +213,43 @@ export interface StreamingContext {
   readonly queueStream: <A>(
     queue: QueueSource<A>,
     options?: { readonly oneAtATime?: boolean; readonly defaultBatch?: ReadonlyArray<A> },
-  ) => DStream.DStream<A>
+  ) => DStream.DStream<A, R>
   /** UTF-8 lines from a TCP server, reconnecting with backoff when it goes away. */
   readonly socketTextStream: (
     host: string,
     port: number,
     options?: SocketOptions & { readonly maxLineBytes?: number },
-  ) => DStream.DStream<string>
+  ) => DStream.DStream<string, R>
   /** Records decoded from a TCP server's byte stream by `decode`. */
   readonly socketStream: <A>(
     host: string,
     port: number,
     decode: (bytes: Stream.Stream<Uint8Array, unknown>) => Stream.Stream<A, unknown>,
     options?: SocketOptions,
-  ) => DStream.DStream<A>
+  ) => DStream.DStream<A, R>
   /** Lines of new files appearing in a directory (Spark's `textFileStream`). */
-  readonly textFileStream: (directory: string, options?: FileStreamOptions) => DStream.DStream<string>
+  readonly textFileStream: (directory: string, options?: FileStreamOptions) => DStream.DStream<string, R>
   /** Records decoded from new files appearing in a directory (Spark's `fileStream`). */
   readonly fileStream: <A>(
     directory: string,
     decode: (bytes: Uint8Array, path: string) => Iterable<A>,
     options?: FileStreamOptions,
-  ) => DStream.DStream<A>
+  ) => DStream.DStream<A, R>
   /** A stream fed by a custom receiver. */
-  readonly receiverStream: <A>(receiver: Receiver<A>) => DStream.DStream<A>
+  readonly receiverStream: <A>(receiver: Receiver<A, R>) => DStream.DStream<A, R>
+  /**
+   * Any Effect `Stream` as an input: records arriving between ticks go to the next batch; a
+   * failure is a receiver error and the stream runs again after the restart schedule; a finite
+   * stream ends its input (see `Receiver.fromStream`).
+   */
+  readonly fromStream: <A, E>(stream: Stream.Stream<A, E, R>, options?: FromStreamOptions) => DStream.DStream<A, R>
   /** Union of many streams with the same slide. */
-  readonly union: <A>(streams: ReadonlyArray<DStream.DStream<A>>) => DStream.DStream<A>
+  readonly union: <A>(streams: ReadonlyArray<DStream.DStream<A>>) => DStream.DStream<A, R>
   /** A batch-level function over many streams' batches of the same time. */
   readonly transform: <B>(
     streams: ReadonlyArray<DStream.DStream<unknown>>,
-    f: (batches: ReadonlyArray<ReadonlyArray<unknown>>, time: number) => DStream.BatchResult<B>,
-  ) => DStream.DStream<B>
+    f: (batches: ReadonlyArray<ReadonlyArray<unknown>>, time: number) => DStream.BatchResult<B, R>,
+  ) => DStream.DStream<B, R>
 
   /** Listener events from the moment the returned stream is subscribed (scoped subscription). */
   readonly events: Effect.Effect<Stream.Stream<StreamingEvent>, never, Scope.Scope>
@@ -251,7 +262,7 @@ export interface StreamingContext {
    * (needs `recordErrors: "deadLetter"`; throws an `IllegalStateError` otherwise). Outputs reading
    * it run after the batch's other outputs.
    */
-  readonly deadLetters: DStream.DStream<FailedRecord>
+  readonly deadLetters: DStream.DStream<FailedRecord, R>
 }
 
 /**
@@ -301,6 +312,8 @@ class ContextImpl implements StreamingContext, NodeContext {
   constructor(
     options: Options,
     private readonly pubsub: PubSub.PubSub<StreamingEvent>,
+    /** The services captured by `make<R>`: every job, transform and receiver runs with them. */
+    private readonly services: Context.Context<never> = Context.empty(),
   ) {
     this.batchMillis = Time.millis(options.batchInterval, "Batch interval")
     this.batchInterval = Duration.millis(this.batchMillis)
@@ -424,7 +437,7 @@ class ContextImpl implements StreamingContext, NodeContext {
       }
       const scope = yield* Scope.make()
       this.scope = scope
-      const env = yield* platformServices(scope)
+      const env = Context.merge(this.services, yield* platformServices(scope))
       // ---- checkpointing (stateful streams): open the store, restore a recovered snapshot ----
       const checkpoints = yield* Checkpointing.prepare(
         this.graph,
@@ -632,6 +645,9 @@ class ContextImpl implements StreamingContext, NodeContext {
   receiverStream = <A>(receiver: Receiver<A>): DStream.DStream<A> =>
     DStream.fromNode(new ReceiverInputNode<A>(this, receiver))
 
+  fromStream = <A, E>(stream: Stream.Stream<A, E>, options?: FromStreamOptions): DStream.DStream<A> =>
+    this.receiverStream(receiverFromStream(stream, options))
+
   union = <A>(streams: ReadonlyArray<DStream.DStream<A>>): DStream.DStream<A> => DStream.unionAll(streams)
 
   transform = <B>(
@@ -684,13 +700,16 @@ const platformServices = (scope: Scope.Scope): Effect.Effect<Context.Context<Nod
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: Options): Effect.Effect<StreamingContext, ValidationError> =>
+export const make = <R = never>(options: Options): Effect.Effect<StreamingContext<R>, ValidationError, R> =>
   Effect.gen(function* () {
     const pubsub = yield* PubSub.unbounded<StreamingEvent>()
-    return yield* Effect.try({
-      try: () => new ContextImpl(options, pubsub),
+    const services = yield* Effect.context<R>()
+    const ssc: StreamingContext = yield* Effect.try({
+      try: () => new ContextImpl(options, pubsub, services as Context.Context<never>),
       catch: (error) => error instanceof ValidationError ? error : new ValidationError({ message: String(error) }),
     })
+    // `R` exists in types only: the services captured above are provided to every job at start.
+    return ssc as StreamingContext<R>
   })
 
 /**
@@ -795,12 +814,12 @@ export interface GetOrCreateOptions extends Partial<Options> {
  * @since 0.1.0
  * @category constructors
  */
-export const getOrCreate = <E = never, R = never>(
+export const getOrCreate = <R = never, E = never>(
   directory: string,
-  create: (ssc: StreamingContext) => void | Effect.Effect<void, E, R>,
+  create: (ssc: StreamingContext<R>) => void | Effect.Effect<void, E, R>,
   options?: GetOrCreateOptions,
 ): Effect.Effect<
-  StreamingContext,
+  StreamingContext<R>,
   E | Checkpoint.CheckpointError | Checkpoint.CheckpointMissingError | ValidationError,
   R
 > =>
@@ -823,9 +842,10 @@ export const getOrCreate = <E = never, R = never>(
       })
       batchInterval = payload.batchMillis
     }
-    const ssc = yield* make({ ...contextOptions, batchInterval })
-    if (latest._tag === "Some") (ssc as ContextImpl).recovered = latest.value
-    if (givenStore._tag === "Some") (ssc as ContextImpl).checkpointStore = givenStore.value
+    const ssc = yield* make<R>({ ...contextOptions, batchInterval })
+    const impl = ssc as StreamingContext as ContextImpl
+    if (latest._tag === "Some") impl.recovered = latest.value
+    if (givenStore._tag === "Some") impl.checkpointStore = givenStore.value
     ssc.checkpoint(directory)
     const built = create(ssc)
     if (Effect.isEffect(built)) yield* built

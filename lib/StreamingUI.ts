@@ -30,6 +30,7 @@ import { Collector, defaultRetainedBatches } from "./_internal/ui/collector.ts"
 import { graphOf } from "./_internal/ui/inspect.ts"
 import { pollKafkaLag } from "./_internal/ui/kafkaLag.ts"
 import { addRoutes, loadAssets } from "./_internal/ui/server.ts"
+import type { TaggedErrorClass } from "./_internal/taggedError.ts"
 
 /**
  * Options of {@link serve} and {@link layer}.
@@ -57,9 +58,17 @@ export interface Options {
 export interface StreamingUI {
   /** The page's address, e.g. `http://127.0.0.1:4040/`. */
   readonly url: string
+  /** The address the server is bound to. */
   readonly host: string
+  /** The port it listens on (the one chosen when `port: 0` was asked). */
   readonly port: number
 }
+
+/** @internal */
+export const StreamingUIErrorBase: TaggedErrorClass<"StreamingUIError", {
+  readonly message: string
+  readonly cause?: unknown
+}> = Data.TaggedError("StreamingUIError")
 
 /**
  * The UI could not start: a bad option, the port taken, or its files missing.
@@ -67,10 +76,7 @@ export interface StreamingUI {
  * @since 0.1.0
  * @category errors
  */
-export class StreamingUIError extends Data.TaggedError("StreamingUIError")<{
-  readonly message: string
-  readonly cause?: unknown
-}> {}
+export class StreamingUIError extends StreamingUIErrorBase {}
 
 /**
  * Serves the live page of `ssc` until `scope` closes (the page stays up after the context

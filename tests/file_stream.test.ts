@@ -13,7 +13,7 @@ import * as nodePath from "node:path"
 import { Deferred, Effect } from "effect"
 import { TestClock } from "effect/testing"
 import * as NodeServices from "@effect/platform-node/NodeServices"
-import { type DStream, type Listener, MalformedInputError, StreamingContext } from "../mod.ts"
+import { DStream, type Listener, MalformedInputError, StreamingContext } from "../mod.ts"
 import { FileStreamError } from "../receivers/file.ts"
 import { run } from "./_support/run.ts"
 
@@ -44,7 +44,7 @@ const put = (dir: string, name: string, offset: number, content: string | Uint8A
 type Build = (
   ssc: StreamingContext.StreamingContext,
   out: Array<readonly [number, unknown]>,
-) => DStream.DStream<unknown> | void
+) => DStream.DStream<unknown> | DStream.Output<unknown> | void
 
 interface Ran {
   /** [time − B, output] for every batch the output saw. */
@@ -74,7 +74,8 @@ const runFrom = (
       const events: Array<Listener.StreamingEvent> = []
       let sliceOf: DStream.DStream<unknown> | undefined
       const ssc = yield* StreamingContext.getOrCreate(checkpoint, (ssc) => {
-        sliceOf = build(ssc, out) ?? undefined
+        const built = build(ssc, out)
+        sliceOf = DStream.isDStream(built) ? built : undefined
       }, { batchInterval: "1 second" })
       const stopped = yield* Deferred.make<void>()
       ssc.addStreamingListener((e) => {

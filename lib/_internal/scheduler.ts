@@ -174,7 +174,9 @@ export class JobScheduler {
         if (this.afterBatch !== undefined) {
           const written = yield* Effect.exit(this.afterBatch(time))
           if (Exit.isFailure(written)) {
-            return yield* this.fail(new BatchJobError({ batchTime: time, outputId: -1, cause: causeOf(written) }))
+            return yield* this.fail(
+              new BatchJobError({ batchTime: time, outputId: -1, cause: causeOf(written), origin: "computation" }),
+            )
           }
         }
         const processingEndTime = yield* Clock.currentTimeMillis
@@ -260,6 +262,13 @@ export class JobScheduler {
           return done
         }
         const cause = causeOf(exit)
+        const origin = !computed
+          ? "computation" as const
+          : cause instanceof OutputTimeoutError
+          ? "timeout" as const
+          : exit.cause.reasons.some((r) => r._tag === "Fail")
+          ? "output" as const
+          : "defect" as const
         if (step !== undefined) {
           const now = yield* Clock.currentTimeMillis
           const next = yield* Effect.exit(step(now, cause))
@@ -294,7 +303,7 @@ export class JobScheduler {
         }
         return {
           _tag: "Stop",
-          error: new BatchJobError({ batchTime: time, outputId: computed ? id : -1, cause }),
+          error: new BatchJobError({ batchTime: time, outputId: computed ? id : -1, cause, origin }),
         } as const
       }
     })
