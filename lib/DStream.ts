@@ -571,14 +571,16 @@ const foldNode = <A, B>(
   operator: string,
 ): DStream<B> => fromNode(new FoldNode<A, B>(self.node, makeFold, kind, operator))
 
-const batchNode = <B>(
+const batchNode = <B, R = never>(
   parents: ReadonlyArray<DStream<any>>,
-  fn: (inputs: ReadonlyArray<Batch<any>>, time: number) => BatchResult<B>,
+  fn: (inputs: ReadonlyArray<Batch<any>>, time: number) => BatchResult<B, R>,
   kind: string,
   missing: "none" | string = "none",
-) => {
+): DStream<B, R> => {
   const first = parents[0]
-  return fromNode(new BatchNode<B>(first.node.ctx, parents.map((p) => p.node), fn, kind, missing))
+  // the context provides its services (`R`) to every job: the node needs the platform's only
+  const run = fn as (inputs: ReadonlyArray<Batch<any>>, time: number) => BatchResult<B>
+  return fromNode<B, R>(new BatchNode<B>(first.node.ctx, parents.map((p) => p.node), run, kind, missing))
 }
 
 // ---- per-batch operators ----------------------------------------------------------------------
@@ -879,12 +881,14 @@ export const reduce: {
  * @category transforming
  */
 export const transform: {
-  <A, B>(f: (batch: ReadonlyArray<A>, time: number) => BatchResult<B>): (self: DStream<A>) => DStream<B>
-  <A, B>(self: DStream<A>, f: (batch: ReadonlyArray<A>, time: number) => BatchResult<B>): DStream<B>
+  <A, B, R = never>(
+    f: (batch: ReadonlyArray<A>, time: number) => BatchResult<B, R>,
+  ): (self: DStream<A, R>) => DStream<B, R>
+  <A, B, R = never>(self: DStream<A, R>, f: (batch: ReadonlyArray<A>, time: number) => BatchResult<B, R>): DStream<B, R>
 } = dual(
   2,
-  <A, B>(self: DStream<A>, f: (batch: ReadonlyArray<A>, time: number) => BatchResult<B>): DStream<B> =>
-    batchNode<B>(
+  <A, B, R>(self: DStream<A, R>, f: (batch: ReadonlyArray<A>, time: number) => BatchResult<B, R>): DStream<B, R> =>
+    batchNode<B, R>(
       [self],
       ([batch], time) => f(batch as ReadonlyArray<A>, time),
       "TransformedDStream",
@@ -904,21 +908,21 @@ export const transform: {
  * @category transforming
  */
 export const transformWith: {
-  <A, B, C>(
+  <A, B, C, R = never>(
     that: DStream<B>,
-    f: (a: ReadonlyArray<A>, b: ReadonlyArray<B>, time: number) => BatchResult<C>,
-  ): (self: DStream<A>) => DStream<C>
-  <A, B, C>(
-    self: DStream<A>,
+    f: (a: ReadonlyArray<A>, b: ReadonlyArray<B>, time: number) => BatchResult<C, R>,
+  ): (self: DStream<A, R>) => DStream<C, R>
+  <A, B, C, R = never>(
+    self: DStream<A, R>,
     that: DStream<B>,
-    f: (a: ReadonlyArray<A>, b: ReadonlyArray<B>, time: number) => BatchResult<C>,
-  ): DStream<C>
-} = dual(3, <A, B, C>(
-  self: DStream<A>,
+    f: (a: ReadonlyArray<A>, b: ReadonlyArray<B>, time: number) => BatchResult<C, R>,
+  ): DStream<C, R>
+} = dual(3, <A, B, C, R>(
+  self: DStream<A, R>,
   that: DStream<B>,
-  f: (a: ReadonlyArray<A>, b: ReadonlyArray<B>, time: number) => BatchResult<C>,
-): DStream<C> =>
-  batchNode<C>(
+  f: (a: ReadonlyArray<A>, b: ReadonlyArray<B>, time: number) => BatchResult<C, R>,
+): DStream<C, R> =>
+  batchNode<C, R>(
     [self, that],
     ([a, b], time) => f(a as ReadonlyArray<A>, b as ReadonlyArray<B>, time),
     "TransformedDStream",

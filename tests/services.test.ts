@@ -9,7 +9,7 @@ import { describe, it } from "node:test"
 import assert from "node:assert/strict"
 import { Cause, Context, Data, Effect, Exit, Layer, Ref, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import { type BatchJobError, Receiver, StreamingContext } from "../mod.ts"
+import { type BatchJobError, DStream, Receiver, StreamingContext } from "../mod.ts"
 
 /** A user service: counts what it is told, keeps what it is given. */
 class Counter extends Context.Service<Counter, {
@@ -154,6 +154,11 @@ export const typeChecks = () => {
   const declared = Effect.gen(function* () {
     const ssc = yield* StreamingContext.make<Counter>({ batchInterval: "1 second" })
     ssc.queueStream([["a"]]).map((w) => w + "!").foreachBatch(useCounter)
+    // the pipeable transform and foreachBatch keep the services too
+    ssc.queueStream([["a"]]).pipe(
+      DStream.transform((batch: ReadonlyArray<string>) => Effect.as(useCounter(batch), batch)),
+      DStream.foreachBatch(useCounter),
+    )
     yield* ssc.start
   })
   // ... and requires it: running the program without providing it does not compile ...
