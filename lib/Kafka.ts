@@ -37,10 +37,11 @@
  * @module
  */
 import { Buffer } from "node:buffer"
-import { Effect, Result, Schema } from "effect"
+import { type Duration, Effect, Result, Schema } from "effect"
 import type * as KafkaJS from "kafkajs"
 import * as DStream from "./DStream.ts"
 import type { StreamingContext } from "./StreamingContext.ts"
+import * as Time from "./Time.ts"
 import { type NodeContext, OutputNode } from "./_internal/node.ts"
 import {
   type BatchMeta as BatchMeta_,
@@ -52,6 +53,7 @@ import {
   type Headers as Headers_,
   KafkaInputNode,
   type KafkaRecord as KafkaRecord_,
+  KafkaUnreachableError as KafkaUnreachableError_,
   LazyProducer,
   OffsetRange as OffsetRange_,
   type Strategy,
@@ -79,6 +81,27 @@ export const OffsetRange = OffsetRange_
  * @category models
  */
 export type OffsetRange = OffsetRange_
+
+/**
+ * The direct stream gave up: after a failure, no request to the brokers succeeded for its
+ * `unreachableTimeout`. Names the brokers, the timeout and the last failure; it is the cause of
+ * the `BatchJobError` that stops the context.
+ *
+ * @example
+ * ```ts
+ * ssc.awaitTermination.pipe(Effect.catchTag("BatchJobError", (e) =>
+ *   e.cause instanceof Kafka.KafkaUnreachableError ? Effect.logError(e.cause.brokers) : Effect.fail(e)))
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const KafkaUnreachableError = KafkaUnreachableError_
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export type KafkaUnreachableError = KafkaUnreachableError_
 
 /**
  * A decoded record: topic, partition, offset, timestamp, key (`null` when absent), value, headers.
@@ -258,6 +281,14 @@ export type DirectStreamOptions<K, V> = ClientOptions & ConsumerStrategy & {
   readonly rebalanceTimeout?: number | undefined
   readonly maxWaitTimeInMs?: number | undefined
   readonly maxBytesPerPartition?: number | undefined
+  /**
+   * After a failure (connection refused, broker gone, requests timing out), how long no request
+   * to any broker may succeed before the stream fails with {@link KafkaUnreachableError}
+   * (default 60 seconds). Meanwhile every failed connection attempt and consumer crash is a
+   * `ReceiverError` listener event, and kafkajs's own log lines go through Effect's logger,
+   * rate-limited.
+   */
+  readonly unreachableTimeout?: Duration.Input | undefined
 }
 
 /**
@@ -338,6 +369,9 @@ export const directStream = <V, K = string>(
       rebalanceTimeout: options.rebalanceTimeout ?? Math.max(60_000, sessionTimeout),
       maxWaitTimeInMs: options.maxWaitTimeInMs ?? 500,
       maxBytesPerPartition: options.maxBytesPerPartition,
+      unreachableTimeout: options.unreachableTimeout === undefined
+        ? 60_000
+        : Time.millis(options.unreachableTimeout, "Kafka unreachableTimeout"),
     },
   )
   const base = DStream.fromNode(node)
