@@ -32,13 +32,16 @@ try {
     kills,
     slow,
     rate,
+    finalWaitMillis: 120_000,
     log: (line) => console.log(line),
   })
   const seconds = ((Date.now() - began) / 1000).toFixed(1)
   console.log(
-    `${runtimeName}: ${result.kills} kills (${result.recovered} restarts recovered from a checkpoint), ${result.produced} records produced, lost ${result.lost}, duplicated ${result.duplicated} (${seconds} s, ${cluster.kind} cluster)`,
+    `${runtimeName}: ${result.kills} kills (${result.recovered} restarts recovered from a checkpoint), ${result.produced} records produced, lost ${result.lost}, duplicated ${result.duplicated}${
+      result.caughtUp ? "" : " (the last child did not catch up in time)"
+    } (${seconds} s, ${cluster.kind} cluster)`,
   )
-  if (result.lost !== 0 || result.duplicated !== 0) {
+  if (result.lost !== 0 || result.duplicated !== 0 || !result.caughtUp) {
     console.log(`last child's log:\n${result.lastLog.slice(-4000)}`)
     process.exitCode = 1
   }

@@ -252,16 +252,21 @@ export class KafkaUnreachableError extends Data.TaggedError("KafkaUnreachableErr
 
 type LogLevelName = "Error" | "Warning" | "Info" | "Debug"
 
+/** kafkajs's messages about connections that failed (not error responses of a reachable broker). */
+const connectionTrouble =
+  /^Connection (error|timeout)|Failed to connect|Closed connection|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EHOSTUNREACH|ENETUNREACH/i
+
 /**
  * kafkajs's own log lines (its `logCreator`) routed through Effect's logger, rate-limited: a
  * burst of 5 lines, then one line per 2 s; the number of lines left out is added to the next
- * line logged. `onError` sees every kafkajs ERROR line (the stream treats them as failures).
+ * line logged. `onConnectionError` sees every kafkajs line about a failed connection (an error
+ * response from a broker is not one: the broker answered).
  * @internal
  */
 export class LogBridge {
   /** The services to log with (the user's loggers); lines before it is set are only counted. */
   services: Context.Context<never> | undefined = undefined
-  onError: ((message: string) => void) | undefined = undefined
+  onConnectionError: ((message: string) => void) | undefined = undefined
   static readonly burst = 5
   static readonly refillMillis = 2000
   private tokens = LogBridge.burst
@@ -274,7 +279,7 @@ export class LogBridge {
     const log = entry.log
     const broker = typeof log.broker === "string" && !log.message.includes(log.broker) ? ` (broker ${log.broker})` : ""
     const text = `${entry.namespace}: ${log.message}${broker}`
-    if (entry.level === kafkajs.logLevel.ERROR) this.onError?.(text)
+    if (entry.level === kafkajs.logLevel.ERROR && connectionTrouble.test(log.message)) this.onConnectionError?.(text)
     const level: LogLevelName = entry.level === kafkajs.logLevel.ERROR
       ? "Error"
       : entry.level === kafkajs.logLevel.WARN
@@ -478,7 +483,7 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     super(ctx)
     this.name = `Kafka direct stream [${this.id}]`
     this.log = new LogBridge(this.name)
-    this.log.onError = (message) => this.noteFailure(message, false)
+    this.log.onConnectionError = (message) => this.noteFailure(message, false)
     for (const s of options.startingOffsets) this.explicitStarts.set(tpKey(s.topic, s.partition), s.offset)
   }
 
@@ -754,7 +759,7 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
       const key = tpKey(r.topic, r.partition)
       const store = this.refetched.get(key)
       if (r.untilOffset > r.fromOffset && (store === undefined || store.fetched < r.untilOffset)) {
-        this.log.emit(
+        this.log.line(
           "Warning",
           `batch ${
             Time.format(t)
@@ -884,9 +889,9 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     consumer.on(consumer.events.CRASH, (e) => {
       if (this.consumer !== consumer || this.stopped) return
       const message = `the Kafka consumer crashed: ${errorMessage(e.payload.error)}`
-      this.noteFailure(message, true)
+      this.noteFailure(message, false)
       if (!e.payload.restart) this.restart(consumer, e.payload.error)
-      else this.log.emit("Warning", `${message}; kafkajs restarts it`)
+      else this.log.line("Warning", `${message}; kafkajs restarts it`)
     })
     try {
       await consumer.connect()
@@ -928,7 +933,7 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
       this.options.client.brokers.map((b) => `"${b}"`).join(", ")
     }: ${errorMessage(error)}`
     this.noteFailure(message, true)
-    this.log.emit("Warning", `${message}; retrying in ${Time.format(delay)}`)
+    this.log.line("Warning", `${message}; retrying in ${Time.format(delay)}`)
     setTimeout(() => {
       if (this.stopped || this.fatal !== undefined) return
       this.connect().catch((e) => this.connectFailed(e, Math.min(5000, delay * 2)))
@@ -951,7 +956,7 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
       this.wakeRefetch()
       return
     }
-    this.log.emit("Warning", `the Kafka consumer crashed (${errorMessage(error)}); restarting it`)
+    this.log.line("Warning", `the Kafka consumer crashed (${errorMessage(error)}); restarting it`)
     this.rebalancing = true
     this.consumer = undefined
     const delay = 200 * this.crashes.length

@@ -38,6 +38,7 @@ describe("Kafka recovery (real processes, SIGKILL)", () => {
     for (const [i, r] of results.entries()) {
       const what = `trial ${i}: killed ${r.killedAfter.join(", ")}; ${r.produced} produced`
       assert.ok(r.produced > 0, what)
+      assert.ok(r.caughtUp, `${what}: the last child did not catch up with the present`)
       assert.deepEqual(
         { lost: r.lost, duplicated: r.duplicated },
         { lost: 0, duplicated: 0 },

@@ -20,6 +20,8 @@ export interface CrashLoopOptions {
   readonly slow: boolean
   /** Records produced per 100 ms while the child is being killed. */
   readonly rate?: number | undefined
+  /** How long the last child may take to catch up and count everything (default 40 s). */
+  readonly finalWaitMillis?: number | undefined
   readonly log?: ((line: string) => void) | undefined
 }
 
@@ -34,6 +36,8 @@ export interface CrashLoopResult {
   readonly recovered: number
   /** The last child (which ran to the end) recovered from a checkpoint. */
   readonly lastRecovered: boolean
+  /** The last child processed batches up to the present (else "lost" may only be late). */
+  readonly caughtUp: boolean
   /** The last child's log, for failure messages. */
   readonly lastLog: string
   readonly killedAfter: ReadonlyArray<string>
@@ -125,7 +129,7 @@ export const crashLoop = async (options: CrashLoopOptions): Promise<CrashLoopRes
       }
       if (caughtUp === undefined && out !== undefined && out.time >= now - 1000) caughtUp = now
       return n >= produced || (caughtUp !== undefined && now - Math.max(changed, caughtUp) > 4000)
-    }, 40_000)
+    }, options.finalWaitMillis ?? 40_000)
     if (done) await sleep(1000)
     const counts = readOutput(outFile)?.counts ?? {}
     let lost = 0
@@ -142,7 +146,17 @@ export const crashLoop = async (options: CrashLoopOptions): Promise<CrashLoopRes
     const recovered = children.slice(1).filter((c) => /Recovered from checkpoint/.test(c.log.join(""))).length
     const lastLog = child.log.join("")
     const lastRecovered = /Recovered from checkpoint/.test(lastLog)
-    return { produced, lost, duplicated, kills: options.kills, recovered, lastRecovered, lastLog, killedAfter }
+    return {
+      produced,
+      lost,
+      duplicated,
+      kills: options.kills,
+      recovered,
+      lastRecovered,
+      caughtUp: caughtUp !== undefined,
+      lastLog,
+      killedAfter,
+    }
   } finally {
     producing = false
     await producing$.catch(() => undefined)
