@@ -9,10 +9,17 @@
  * output operations completed: automatically (`commit: "afterOutputs"`, the default) or the
  * ranges you pass to `commitAsync` (`commit: "manual"`).
  *
- * Delivery is **at least once**: a crash between an output and its commit, or a rebalance,
- * replays records. For effectively-once results make outputs idempotent (upserts keyed by
- * topic/partition/offset) or store the offsets with the results in one transaction and start
- * from them with `assign` + `offsets`.
+ * With a checkpoint directory the stream takes part in graph checkpoints (Spark's
+ * `DirectKafkaInputDStreamCheckpointData`): each checkpoint records the offset ranges of the
+ * batches cut after it, a context recovered with `getOrCreate` re-runs them with exactly those
+ * ranges (fetched again), and offsets are committed only up to what a written checkpoint
+ * covers, so stateful operators see every record exactly once across crashes.
+ *
+ * Outputs are **at least once**: a crash between an output and its commit (or checkpoint), or
+ * a rebalance, replays records. For effectively-once results make outputs idempotent (upserts
+ * keyed by topic/partition/offset) or store the offsets with the results in one transaction and
+ * start from them with `assign` + `offsets`. A broker that stays unreachable fails the stream
+ * with {@link KafkaUnreachableError} after `unreachableTimeout`.
  *
  * @example
  * ```ts

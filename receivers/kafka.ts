@@ -1145,11 +1145,12 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     return {
       key: `DirectKafkaInputDStream#${this.streamId}`,
       snapshot: (t) => {
-        // after a recovery, a batch at t' > t reads batches down to t' − remember + slide
+        // after a recovery, the batches from t + slide on read batches after t + slide − remember
+        // (a window of duration w asks its parent to remember at least w + its own slide)
         const oldest = t + this.slideMillis - (this.rememberMillis ?? this.slideMillis)
         const batches: Array<CheckpointData["batches"][number]> = []
         for (const [time, cut] of [...this.cuts].sort((a, b) => a[0] - b[0])) {
-          if (time < oldest) continue
+          if (time <= oldest) continue
           batches.push({ time, ranges: cut.ranges.map((r) => [r.topic, r.partition, r.fromOffset, r.untilOffset]) })
         }
         const covered = [...this.coveredAt(t).values()].map((c) => [c.topic, c.partition, c.offset] as const)
