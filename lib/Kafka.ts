@@ -9,10 +9,17 @@
  * output operations completed: automatically (`commit: "afterOutputs"`, the default) or the
  * ranges you pass to `commitAsync` (`commit: "manual"`).
  *
- * Delivery is **at least once**: a crash between an output and its commit, or a rebalance,
- * replays records. For effectively-once results make outputs idempotent (upserts keyed by
- * topic/partition/offset) or store the offsets with the results in one transaction and start
- * from them with `assign` + `offsets`.
+ * With a checkpoint directory the stream takes part in graph checkpoints (Spark's
+ * `DirectKafkaInputDStreamCheckpointData`): each checkpoint records the offset ranges of the
+ * batches cut after it, a context recovered with `getOrCreate` re-runs them with exactly those
+ * ranges (fetched again), and offsets are committed only up to what a written checkpoint
+ * covers, so stateful operators see every record exactly once across crashes.
+ *
+ * Outputs are **at least once**: a crash between an output and its commit (or checkpoint), or
+ * a rebalance, replays records. For effectively-once results make outputs idempotent (upserts
+ * keyed by topic/partition/offset) or store the offsets with the results in one transaction and
+ * start from them with `assign` + `offsets`. A broker that stays unreachable fails the stream
+ * with {@link KafkaUnreachableError} after `unreachableTimeout`.
  *
  * @example
  * ```ts
@@ -37,10 +44,11 @@
  * @module
  */
 import { Buffer } from "node:buffer"
-import { Effect, Result, Schema } from "effect"
+import { type Duration, Effect, Result, Schema } from "effect"
 import type * as KafkaJS from "kafkajs"
 import * as DStream from "./DStream.ts"
 import type { StreamingContext } from "./StreamingContext.ts"
+import * as Time from "./Time.ts"
 import { type NodeContext, OutputNode } from "./_internal/node.ts"
 import {
   type BatchMeta as BatchMeta_,
@@ -52,6 +60,7 @@ import {
   type Headers as Headers_,
   KafkaInputNode,
   type KafkaRecord as KafkaRecord_,
+  KafkaUnreachableError as KafkaUnreachableError_,
   LazyProducer,
   OffsetRange as OffsetRange_,
   type Strategy,
@@ -81,6 +90,27 @@ export const OffsetRange: typeof OffsetRange_ = OffsetRange_
  * @category models
  */
 export type OffsetRange = OffsetRange_
+
+/**
+ * The direct stream gave up: after a failure, no request to the brokers succeeded for its
+ * `unreachableTimeout`. Names the brokers, the timeout and the last failure; it is the cause of
+ * the `BatchJobError` that stops the context.
+ *
+ * @example
+ * ```ts
+ * ssc.awaitTermination.pipe(Effect.catchTag("BatchJobError", (e) =>
+ *   e.cause instanceof Kafka.KafkaUnreachableError ? Effect.logError(e.cause.brokers) : Effect.fail(e)))
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const KafkaUnreachableError = KafkaUnreachableError_
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export type KafkaUnreachableError = KafkaUnreachableError_
 
 /**
  * A decoded record: topic, partition, offset, timestamp, key (`null` when absent), value, headers.
@@ -262,6 +292,14 @@ export type DirectStreamOptions<K, V> = ClientOptions & ConsumerStrategy & {
   readonly rebalanceTimeout?: number | undefined
   readonly maxWaitTimeInMs?: number | undefined
   readonly maxBytesPerPartition?: number | undefined
+  /**
+   * After a failure (connection refused, broker gone, requests timing out), how long no request
+   * to any broker may succeed before the stream fails with {@link KafkaUnreachableError}
+   * (default 60 seconds). Meanwhile every failed connection attempt and consumer crash is a
+   * `ReceiverError` listener event, and kafkajs's own log lines go through Effect's logger,
+   * rate-limited.
+   */
+  readonly unreachableTimeout?: Duration.Input | undefined
 }
 
 /**
@@ -351,6 +389,9 @@ export const directStream = <V, K = string, R = never>(
       rebalanceTimeout: options.rebalanceTimeout ?? Math.max(60_000, sessionTimeout),
       maxWaitTimeInMs: options.maxWaitTimeInMs ?? 500,
       maxBytesPerPartition: options.maxBytesPerPartition,
+      unreachableTimeout: options.unreachableTimeout === undefined
+        ? 60_000
+        : Time.millis(options.unreachableTimeout, "Kafka unreachableTimeout"),
     },
   )
   const base = DStream.fromNode(node)

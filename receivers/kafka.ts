@@ -4,14 +4,21 @@
  * heartbeats, while it is full: backpressure), an input node that cuts one explicit offset
  * range per topic-partition at every batch tick (bounded by `maxRatePerPartition`), typed
  * decoding with dead letters, and commits sent only after a batch's outputs completed.
+ *
+ * With a checkpoint directory the stream takes part in graph checkpoints (Spark's
+ * `DirectKafkaInputDStreamCheckpointData`): each checkpoint records the offset ranges of every
+ * batch cut after it and of the remembered batches before it; a recovered context fetches those
+ * ranges again and re-runs those batches with exactly them, and offsets are committed only up to
+ * what a durable checkpoint covers.
  * @internal
  */
 import { Buffer } from "node:buffer"
-import { Effect, Result, Schema, type Scope } from "effect"
+import { Context, Data, Duration, Effect, Result, Schema, Scope } from "effect"
 import kafkajs from "kafkajs"
 import type * as KafkaJS from "kafkajs"
-import { InputNode, type InputRuntime, Node, type NodeContext } from "../lib/_internal/node.ts"
+import { type InputCheckpoint, InputNode, type InputRuntime, Node, type NodeContext } from "../lib/_internal/node.ts"
 import type { BatchInfo } from "../lib/Listener.ts"
+import * as Time from "../lib/Time.ts"
 
 // ---- offset ranges --------------------------------------------------------------------------
 
@@ -203,10 +210,12 @@ export interface NodeOptions<K, V> {
   readonly rebalanceTimeout: number
   readonly maxWaitTimeInMs: number
   readonly maxBytesPerPartition: number | undefined
+  /** After a failure, how long no request may succeed before the stream fails. */
+  readonly unreachableTimeout: number
 }
 
 /** @internal */
-export const makeKafka = (client: ClientOptions, id: string): KafkaJS.Kafka =>
+export const makeKafka = (client: ClientOptions, id: string, log: LogBridge): KafkaJS.Kafka =>
   new kafkajs.Kafka({
     brokers: [...client.brokers],
     clientId: client.clientId ?? id,
@@ -216,7 +225,104 @@ export const makeKafka = (client: ClientOptions, id: string): KafkaJS.Kafka =>
     ...(client.requestTimeout !== undefined ? { requestTimeout: client.requestTimeout } : {}),
     ...(client.retry !== undefined ? { retry: client.retry } : {}),
     logLevel: client.logLevel ?? kafkajs.logLevel.ERROR,
+    logCreator: log.logCreator,
   })
+
+// ---- errors and logging ---------------------------------------------------------------------
+
+/**
+ * No request to the Kafka brokers succeeded for `timeoutMillis` after a failure (connection
+ * refused, broker gone, requests timing out): the direct stream gives up.
+ * @internal
+ */
+export class KafkaUnreachableError extends Data.TaggedError("KafkaUnreachableError")<{
+  /** The bootstrap brokers the stream was given. */
+  readonly brokers: ReadonlyArray<string>
+  /** The stream's `unreachableTimeout`. */
+  readonly timeoutMillis: number
+  /** The last failure seen, if any. */
+  readonly lastError: string | undefined
+}> {
+  override get message(): string {
+    return `Cannot reach the Kafka brokers ${this.brokers.map((b) => `"${b}"`).join(", ")} for ${
+      Time.format(this.timeoutMillis)
+    } (unreachableTimeout): ${this.lastError ?? "no request succeeded"}`
+  }
+}
+
+type LogLevelName = "Error" | "Warning" | "Info" | "Debug"
+
+/** kafkajs's messages about connections that failed (not error responses of a reachable broker). */
+const connectionTrouble =
+  /^Connection (error|timeout)|Failed to connect|Closed connection|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EHOSTUNREACH|ENETUNREACH/i
+
+/**
+ * kafkajs's own log lines (its `logCreator`) routed through Effect's logger, rate-limited: a
+ * burst of 5 lines, then one line per 2 s; the number of lines left out is added to the next
+ * line logged. `onConnectionError` sees every kafkajs line about a failed connection (an error
+ * response from a broker is not one: the broker answered).
+ * @internal
+ */
+export class LogBridge {
+  /** The services to log with (the user's loggers); lines before it is set are only counted. */
+  services: Context.Context<never> | undefined = undefined
+  onConnectionError: ((message: string) => void) | undefined = undefined
+  static readonly burst = 5
+  static readonly refillMillis = 2000
+  private tokens = LogBridge.burst
+  private refilledAt = Date.now()
+  private suppressed = 0
+
+  constructor(readonly prefix: string) {}
+
+  readonly logCreator: KafkaJS.logCreator = () => (entry) => {
+    const log = entry.log
+    const broker = typeof log.broker === "string" && !log.message.includes(log.broker) ? ` (broker ${log.broker})` : ""
+    const text = `${entry.namespace}: ${log.message}${broker}`
+    if (entry.level === kafkajs.logLevel.ERROR && connectionTrouble.test(log.message)) this.onConnectionError?.(text)
+    const level: LogLevelName = entry.level === kafkajs.logLevel.ERROR
+      ? "Error"
+      : entry.level === kafkajs.logLevel.WARN
+      ? "Warning"
+      : entry.level === kafkajs.logLevel.INFO
+      ? "Info"
+      : "Debug"
+    this.line(level, `kafkajs ${text}`)
+  }
+
+  /** Logs `message` at `level` if the rate allows it. */
+  line(level: LogLevelName, message: string): void {
+    const now = Date.now()
+    const refill = Math.floor((now - this.refilledAt) / LogBridge.refillMillis)
+    if (refill > 0) {
+      this.tokens = Math.min(LogBridge.burst, this.tokens + refill)
+      this.refilledAt += refill * LogBridge.refillMillis
+    }
+    if (this.tokens <= 0) {
+      this.suppressed++
+      return
+    }
+    this.tokens--
+    const suppressed = this.suppressed
+    this.suppressed = 0
+    this.emit(level, suppressed > 0 ? `${message} (${suppressed} more log lines left out)` : message)
+  }
+
+  /** Logs `message` now, without rate limit (the stream's own rare lines). */
+  emit(level: LogLevelName, message: string): void {
+    const services = this.services
+    if (services === undefined) return
+    const text = `${this.prefix}: ${message}`
+    const effect = level === "Error"
+      ? Effect.logError(text)
+      : level === "Warning"
+      ? Effect.logWarning(text)
+      : level === "Info"
+      ? Effect.logInfo(text)
+      : Effect.logDebug(text)
+    Effect.runForkWith(services)(effect)
+  }
+}
 
 // ---- the input node ---------------------------------------------------------------------------
 
@@ -236,9 +342,77 @@ interface PartitionBuffer<K, V> {
 }
 
 interface Cut<K, V> {
-  readonly ranges: ReadonlyArray<OffsetRange>
-  readonly records: ReadonlyArray<KafkaRecord<K, V>>
-  readonly dead: ReadonlyArray<DeadLetter>
+  ranges: ReadonlyArray<OffsetRange>
+  records: ReadonlyArray<KafkaRecord<K, V>>
+  dead: ReadonlyArray<DeadLetter>
+  /**
+   * Restored from a checkpoint: `ranges` are known, their records are being fetched again
+   * (`records` and `dead` are empty until the batch is computed).
+   */
+  refetch: boolean
+}
+
+/**
+ * Records fetched again for restored batches, per partition: the entries of offsets in
+ * `[from, fetched)` that restored batches still need, in offset order.
+ */
+interface Refetched<K, V> {
+  entries: Array<Entry<K, V>>
+  /** Every offset below this has been fetched (kafkajs delivers a partition in offset order). */
+  fetched: number
+}
+
+/** The stream's part of a graph checkpoint. */
+interface CheckpointData {
+  readonly version: 1
+  /** Per partition, the offset after the last batch the checkpoint's state covers. */
+  readonly covered: ReadonlyArray<readonly [string, number, number]>
+  /** Recorded batches: cut after the checkpoint's time (re-run), or remembered before it. */
+  readonly batches: ReadonlyArray<{
+    readonly time: number
+    readonly ranges: ReadonlyArray<readonly [string, number, number, number]>
+  }>
+}
+
+/** Finds the first index of `entries` whose offset is at least `offset` (entries in offset order). */
+const lowerBound = (entries: ReadonlyArray<{ readonly offset: number }>, offset: number): number => {
+  let lo = 0
+  let hi = entries.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if (entries[mid].offset < offset) lo = mid + 1
+    else hi = mid
+  }
+  return lo
+}
+
+const isNonNegativeInteger = (u: unknown): u is number => typeof u === "number" && Number.isSafeInteger(u) && u >= 0
+
+/** Reads checkpoint data back; throws an Error naming what is wrong. */
+const parseCheckpointData = (data: unknown): CheckpointData => {
+  const d = data as Partial<CheckpointData> | null
+  if (
+    typeof d !== "object" || d === null || d.version !== 1 || !Array.isArray(d.covered) || !Array.isArray(d.batches)
+  ) {
+    throw new Error("not Kafka direct stream data (version 1)")
+  }
+  for (const c of d.covered) {
+    if (!Array.isArray(c) || typeof c[0] !== "string" || !isNonNegativeInteger(c[1]) || !isNonNegativeInteger(c[2])) {
+      throw new Error(`bad covered offset ${JSON.stringify(c)}`)
+    }
+  }
+  for (const b of d.batches) {
+    if (typeof b !== "object" || b === null || typeof b.time !== "number" || !Array.isArray(b.ranges)) {
+      throw new Error(`bad recorded batch ${JSON.stringify(b)}`)
+    }
+    for (const r of b.ranges) {
+      if (
+        !Array.isArray(r) || typeof r[0] !== "string" || !isNonNegativeInteger(r[1]) || !isNonNegativeInteger(r[2]) ||
+        !isNonNegativeInteger(r[3]) || r[3] < r[2]
+      ) throw new Error(`bad offset range ${JSON.stringify(r)} of batch ${b.time}`)
+    }
+  }
+  return d as CheckpointData
 }
 
 /** What the user sees of one batch. @internal */
@@ -281,10 +455,26 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
   private wakeCommitter: (() => void) | undefined
   private commitDirty = false
   private rebalancing = false
+  /** A GROUP_JOIN has assigned partitions since the consumer (re)connected. */
+  private joined = false
   private fatal: unknown = undefined
   private stopped = false
   private consumer: KafkaJS.Consumer | undefined
   private commitChain: Promise<void> = Promise.resolve()
+  /** With a checkpoint directory: commits follow durable checkpoints, not completed batches. */
+  private checkpointing = false
+  /** Restored batches whose records are still being fetched again (`Cut.refetch`). */
+  private refetching = 0
+  private readonly refetched = new Map<string, Refetched<K, V>>()
+  private refetchWaiters: Array<() => void> = []
+  /** Since when no request has succeeded after a failure (epoch ms), and the last failure. */
+  private downSince: number | undefined = undefined
+  private lastFailure: string | undefined = undefined
+  private lastErrorEventAt = 0
+  private rt: InputRuntime | undefined
+  /** The time of the checkpoint this stream was restored from. */
+  restoredFrom: number | undefined = undefined
+  readonly log: LogBridge
   /** Offsets committed to Kafka by this stream, per partition (for tests and monitoring). */
   readonly committed = new Map<string, TopicPartitionOffset>()
   readonly name: string
@@ -292,7 +482,73 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
   constructor(ctx: NodeContext, readonly options: NodeOptions<K, V>) {
     super(ctx)
     this.name = `Kafka direct stream [${this.id}]`
+    this.log = new LogBridge(this.name)
+    this.log.onConnectionError = (message) => this.noteFailure(message, false)
     for (const s of options.startingOffsets) this.explicitStarts.set(tpKey(s.topic, s.partition), s.offset)
+  }
+
+  // ---- failures: receiver-style events, the unreachable timeout ----
+
+  /**
+   * A failure: starts the unreachable clock (a succeeded request stops it) and, at most once a
+   * second unless `always`, publishes a `ReceiverError` event.
+   */
+  private noteFailure(message: string, always: boolean): void {
+    if (this.stopped) return
+    this.lastFailure = message
+    const now = Date.now()
+    if (this.downSince === undefined) this.downSince = now
+    if (always || now - this.lastErrorEventAt >= 1000) {
+      this.lastErrorEventAt = now
+      this.publishError(message, now)
+    }
+  }
+
+  private publishError(message: string, time: number, cause?: unknown): void {
+    const rt = this.rt
+    const services = this.log.services
+    if (rt === undefined || services === undefined) return
+    Effect.runForkWith(services)(rt.publish({
+      _tag: "ReceiverError",
+      receiverInfo: {
+        streamId: this.streamId,
+        name: this.name,
+        active: this.fatal === undefined,
+        lastErrorMessage: message,
+        lastError: cause,
+        lastErrorTime: time,
+      },
+    }))
+  }
+
+  private readonly onRequest = (): void => {
+    this.downSince = undefined
+  }
+
+  /** Fails the stream when no request has succeeded for `unreachableTimeout` after a failure. */
+  private watchdog(): Effect.Effect<void> {
+    const timeout = this.options.unreachableTimeout
+    const every = Duration.millis(Math.max(50, Math.min(1000, Math.floor(timeout / 4))))
+    return Effect.gen({ self: this }, function* () {
+      while (this.fatal === undefined && !this.stopped) {
+        yield* Effect.sleep(every)
+        const since = this.downSince
+        if (since === undefined || Date.now() - since < timeout || this.stopped) continue
+        const error = new KafkaUnreachableError({
+          brokers: this.options.client.brokers,
+          timeoutMillis: timeout,
+          lastError: this.lastFailure,
+        })
+        this.fatal = error
+        this.publishError(error.message, Date.now(), error)
+        this.log.emit("Error", error.message)
+        this.wakeRefetch()
+        // stop kafkajs retrying (and logging) for good; the next batch fails with the error
+        const consumer = this.consumer
+        this.consumer = undefined
+        if (consumer !== undefined) yield* Effect.promise(() => consumer.disconnect().catch(() => undefined))
+      }
+    })
   }
 
   // ---- kafkajs side (plain promises: kafkajs calls these) ----
@@ -318,11 +574,13 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     this.assigned.clear()
     for (const [key, tp] of next) this.assigned.set(key, tp)
     this.rebalancing = false
+    this.joined = true
     const consumer = this.consumer
     for (const [key, tp] of next) {
       const explicit = this.explicitStarts.get(key)
       const pos = this.positions.get(key)
-      const offset = explicit ?? pos
+      // Restored batches still need records below the position: fetch them again first.
+      const offset = this.refetchFrom(key) ?? explicit ?? pos
       if (explicit !== undefined) this.explicitStarts.delete(key)
       if (offset !== undefined && consumer !== undefined) {
         if (explicit !== undefined) this.positions.set(key, explicit)
@@ -335,6 +593,7 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
       }
     }
     this.wakeSpace()
+    this.wakeRefetch()
   }
 
   private dropBuffer(key: string): void {
@@ -367,7 +626,9 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     const valueFormat = this.options.value
     let added = 0
     let dead = 0
-    for (let i = 0; i < messages.length; i++) {
+    // Records below the position that restored batches need go to their store.
+    const first = this.refetching > 0 ? this.takeRefetched(key, topic, partition, messages) : 0
+    for (let i = first; i < messages.length; i++) {
       const message = messages[i]
       const offset = Number(message.offset)
       if (offset < floor) continue
@@ -409,6 +670,155 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     for (const w of ws) w()
   }
 
+  // ---- restored batches: their ranges fetched again ----
+
+  /** The lowest offset of `key` that a restored batch still needs. */
+  private neededFrom(key: string): number | undefined {
+    if (this.refetching === 0) return undefined
+    let from: number | undefined
+    for (const cut of this.cuts.values()) {
+      if (!cut.refetch) continue
+      for (const r of cut.ranges) {
+        if (r.untilOffset > r.fromOffset && tpKey(r.topic, r.partition) === key) {
+          if (from === undefined || r.fromOffset < from) from = r.fromOffset
+        }
+      }
+    }
+    return from
+  }
+
+  /** Where to fetch `key` from for restored batches (below the position), if anything is missing. */
+  private refetchFrom(key: string): number | undefined {
+    const from = this.neededFrom(key)
+    if (from === undefined) return undefined
+    const store = this.refetched.get(key)
+    const at = store === undefined ? from : Math.max(from, store.fetched)
+    const pos = this.positions.get(key)
+    return pos !== undefined && at >= pos ? undefined : at
+  }
+
+  /**
+   * Keeps the messages below the position that restored batches need (decoded, in the
+   * partition's store); returns the index of the first message at or after the position.
+   */
+  private takeRefetched(
+    key: string,
+    topic: string,
+    partition: number,
+    messages: ReadonlyArray<KafkaJS.KafkaMessage>,
+  ): number {
+    const pos = this.positions.get(key)
+    if (pos === undefined || messages.length === 0) return 0
+    let store = this.refetched.get(key)
+    if (store === undefined) {
+      const from = this.refetchFrom(key)
+      if (from === undefined) return 0
+      store = { entries: [], fetched: from }
+      this.refetched.set(key, store)
+    }
+    let i = 0
+    for (; i < messages.length; i++) {
+      const message = messages[i]
+      const offset = Number(message.offset)
+      if (offset >= pos) break
+      if (offset < store.fetched) continue
+      store.entries.push(decodeMessage(topic, partition, message, offset, this.options.key, this.options.value))
+      store.fetched = offset + 1
+    }
+    // a message at or after the position: everything below it has been fetched
+    if (i < messages.length) store.fetched = Math.max(store.fetched, pos)
+    this.wakeRefetch()
+    return i
+  }
+
+  private wakeRefetch(): void {
+    const ws = this.refetchWaiters
+    this.refetchWaiters = []
+    for (const w of ws) w()
+  }
+
+  /**
+   * The restored batch `t` once every one of its ranges is fetched again: its records and
+   * dead letters. A range of a partition this member no longer owns (another member of the
+   * group took it) is left out with a warning. `undefined` while records are missing.
+   */
+  private materialize(t: number, cut: Cut<K, V>): boolean {
+    const stable = this.joined && !this.rebalancing
+    for (const r of cut.ranges) {
+      if (r.untilOffset <= r.fromOffset) continue
+      const key = tpKey(r.topic, r.partition)
+      const store = this.refetched.get(key)
+      if (store !== undefined && store.fetched >= r.untilOffset) continue
+      if (stable && !this.assigned.has(key)) continue
+      return false
+    }
+    const ranges: Array<OffsetRange> = []
+    const parts: Array<KafkaRecord<K, V>> = []
+    const dead: Array<DeadLetter> = []
+    for (const r of cut.ranges) {
+      const key = tpKey(r.topic, r.partition)
+      const store = this.refetched.get(key)
+      if (r.untilOffset > r.fromOffset && (store === undefined || store.fetched < r.untilOffset)) {
+        this.log.line(
+          "Warning",
+          `batch ${
+            Time.format(t)
+          } is re-run without ${r}: the partition is now assigned to another member of group "${this.options.groupId}"`,
+        )
+        continue
+      }
+      ranges.push(r)
+      if (store === undefined) continue
+      const entries = store.entries
+      for (let i = lowerBound(entries, r.fromOffset); i < entries.length && entries[i].offset < r.untilOffset; i++) {
+        const e = entries[i]
+        if (e instanceof DeadLetterEntry) dead.push(e)
+        else parts.push(e)
+      }
+    }
+    cut.ranges = ranges
+    cut.records = parts
+    cut.dead = dead
+    this.doneRefetching(cut)
+    return true
+  }
+
+  /** `cut` needs no more refetched records: drop what no restored batch needs any longer. */
+  private doneRefetching(cut: Cut<K, V>): void {
+    if (!cut.refetch) return
+    cut.refetch = false
+    this.refetching--
+    for (const [key, store] of this.refetched) {
+      const needed = this.neededFrom(key)
+      if (needed === undefined) {
+        this.refetched.delete(key)
+        continue
+      }
+      const drop = lowerBound(store.entries, needed)
+      if (drop > 0) store.entries = store.entries.slice(drop)
+    }
+  }
+
+  /** Waits until the restored batch `t` is fetched again (or the stream failed). */
+  private awaitRefetch(t: number, cut: Cut<K, V>): Effect.Effect<void, unknown> {
+    const wait = Effect.callback<void>((resume) => {
+      const timer = setTimeout(done, 500)
+      const self = this
+      function done() {
+        clearTimeout(timer)
+        self.refetchWaiters = self.refetchWaiters.filter((w) => w !== done)
+        resume(Effect.void)
+      }
+      this.refetchWaiters.push(done)
+      return Effect.sync(() => clearTimeout(timer))
+    })
+    return Effect.suspend((): Effect.Effect<void, unknown> => {
+      if (this.fatal !== undefined) return Effect.fail(this.fatal)
+      if (!cut.refetch || this.materialize(t, cut)) return Effect.void
+      return Effect.andThen(wait, this.awaitRefetch(t, cut))
+    })
+  }
+
   /**
    * The group is rebalancing and this member is about to rejoin: finish the batches already
    * cut (bounded by half the session timeout) and commit them, so another member does not
@@ -431,19 +841,28 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
 
   // ---- the stream side ----
 
-  override start(_rt: InputRuntime): Effect.Effect<void, unknown, Scope.Scope> {
+  /**
+   * Connects the consumer (waiting for the first attempt: the group join), then keeps it
+   * connected: a failed attempt is reported as a `ReceiverError` event and retried with
+   * backoff, and the watchdog fails the stream once no request has succeeded for
+   * `unreachableTimeout`.
+   */
+  override start(rt: InputRuntime): Effect.Effect<void, unknown, Scope.Scope> {
     return Effect.gen({ self: this }, function* () {
-      yield* Effect.acquireRelease(
-        Effect.tryPromise(() => this.connect()),
-        () => Effect.promise(() => this.shutdown()),
-      )
+      this.rt = rt
+      this.log.services = yield* Effect.context<never>()
+      this.checkpointing = this.ctx.checkpointDir() !== undefined
+      yield* Effect.addFinalizer(() => Effect.promise(() => this.shutdown()))
+      yield* Effect.forkScoped(this.watchdog())
+      const first = yield* Effect.result(Effect.tryPromise({ try: () => this.connect(), catch: (e) => e }))
+      if (Result.isFailure(first)) this.connectFailed(first.failure, 200)
       yield* Effect.forkScoped(this.commitLoop())
     })
   }
 
   private async connect(): Promise<void> {
     const o = this.options
-    const kafka = makeKafka(o.client, `effect-dstream-${o.groupId}`)
+    const kafka = makeKafka(o.client, `effect-dstream-${o.groupId}`, this.log)
     const assign = o.strategy._tag === "Assign" ? o.strategy.partitions : undefined
     const consumer = kafka.consumer({
       groupId: o.groupId,
@@ -456,6 +875,11 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
       ...(assign !== undefined ? { partitionAssigners: [fixedAssigner(assign)] } : {}),
     })
     this.consumer = consumer
+    this.joined = false
+    consumer.on(consumer.events.REQUEST, this.onRequest)
+    consumer.on(consumer.events.REQUEST_TIMEOUT, (e) => {
+      if (this.consumer === consumer) this.noteFailure(`request to broker ${e.payload.broker} timed out`, false)
+    })
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
       if (this.consumer === consumer) this.onGroupJoin(e.payload.memberAssignment)
     })
@@ -463,7 +887,11 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
       if (this.consumer === consumer) this.rebalancing = true
     })
     consumer.on(consumer.events.CRASH, (e) => {
-      if (!e.payload.restart && this.consumer === consumer && !this.stopped) this.restart(consumer, e.payload.error)
+      if (this.consumer !== consumer || this.stopped) return
+      const message = `the Kafka consumer crashed: ${errorMessage(e.payload.error)}`
+      this.noteFailure(message, false)
+      if (!e.payload.restart) this.restart(consumer, e.payload.error)
+      else this.log.line("Warning", `${message}; kafkajs restarts it`)
     })
     try {
       await consumer.connect()
@@ -492,9 +920,24 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
         }
       }
     } catch (e) {
+      if (this.consumer === consumer) this.consumer = undefined
       await consumer.disconnect().catch(() => undefined)
       throw e
     }
+  }
+
+  /** A connection attempt failed: report it, retry after `delay` (doubling, at most 5 s). */
+  private connectFailed(error: unknown, delay: number): void {
+    if (this.stopped || this.fatal !== undefined) return
+    const message = `cannot connect to the Kafka brokers ${
+      this.options.client.brokers.map((b) => `"${b}"`).join(", ")
+    }: ${errorMessage(error)}`
+    this.noteFailure(message, true)
+    this.log.line("Warning", `${message}; retrying in ${Time.format(delay)}`)
+    setTimeout(() => {
+      if (this.stopped || this.fatal !== undefined) return
+      this.connect().catch((e) => this.connectFailed(e, Math.min(5000, delay * 2)))
+    }, delay)
   }
 
   private crashes: Array<number> = []
@@ -510,20 +953,21 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     this.crashes.push(now)
     if (this.crashes.length > 5) {
       this.fatal = error
+      this.wakeRefetch()
       return
     }
-    console.warn(`${this.name}: the Kafka consumer crashed (${(error as Error)?.message ?? error}); restarting it`)
+    this.log.line("Warning", `the Kafka consumer crashed (${errorMessage(error)}); restarting it`)
     this.rebalancing = true
     this.consumer = undefined
     const delay = 200 * this.crashes.length
     void (async () => {
       await crashed.disconnect().catch(() => undefined)
       await new Promise((r) => setTimeout(r, delay))
-      if (this.stopped) return
+      if (this.stopped || this.fatal !== undefined) return
       try {
         await this.connect()
       } catch (e) {
-        if (!this.stopped) this.restart(crashed, e)
+        this.connectFailed(e, 200)
       }
     })()
   }
@@ -531,6 +975,7 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
   private async shutdown(): Promise<void> {
     this.stopped = true
     this.wakeSpace()
+    this.wakeRefetch()
     for (const w of this.inflightWaiters.splice(0)) w()
     const consumer = this.consumer
     if (consumer === undefined) return
@@ -550,6 +995,19 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     return false
   }
 
+  /** Records fetched and buffered but not yet cut into a batch. */
+  override storedRecords(): number {
+    return this.buffered
+  }
+
+  /**
+   * Kafka keeps what this stream did not process: offsets are committed only for processed
+   * (and, with checkpoints, checkpointed) batches, so the next run reads the rest again.
+   */
+  override keepsUnprocessed(): boolean {
+    return true
+  }
+
   /** Spark's per-batch cap: `maxRatePerPartition × batch seconds` (at least 1), or unlimited. */
   private get perPartitionLimit(): number {
     const rate = this.options.maxRatePerPartition
@@ -559,6 +1017,13 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
 
   override allocate(t: number): Effect.Effect<void> {
     return Effect.sync(() => {
+      const restored = this.cuts.get(t)
+      if (restored !== undefined && restored.refetch) {
+        // a recovered batch: re-run with exactly its recorded ranges (fetched again)
+        this.inflight.add(t)
+        this.recordInfo(t, restored.ranges)
+        return
+      }
       const limit = this.perPartitionLimit
       const ranges: Array<OffsetRange> = []
       const parts: Array<ReadonlyArray<KafkaRecord<K, V>>> = []
@@ -610,27 +1075,36 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
         : parts.length === 1
         ? parts[0]
         : ([] as Array<KafkaRecord<K, V>>).concat(...parts)
-      this.cuts.set(t, { ranges, records, dead })
+      this.cuts.set(t, { ranges, records, dead, refetch: false })
       this.inflight.add(t)
-      this.record(t, count, {
-        offsets: ranges.map((r) => ({
-          topic: r.topic,
-          partition: r.partition,
-          fromOffset: r.fromOffset,
-          untilOffset: r.untilOffset,
-        })),
-        description: ranges.map(String).join("\n"),
-      })
+      this.recordInfo(t, ranges, count)
       this.wakeSpace()
+    })
+  }
+
+  private recordInfo(t: number, ranges: ReadonlyArray<OffsetRange>, count?: number): void {
+    let n = count ?? 0
+    if (count === undefined) { for (const r of ranges) n += r.count() }
+    this.record(t, n, {
+      offsets: ranges.map((r) => ({
+        topic: r.topic,
+        partition: r.partition,
+        fromOffset: r.fromOffset,
+        untilOffset: r.untilOffset,
+      })),
+      description: ranges.map(String).join("\n"),
     })
   }
 
   compute(t: number): Effect.Effect<ReadonlyArray<KafkaRecord<K, V>>, unknown> {
     return Effect.suspend(() => {
+      if (this.fatal instanceof KafkaUnreachableError) return Effect.fail(this.fatal)
       if (this.fatal !== undefined) {
-        return Effect.fail(
-          new Error(`Kafka consumer of ${this.name} crashed: ${(this.fatal as Error)?.message ?? this.fatal}`),
-        )
+        return Effect.fail(new Error(`Kafka consumer of ${this.name} crashed: ${errorMessage(this.fatal)}`))
+      }
+      const cut = this.cuts.get(t)
+      if (cut !== undefined && cut.refetch) {
+        return Effect.map(this.awaitRefetch(t, cut), () => cut.records)
       }
       return Effect.succeed(this.decode(t).records)
     })
@@ -655,7 +1129,78 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
   override clearMetadata(t: number): void {
     super.clearMetadata(t)
     const limit = t - (this.rememberMillis ?? this.slideMillis)
-    for (const time of this.cuts.keys()) if (time <= limit) this.cuts.delete(time)
+    for (const [time, cut] of this.cuts) {
+      if (time > limit) continue
+      this.cuts.delete(time)
+      this.doneRefetching(cut)
+    }
+  }
+
+  // ---- checkpoints ----
+
+  /** Per partition, the offset after batch `t` and the batches before it (what a checkpoint of `t` covers). */
+  private coveredAt(t: number): Map<string, TopicPartitionOffset> {
+    const covered = new Map<string, TopicPartitionOffset>()
+    for (const [time, cut] of this.cuts) {
+      if (time > t) continue
+      for (const r of cut.ranges) mergeMax(covered, r.topic, r.partition, r.untilOffset)
+    }
+    return covered
+  }
+
+  /**
+   * Spark's `DirectKafkaInputDStreamCheckpointData`: the checkpoint written after batch `t`
+   * records the offset ranges of every batch already cut after `t` (the recovered context
+   * re-runs them with exactly these ranges) and of the batches before `t` that a window may
+   * still read; a durable checkpoint lets its covered offsets be committed.
+   */
+  override checkpointData(): InputCheckpoint {
+    return {
+      key: `DirectKafkaInputDStream#${this.streamId}`,
+      snapshot: (t) => {
+        // after a recovery, the batches from t + slide on read batches after t + slide − remember
+        // (a window of duration w asks its parent to remember at least w + its own slide)
+        const oldest = t + this.slideMillis - (this.rememberMillis ?? this.slideMillis)
+        const batches: Array<CheckpointData["batches"][number]> = []
+        for (const [time, cut] of [...this.cuts].sort((a, b) => a[0] - b[0])) {
+          if (time <= oldest) continue
+          batches.push({ time, ranges: cut.ranges.map((r) => [r.topic, r.partition, r.fromOffset, r.untilOffset]) })
+        }
+        const covered = [...this.coveredAt(t).values()].map((c) => [c.topic, c.partition, c.offset] as const)
+        const data: CheckpointData = { version: 1, covered, batches }
+        return data
+      },
+      restore: (raw, time) => {
+        const data = parseCheckpointData(raw)
+        const restoredKeys = new Set<string>()
+        for (const [topic, partition, offset] of data.covered) {
+          const key = tpKey(topic, partition)
+          restoredKeys.add(key)
+          const pos = this.positions.get(key)
+          if (pos === undefined || pos < offset) this.positions.set(key, offset)
+        }
+        for (const b of data.batches) {
+          const ranges = b.ranges.map(([topic, partition, from, until]) => {
+            const key = tpKey(topic, partition)
+            restoredKeys.add(key)
+            const pos = this.positions.get(key)
+            if (pos === undefined || pos < until) this.positions.set(key, until)
+            return new OffsetRange(topic, partition, from, until)
+          })
+          this.cuts.set(b.time, { ranges, records: [], dead: [], refetch: true })
+          this.refetching++
+        }
+        // the checkpoint's positions win over explicit starting offsets (Spark's recovery)
+        for (const key of restoredKeys) this.explicitStarts.delete(key)
+        this.restoredFrom = time
+      },
+      written: (t) =>
+        Effect.sync(() => {
+          if (this.options.commitMode !== "afterOutputs") return
+          for (const c of this.coveredAt(t).values()) mergeMax(this.pending, c.topic, c.partition, c.offset)
+          this.wakeCommits()
+        }),
+    }
   }
 
   // ---- commits ----
@@ -669,7 +1214,8 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
   override batchCompleted(info: BatchInfo): void {
     const t = info.batchTime
     const cut = this.cuts.get(t)
-    if (cut !== undefined && this.options.commitMode === "afterOutputs") {
+    // with checkpoints, `written` commits what a durable checkpoint covers instead
+    if (cut !== undefined && this.options.commitMode === "afterOutputs" && !this.checkpointing) {
       for (const r of cut.ranges) {
         if (r.untilOffset > r.fromOffset) mergeMax(this.pending, r.topic, r.partition, r.untilOffset)
       }
@@ -678,6 +1224,10 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     this.requested.clear()
     this.inflight.delete(t)
     for (const w of this.inflightWaiters.splice(0)) w()
+    this.wakeCommits()
+  }
+
+  private wakeCommits(): void {
     if (this.pending.size > 0) {
       this.commitDirty = true
       const wake = this.wakeCommitter
@@ -732,9 +1282,7 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
         // keep them for the next flush; a rebalance that revokes the partition drops them
         for (const c of batch) mergeMax(this.pending, c.topic, c.partition, c.offset)
         if (this.stopped || isRebalancing(e)) return
-        console.warn(
-          `${this.name}: offset commit failed, will retry after the next batch: ${(e as Error)?.message ?? e}`,
-        )
+        this.log.line("Warning", `offset commit failed, will retry after the next batch: ${errorMessage(e)}`)
       }
     }
     const next = this.commitChain.then(run, run)
@@ -777,7 +1325,9 @@ class DeadLetterEntry implements DeadLetter {
   }
 }
 
-const errorText = (e: unknown): string => `Decoder threw: ${(e as Error)?.message ?? String(e)}`
+const errorText = (e: unknown): string => `Decoder threw: ${errorMessage(e)}`
+
+const errorMessage = (e: unknown): string => (e instanceof Error ? e.message : String(e))
 
 /**
  * Decodes one message into a record, or a dead letter when its key or value does not decode
@@ -893,6 +1443,7 @@ const fixedAssigner = (
  */
 export class LazyProducer {
   private producer: Promise<KafkaJS.Producer> | undefined
+  private readonly log = new LogBridge("Kafka producer")
   constructor(readonly client: ClientOptions, readonly config: KafkaJS.ProducerConfig, ctx: NodeContext) {
     ctx.onStop(() =>
       Effect.promise(async () => {
@@ -903,10 +1454,16 @@ export class LazyProducer {
     )
   }
   send(record: KafkaJS.ProducerRecord): Effect.Effect<void, unknown> {
+    return Effect.flatMap(Effect.context<never>(), (services) => {
+      this.log.services ??= services
+      return this.sendWith(record)
+    })
+  }
+  private sendWith(record: KafkaJS.ProducerRecord): Effect.Effect<void, unknown> {
     return Effect.tryPromise({
       try: async () => {
         if (this.producer === undefined) {
-          const producer = makeKafka(this.client, "effect-dstream-producer").producer(this.config)
+          const producer = makeKafka(this.client, "effect-dstream-producer", this.log).producer(this.config)
           this.producer = producer.connect().then(() => producer)
           this.producer.catch(() => {
             this.producer = undefined

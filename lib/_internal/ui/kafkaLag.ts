@@ -31,8 +31,11 @@ export const pollKafkaLag = (graph: Graph, collector: Collector, intervalMillis:
       Effect.gen(function* () {
         const known = admins.get(input)
         if (known !== undefined) return known
-        const { makeKafka } = yield* Effect.promise(() => import("../../../receivers/kafka.ts"))
-        const admin = makeKafka(input.options.client, `${input.options.groupId}-ui`).admin()
+        const { makeKafka, LogBridge } = yield* Effect.promise(() => import("../../../receivers/kafka.ts"))
+        // kafkajs's own log goes through Effect's logger, rate-limited, as the stream's does
+        const log = new LogBridge(`Kafka lag of ${input.options.groupId}`)
+        log.services = yield* Effect.context<never>()
+        const admin = makeKafka(input.options.client, `${input.options.groupId}-ui`, log).admin()
         admins.set(input, admin)
         yield* Effect.tryPromise(() => admin.connect())
         return admin
