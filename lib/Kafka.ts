@@ -105,8 +105,11 @@ export type OffsetRange = OffsetRange_
  * @since 0.1.0
  * @category errors
  */
-export const KafkaUnreachableError = KafkaUnreachableError_
+export const KafkaUnreachableError: typeof KafkaUnreachableError_ = KafkaUnreachableError_
 /**
+ * The error the direct stream fails with when its brokers stay unreachable (instances of
+ * {@link KafkaUnreachableError}).
+ *
  * @since 0.1.0
  * @category errors
  */

@@ -519,6 +519,13 @@ class ContextImpl implements StreamingContext, NodeContext {
     Deferred.doneUnsafe(this.forced, Exit.void)
   }
 
+  /** What a person at the terminal is told on the first signal: a graceful stop, its bound, how to force it. */
+  get stopNotice(): string {
+    return `Stopping gracefully: processing what was received (up to ${
+      Time.format(this.gracefulTimeoutMillis)
+    }); press Ctrl-C again to stop at once`
+  }
+
   stop(options?: StopOptions & { readonly graceful?: false | undefined }): Effect.Effect<void>
   stop(options: StopOptions): Effect.Effect<void, UnprocessedRecordsError>
   stop(options?: StopOptions): Effect.Effect<void, UnprocessedRecordsError> {
@@ -748,7 +755,13 @@ export const runMain = <E>(program: Effect.Effect<void, E, NodeServices.NodeServ
   let signals = 0
   const onSignal = () => {
     signals++
-    if (signals >= 2) active?.ctx.forceStop()
+    const ctx = active?.ctx
+    if (ctx === undefined) return
+    if (signals === 1) Effect.runFork(Effect.logWarning(ctx.stopNotice))
+    else {
+      Effect.runFork(Effect.logWarning("Stopping at once"))
+      ctx.forceStop()
+    }
   }
   process.on("SIGINT", onSignal)
   process.on("SIGTERM", onSignal)

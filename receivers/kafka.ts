@@ -13,12 +13,13 @@
  * @internal
  */
 import { Buffer } from "node:buffer"
-import { Context, Data, Duration, Effect, Result, Schema, Scope } from "effect"
+import { type Context, Data, Duration, Effect, Result, Schema, type Scope } from "effect"
 import kafkajs from "kafkajs"
 import type * as KafkaJS from "kafkajs"
 import { type InputCheckpoint, InputNode, type InputRuntime, Node, type NodeContext } from "../lib/_internal/node.ts"
 import type { BatchInfo } from "../lib/Listener.ts"
 import * as Time from "../lib/Time.ts"
+import type { TaggedErrorClass } from "../lib/_internal/taggedError.ts"
 
 // ---- offset ranges --------------------------------------------------------------------------
 
@@ -230,19 +231,22 @@ export const makeKafka = (client: ClientOptions, id: string, log: LogBridge): Ka
 
 // ---- errors and logging ---------------------------------------------------------------------
 
-/**
- * No request to the Kafka brokers succeeded for `timeoutMillis` after a failure (connection
- * refused, broker gone, requests timing out): the direct stream gives up.
- * @internal
- */
-export class KafkaUnreachableError extends Data.TaggedError("KafkaUnreachableError")<{
+/** @internal */
+export const KafkaUnreachableErrorBase: TaggedErrorClass<"KafkaUnreachableError", {
   /** The bootstrap brokers the stream was given. */
   readonly brokers: ReadonlyArray<string>
   /** The stream's `unreachableTimeout`. */
   readonly timeoutMillis: number
   /** The last failure seen, if any. */
   readonly lastError: string | undefined
-}> {
+}> = Data.TaggedError("KafkaUnreachableError")
+
+/**
+ * No request to the Kafka brokers succeeded for `timeoutMillis` after a failure (connection
+ * refused, broker gone, requests timing out): the direct stream gives up.
+ * @internal
+ */
+export class KafkaUnreachableError extends KafkaUnreachableErrorBase {
   override get message(): string {
     return `Cannot reach the Kafka brokers ${this.brokers.map((b) => `"${b}"`).join(", ")} for ${
       Time.format(this.timeoutMillis)
@@ -802,13 +806,13 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
   /** Waits until the restored batch `t` is fetched again (or the stream failed). */
   private awaitRefetch(t: number, cut: Cut<K, V>): Effect.Effect<void, unknown> {
     const wait = Effect.callback<void>((resume) => {
-      const timer = setTimeout(done, 500)
-      const self = this
-      function done() {
+      let timer: ReturnType<typeof setTimeout> | undefined = undefined
+      const done = () => {
         clearTimeout(timer)
-        self.refetchWaiters = self.refetchWaiters.filter((w) => w !== done)
+        this.refetchWaiters = this.refetchWaiters.filter((w) => w !== done)
         resume(Effect.void)
       }
+      timer = setTimeout(done, 500)
       this.refetchWaiters.push(done)
       return Effect.sync(() => clearTimeout(timer))
     })

@@ -52,6 +52,7 @@ describe("graceful stop in a process (SIGTERM)", () => {
       const code = await status
       const log = child.log.join("")
       assert.equal(code, 1, log)
+      assert.match(log, /Stopping gracefully: processing what was received \(up to 1000 ms\); press Ctrl-C again/)
       assert.match(log, /Graceful stop timed out after 1000 ms: 3970 received records were not processed/)
       assert.ok(Date.now() - t0 < 15_000, `took ${Date.now() - t0} ms`)
     } finally {
@@ -71,6 +72,7 @@ describe("graceful stop in a process (SIGTERM)", () => {
       const code = await status
       const log = child.log.join("")
       assert.equal(code, 1, log)
+      assert.match(log, /Stopping at once/)
       assert.match(log, /Stop forced before the graceful stop finished: 3970 received records were not processed/)
       assert.ok(Date.now() - t0 < 10_000, `took ${Date.now() - t0} ms after the second signal`)
     } finally {
