@@ -913,6 +913,11 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
         partitionsConsumedConcurrently: 1,
         eachBatch: this.eachBatch,
       })
+      if (this.stopped) {
+        // the context stopped while this (re)connect was under way
+        await consumer.disconnect().catch(() => undefined)
+        return
+      }
       // Explicit starting offsets of partitions assigned at the first join.
       for (const [key, offset] of [...this.explicitStarts]) {
         const tp = this.assigned.get(key)
@@ -938,11 +943,14 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     }: ${errorMessage(error)}`
     this.noteFailure(message, true)
     this.log.line("Warning", `${message}; retrying in ${Time.format(delay)}`)
-    setTimeout(() => {
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined
       if (this.stopped || this.fatal !== undefined) return
       this.connect().catch((e) => this.connectFailed(e, Math.min(5000, delay * 2)))
     }, delay)
   }
+
+  private reconnectTimer: ReturnType<typeof setTimeout> | undefined = undefined
 
   private crashes: Array<number> = []
 
@@ -978,6 +986,7 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
 
   private async shutdown(): Promise<void> {
     this.stopped = true
+    if (this.reconnectTimer !== undefined) clearTimeout(this.reconnectTimer)
     this.wakeSpace()
     this.wakeRefetch()
     for (const w of this.inflightWaiters.splice(0)) w()

@@ -119,6 +119,7 @@ export const crashLoop = async (options: CrashLoopOptions): Promise<CrashLoopRes
     let keys = -1
     let changed = Date.now()
     let caughtUp: number | undefined
+    const before = readOutput(outFile)?.time ?? 0
     const done = await waitFor(() => {
       const out = readOutput(outFile)
       const n = Object.keys(out?.counts ?? {}).length
@@ -127,7 +128,8 @@ export const crashLoop = async (options: CrashLoopOptions): Promise<CrashLoopRes
         keys = n
         changed = now
       }
-      if (caughtUp === undefined && out !== undefined && out.time >= now - 1000) caughtUp = now
+      // caught up: the last child itself wrote a batch of about now
+      if (caughtUp === undefined && out !== undefined && out.time > before && out.time >= now - 1000) caughtUp = now
       return n >= produced || (caughtUp !== undefined && now - Math.max(changed, caughtUp) > 4000)
     }, options.finalWaitMillis ?? 40_000)
     if (done) await sleep(1000)
