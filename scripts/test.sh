@@ -61,6 +61,9 @@ consumer_failed=$(node_count "$log/consumer.txt" fail)
 [ -n "$bun_passed$bun_failed" ] || bun_failed=1
 [ -n "$node_passed$node_failed" ] || node_failed=1
 [ -n "$consumer_passed$consumer_failed" ] || consumer_failed=1
+# node:test cancels the tests of a suite whose `before` hook failed: they count as failed
+node_failed=$(( ${node_failed:-0} + $(node_count "$log/node.txt" cancelled | grep . || echo 0) ))
+consumer_failed=$(( ${consumer_failed:-0} + $(node_count "$log/consumer.txt" cancelled | grep . || echo 0) ))
 passed=$((${deno_passed:-0} + ${bun_passed:-0} + ${node_passed:-0} + ${consumer_passed:-0}))
 failures=$((${deno_failed:-0} + ${bun_failed:-0} + ${node_failed:-0} + ${consumer_failed:-0}))
 echo "Deno: ${deno_passed:-0} passed, ${deno_failed:-0} failed; Bun: ${bun_passed:-0} passed, ${bun_failed:-0} failed;" \

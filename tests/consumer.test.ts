@@ -116,11 +116,18 @@ describe("npm package consumer", { timeout: 300_000 }, () => {
     const files = entry.files.map((f) => f.path)
     assert.ok(files.includes("dist/mod.js") && files.includes("dist/mod.d.ts"), files.join(", "))
     assert.ok(files.includes("dist/lib/Testing.js") && files.includes("LICENSE"), files.join(", "))
-    assert.deepEqual(files.filter((f) => !/^(dist\/.*\.(js|d\.ts)|LICENSE|README\.md|package\.json)$/.test(f)), [])
+    // compiled modules and their declarations, the Streaming page's own files, license, readme, manifest
+    assert.deepEqual(
+      files.filter((f) =>
+        !/^(dist\/.*\.(js|d\.ts)|dist\/lib\/_internal\/ui\/assets\/[\w.]+|LICENSE|README\.md|package\.json)$/.test(f)
+      ),
+      [],
+    )
+    assert.ok(files.includes("dist/lib/_internal/ui/assets/index.html"), files.join(", "))
 
     // Peer dependencies (and kafkajs, our one dependency) come from our node_modules: no network.
     const app = join(scratch, "app")
-    const peers = ["effect", "@effect/platform-node", "kafkajs", "@types/node"]
+    const peers = ["effect", "@effect/platform-node", "kafkajs", "uplot", "@types/node"]
     for (const name of closure(peers)) {
       cpSync(join(root, "node_modules", name), join(app, "node_modules", name), { recursive: true })
     }
