@@ -31,7 +31,6 @@
  * @module
  */
 import { Clock, Deferred, Duration, Effect, FileSystem, Option, Path, Stream } from "effect"
-import { TestClock } from "effect/testing"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodePath from "@effect/platform-node/NodePath"
 import * as BatchClock from "./BatchClock.ts"
@@ -42,7 +41,16 @@ import type * as StreamingContext from "./StreamingContext.ts"
 import * as Time from "./Time.ts"
 import * as Checkpointing from "./_internal/checkpointing.ts"
 import type { NodeContext, NodeEnv } from "./_internal/node.ts"
-import { type Cut, ReplayError, ReplayInputNode, replayInputs, type Source } from "./_internal/replay.ts"
+import {
+  type BatchClockControl,
+  catchUpInputs,
+  type Cut,
+  ReplayClock,
+  ReplayError,
+  ReplayInputNode,
+  replayInputs,
+  type Source,
+} from "./_internal/replay.ts"
 import { readTextLines } from "../receivers/file.ts"
 
 export {
@@ -194,7 +202,14 @@ export const input = <A>(
     new ReplayInputNode<A>(ssc as unknown as NodeContext, source.source, cutOf(cut), `replay of ${source.description}`),
   )
 
-type StartError = StreamingContext.StartError
+/**
+ * Why a replay could not start: the context's own start errors, or (Kafka) the history's
+ * offsets could not be resolved.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type StartError = StreamingContext.StartError | ReplayError
 
 /** The time of the newest checkpoint in `directory` if it holds a replay's position. */
 const replayCheckpointTime = (
@@ -225,50 +240,92 @@ const withPlatform = <A, E>(effect: Effect.Effect<A, E, NodeEnv>): Effect.Effect
 
 /**
  * The replay driver: starts `ssc` under a virtual clock (reporting the outcome to `started`),
- * then moves the clock one batch interval on after each completed batch, and stops the
- * context once every replay input is exhausted.
+ * then moves the clock one batch interval on after each completed batch. Once every replay
+ * input is exhausted it stops the context; with catch-up inputs (`kafkaThenLive`), once those
+ * have caught up with the end of their history it switches the context to the real clock
+ * instead, and the run goes on live.
  */
 const drive = (
   ssc: StreamingContext.StreamingContext,
   started: Deferred.Deferred<void, StartError>,
 ): Effect.Effect<void> =>
   Effect.gen(function* () {
-    const inputs = replayInputs.get(ssc as unknown as NodeContext)
-    if (inputs === undefined || inputs.length === 0) {
+    const ctx = ssc as unknown as NodeContext
+    const inputs = replayInputs.get(ctx) ?? []
+    const catchUps = catchUpInputs.get(ctx) ?? []
+    if (inputs.length === 0 && catchUps.length === 0) {
       return yield* Deferred.fail(
         started,
         new ValidationError({
-          message: "Cannot replay: the context has no replay input; create one with Replay.input(ssc, source, cut)",
+          message:
+            "Cannot replay: the context has no replay input; create one with Replay.input(ssc, source, cut) or Replay.kafkaThenLive(ssc, options)",
         }),
       )
     }
+    const clock = new ReplayClock(yield* Clock.clockWith(Effect.succeed))
     const interval = Duration.toMillis(ssc.batchInterval)
-    // Resuming a replay (getOrCreate found its checkpoint): the virtual clock continues from
-    // the checkpoint's batch, so the batches after it get the records after those it covers.
-    const directory = ssc.checkpointDirectory
-    if (directory !== undefined) {
-      const resumed = yield* Effect.result(withPlatform(replayCheckpointTime(directory)))
-      if (resumed._tag === "Failure") return yield* Deferred.fail(started, resumed.failure)
-      if (resumed.success !== undefined) yield* TestClock.setTime(resumed.success)
-    }
-    let t = BatchClock.firstBatchTime(yield* Clock.currentTimeMillis, interval)
-    const start = yield* Effect.result(ssc.start)
-    if (start._tag === "Failure") return yield* Deferred.fail(started, start.failure)
-    yield* Deferred.succeed(started, undefined)
-    // After the batch that takes the last records, one more batch (without records) applies
-    // the final watermark, as Structured Streaming's no-data batch does.
-    let extra = 1
     yield* Effect.gen(function* () {
-      for (;;) {
-        yield* TestClock.adjust(interval)
-        yield* ssc.awaitBatch(t)
-        if ((yield* ssc.state) === "STOPPED") return
-        if (inputs.every((i) => i.exhausted) && extra-- === 0) return
-        t += interval
+      // Resuming a replay (getOrCreate found its checkpoint): the virtual clock continues from
+      // the checkpoint's batch, so the batches after it get the records after those it covers.
+      const directory = ssc.checkpointDirectory
+      let resumed = false
+      if (directory !== undefined) {
+        const found = yield* Effect.result(withPlatform(replayCheckpointTime(directory)))
+        if (found._tag === "Failure") return yield* Deferred.fail(started, found.failure)
+        if (found.success !== undefined) {
+          clock.setTime(found.success)
+          resumed = true
+        }
       }
-    }).pipe(Effect.onInterrupt(() => ssc.stop()))
-    yield* ssc.stop()
-  }).pipe(Effect.provide(TestClock.layer({ warningDelay: "1 day" })))
+      for (const input of catchUps) {
+        const prepared = yield* Effect.result(input.prepare(resumed))
+        if (prepared._tag === "Failure") {
+          const e = prepared.failure
+          return yield* Deferred.fail(
+            started,
+            e instanceof ReplayError
+              ? e
+              : e instanceof ValidationError
+              ? e
+              : new ReplayError({ message: `Cannot start the replay: ${describeError(e)}`, cause: e }),
+          )
+        }
+      }
+      let t = BatchClock.firstBatchTime(yield* Clock.currentTimeMillis, interval)
+      const start = yield* Effect.result(ssc.start)
+      if (start._tag === "Failure") return yield* Deferred.fail(started, start.failure)
+      yield* Deferred.succeed(started, undefined)
+      // After the batch that takes the last records, one more batch (without records) applies
+      // the final watermark, as Structured Streaming's no-data batch does (bounded replays).
+      let extra = 1
+      const live = catchUps.length > 0
+      const done = yield* Effect.gen(function* () {
+        for (;;) {
+          clock.adjust(interval)
+          yield* ssc.awaitBatch(t)
+          if ((yield* ssc.state) === "STOPPED") return false
+          if (inputs.every((i) => i.exhausted)) {
+            if (live ? catchUps.every((i) => i.caughtUp()) : extra-- === 0) return true
+          }
+          t += interval
+        }
+      }).pipe(Effect.onInterrupt(() => ssc.stop()))
+      if (!live || !done) return yield* ssc.stop()
+      // Caught up: the batch clock goes on from here on the real clock.
+      const control = ssc as unknown as BatchClockControl
+      yield* control.stopBatchClock
+      clock.goLive()
+      const first = Math.max(BatchClock.firstBatchTime(yield* Clock.currentTimeMillis, interval), t + interval)
+      yield* Effect.logInfo(
+        `Replay caught up after the batch of ${Time.format(t)} (${
+          catchUps.map((i) => i.describe()).join("; ")
+        }): continuing live on the real clock from ${Time.format(first)}`,
+      )
+      yield* control.startBatchClock(first)
+    }).pipe(Effect.provideService(Clock.Clock, clock))
+  })
+
+const describeError = (e: unknown): string => (e instanceof Error ? e.message : String(e))
 
 /**
  * Starts `ssc` under a virtual clock and runs its batches back to back in the background: the

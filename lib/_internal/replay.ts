@@ -5,7 +5,7 @@
  * as they are processed.
  * @internal
  */
-import { Cause, Data, Effect, Pull, Stream } from "effect"
+import { Cause, Clock, Data, Duration, Effect, Pull, Stream } from "effect"
 import type { Scope } from "effect"
 import * as Time from "../Time.ts"
 import {
@@ -42,6 +42,112 @@ export type Source<A> =
 export type Cut<A> =
   | { readonly _tag: "Count"; readonly records: number }
   | { readonly _tag: "Span"; readonly eventTime: (a: A) => number; readonly spanMillis: number }
+
+/**
+ * The replay's clock: virtual (time moves only when the driver adjusts it, and sleepers wake
+ * then, as with `TestClock`) until {@link goLive}, then the real clock (pending virtual sleeps
+ * finish after the virtual time they still had). Provided to the context the replay drives.
+ * @internal
+ */
+export class ReplayClock implements Clock.Clock {
+  private isLive = false
+  private now = 0
+  private sleeps: Array<{ readonly at: number; readonly wake: () => void; timer?: ReturnType<typeof setTimeout> }> = []
+  /** Monotonic nanoseconds at the switch to the real clock, on both clocks. */
+  private switchedAt: readonly [virtual: bigint, real: bigint] = [0n, 0n]
+
+  constructor(readonly real: Clock.Clock) {}
+
+  get live(): boolean {
+    return this.isLive
+  }
+
+  currentTimeMillisUnsafe(): number {
+    return this.isLive ? this.real.currentTimeMillisUnsafe() : this.now
+  }
+  readonly currentTimeMillis: Effect.Effect<number> = Effect.sync(() => this.currentTimeMillisUnsafe())
+  currentTimeNanosUnsafe(): bigint {
+    return this.isLive ? this.real.currentTimeNanosUnsafe() : BigInt(this.now) * 1_000_000n
+  }
+  readonly currentTimeNanos: Effect.Effect<bigint> = Effect.sync(() => this.currentTimeNanosUnsafe())
+  monotonicTimeNanosUnsafe(): bigint {
+    if (!this.isLive) return BigInt(this.now) * 1_000_000n
+    return this.switchedAt[0] + (this.real.monotonicTimeNanosUnsafe() - this.switchedAt[1])
+  }
+  readonly monotonicTimeNanos: Effect.Effect<bigint> = Effect.sync(() => this.monotonicTimeNanosUnsafe())
+
+  sleep(duration: Duration.Duration): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (this.isLive) return this.real.sleep(duration)
+      const at = this.now + Duration.toMillis(duration)
+      if (!(at > this.now)) return Effect.void
+      return Effect.callback<void>((resume) => {
+        const entry: (typeof this.sleeps)[number] = { at, wake: () => resume(Effect.void) }
+        this.sleeps.push(entry)
+        return Effect.sync(() => {
+          if (entry.timer !== undefined) clearTimeout(entry.timer)
+          const i = this.sleeps.indexOf(entry)
+          if (i >= 0) this.sleeps.splice(i, 1)
+        })
+      })
+    })
+  }
+
+  /** Sets the virtual time (a resumed replay continues from its checkpoint's batch). */
+  setTime(millis: number): void {
+    this.now = millis
+    this.wakeDue()
+  }
+
+  /** Moves the virtual time on, waking the sleepers now due (earliest first). */
+  adjust(millis: number): void {
+    this.setTime(this.now + millis)
+  }
+
+  private wakeDue(): void {
+    const due = this.sleeps.filter((e) => e.at <= this.now).sort((a, b) => a.at - b.at)
+    if (due.length === 0) return
+    this.sleeps = this.sleeps.filter((e) => e.at > this.now)
+    for (const e of due) e.wake()
+  }
+
+  /** Switches to the real clock; virtual sleeps still pending end after the time they had left. */
+  goLive(): void {
+    if (this.isLive) return
+    this.switchedAt = [BigInt(this.now) * 1_000_000n, this.real.monotonicTimeNanosUnsafe()]
+    this.isLive = true
+    const pending = this.sleeps
+    this.sleeps = []
+    for (const e of pending) e.timer = setTimeout(e.wake, Math.max(0, e.at - this.now))
+  }
+}
+
+/**
+ * What the replay driver needs from a context beyond its public API: stopping the batch clock
+ * and starting it again at a given time (after the switch to the real clock).
+ * @internal
+ */
+export interface BatchClockControl {
+  readonly stopBatchClock: Effect.Effect<void>
+  readonly startBatchClock: (firstTime: number) => Effect.Effect<void>
+}
+
+/**
+ * A live input that a replay runs under the virtual clock until it has caught up with the end
+ * of its history, then on the real clock (Kafka: `Replay.kafkaThenLive`).
+ * @internal
+ */
+export interface CatchUpInput {
+  /** Before the context starts: resolve where to start and where history ends; `resumed` when a checkpoint says where it is. */
+  readonly prepare: (resumed: boolean) => Effect.Effect<void, unknown>
+  /** `true` once the batches cut so far reach the end of history observed by `prepare`. */
+  readonly caughtUp: () => boolean
+  /** Describes how far it is, for messages. */
+  readonly describe: () => string
+}
+
+/** The catch-up inputs of each context, for the driver. @internal */
+export const catchUpInputs = new WeakMap<NodeContext, Array<CatchUpInput>>()
 
 /** The replay inputs of each context, for the driver. @internal */
 export const replayInputs = new WeakMap<NodeContext, Array<ReplayInputNode<any>>>()
