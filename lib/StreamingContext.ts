@@ -671,16 +671,6 @@ class ContextImpl implements StreamingContext, NodeContext {
     this.listeners.push(listener)
   }
 
-  /** @internal Replay's switch to the real clock (`BatchClockControl`). */
-  readonly stopBatchClock: Effect.Effect<void> = Effect.suspend(() => this.scheduler?.stopClock() ?? Effect.void)
-  /** @internal */
-  readonly startBatchClock = (firstTime: number): Effect.Effect<void> =>
-    Effect.suspend(() =>
-      this.scheduler === undefined || this.lifecycleState !== "ACTIVE"
-        ? Effect.void
-        : this.scheduler.startClock(firstTime)
-    )
-
   awaitBatch = (time: number): Effect.Effect<void> =>
     Effect.suspend(() => {
       if (this.lifecycleState === "STOPPED") return Effect.void

@@ -45,16 +45,18 @@ export type Cut<A> =
 
 /**
  * The replay's clock: virtual (time moves only when the driver adjusts it, and sleepers wake
- * then, as with `TestClock`) until {@link goLive}, then the real clock (pending virtual sleeps
- * finish after the virtual time they still had). Provided to the context the replay drives.
+ * then, as with `TestClock`) until {@link goLive}; from then on it runs at the real clock's pace
+ * from where the virtual time was (the real time plus a fixed offset), so batch times go on one
+ * interval apart with no gap, and pending virtual sleeps end after the time they had left.
  * @internal
  */
 export class ReplayClock implements Clock.Clock {
   private isLive = false
   private now = 0
+  /** After the switch: this clock's time minus the real clock's (milliseconds, nanoseconds). */
+  private offset = 0
+  private offsetNanos = 0n
   private sleeps: Array<{ readonly at: number; readonly wake: () => void; timer?: ReturnType<typeof setTimeout> }> = []
-  /** Monotonic nanoseconds at the switch to the real clock, on both clocks. */
-  private switchedAt: readonly [virtual: bigint, real: bigint] = [0n, 0n]
 
   constructor(readonly real: Clock.Clock) {}
 
@@ -62,17 +64,21 @@ export class ReplayClock implements Clock.Clock {
     return this.isLive
   }
 
+  /** How far this clock is ahead of the real clock after the switch (milliseconds). */
+  get offsetMillis(): number {
+    return this.offset
+  }
+
   currentTimeMillisUnsafe(): number {
-    return this.isLive ? this.real.currentTimeMillisUnsafe() : this.now
+    return this.isLive ? this.real.currentTimeMillisUnsafe() + this.offset : this.now
   }
   readonly currentTimeMillis: Effect.Effect<number> = Effect.sync(() => this.currentTimeMillisUnsafe())
   currentTimeNanosUnsafe(): bigint {
-    return this.isLive ? this.real.currentTimeNanosUnsafe() : BigInt(this.now) * 1_000_000n
+    return this.isLive ? this.real.currentTimeNanosUnsafe() + this.offsetNanos : BigInt(this.now) * 1_000_000n
   }
   readonly currentTimeNanos: Effect.Effect<bigint> = Effect.sync(() => this.currentTimeNanosUnsafe())
   monotonicTimeNanosUnsafe(): bigint {
-    if (!this.isLive) return BigInt(this.now) * 1_000_000n
-    return this.switchedAt[0] + (this.real.monotonicTimeNanosUnsafe() - this.switchedAt[1])
+    return this.currentTimeNanosUnsafe()
   }
   readonly monotonicTimeNanos: Effect.Effect<bigint> = Effect.sync(() => this.monotonicTimeNanosUnsafe())
 
@@ -111,25 +117,16 @@ export class ReplayClock implements Clock.Clock {
     for (const e of due) e.wake()
   }
 
-  /** Switches to the real clock; virtual sleeps still pending end after the time they had left. */
+  /** Switches to real-time pace from the current virtual time. */
   goLive(): void {
     if (this.isLive) return
-    this.switchedAt = [BigInt(this.now) * 1_000_000n, this.real.monotonicTimeNanosUnsafe()]
+    this.offset = this.now - this.real.currentTimeMillisUnsafe()
+    this.offsetNanos = BigInt(this.now) * 1_000_000n - this.real.currentTimeNanosUnsafe()
     this.isLive = true
     const pending = this.sleeps
     this.sleeps = []
     for (const e of pending) e.timer = setTimeout(e.wake, Math.max(0, e.at - this.now))
   }
-}
-
-/**
- * What the replay driver needs from a context beyond its public API: stopping the batch clock
- * and starting it again at a given time (after the switch to the real clock).
- * @internal
- */
-export interface BatchClockControl {
-  readonly stopBatchClock: Effect.Effect<void>
-  readonly startBatchClock: (firstTime: number) => Effect.Effect<void>
 }
 
 /**
@@ -142,6 +139,8 @@ export interface CatchUpInput {
   readonly prepare: (resumed: boolean) => Effect.Effect<void, unknown>
   /** `true` once the batches cut so far reach the end of history observed by `prepare`. */
   readonly caughtUp: () => boolean
+  /** `true` when records are waiting for the next batch (the driver waits for some before cutting one). */
+  readonly hasRecords: () => boolean
   /** Describes how far it is, for messages. */
   readonly describe: () => string
 }

@@ -45,7 +45,6 @@ const done: OutputOutcome = { _tag: "Done" }
 export class JobScheduler {
   private pending!: Queue.Queue<PendingBatch>
   private clockFiber: Fiber.Fiber<void> | undefined
-  private scope: Scope.Scope | undefined
   private jobFiber: Fiber.Fiber<void> | undefined
   private processing = false
   private queued = 0
@@ -102,23 +101,11 @@ export class JobScheduler {
       const nodes = new Set<Node<any>>()
       for (const o of this.graph.outputs) o.collect(nodes)
       this.eventTimeOperators = [...nodes].filter((n) => n instanceof EventWindowNode)
-      this.scope = scope
       this.jobFiber = yield* Effect.forkIn(this.runJobs(), scope)
       for (const t of recovered) yield* this.cut(t, true)
-      yield* this.startClock(firstTime)
-    })
-  }
-
-  /**
-   * Starts cutting batches at `firstTime`, on the calling fiber's `Clock` (a replay's switch to
-   * the real clock: {@link stopClock} first).
-   */
-  startClock(firstTime: number): Effect.Effect<void> {
-    return Effect.gen({ self: this }, function* () {
-      if (this.scope === undefined) return
       this.clockFiber = yield* Effect.forkIn(
         BatchClock.ticks(firstTime, this.graph.batchMillis).pipe(Stream.runForEach((t) => this.cut(t))),
-        this.scope,
+        scope,
       )
     })
   }
