@@ -198,9 +198,9 @@ class RangeReader<K, V> {
     this.consumer.pause([{ topic: p.topic, partitions: [p.partition] }])
   }
 
-  private readonly eachBatch = async ({ batch }: KafkaJS.EachBatchPayload): Promise<void> => {
+  private readonly eachBatch = ({ batch }: KafkaJS.EachBatchPayload): Promise<void> => {
     const p = this.byKey.get(`${batch.topic}\u0000${batch.partition}`)
-    if (p === undefined || this.failure !== undefined) return
+    if (p === undefined || this.failure !== undefined) return Promise.resolve()
     const { key, value } = this.options
     for (const message of batch.messages) {
       const offset = Number(message.offset)
@@ -222,6 +222,7 @@ class RangeReader<K, V> {
     if (Number.isFinite(last) && last + 1 > p.next) p.next = Math.min(p.until, last + 1)
     if (p.next >= p.until || p.buffer.length - p.head >= this.options.maxBufferedPerPartition) this.pause(p)
     this.wake?.()
+    return Promise.resolve()
   }
 
   /** The next merged chunk, or `undefined` once every range has been handed out. */
@@ -232,13 +233,12 @@ class RangeReader<K, V> {
       if (chunk.length > 0) return chunk
       if (this.parts.every((p) => p.next >= p.until && p.head >= p.buffer.length)) return undefined
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, 500)
-        const self = this
-        function done() {
+        const done = () => {
           clearTimeout(timer)
-          self.wake = undefined
+          this.wake = undefined
           resolve()
         }
+        const timer = setTimeout(done, 500)
         this.wake = done
       })
     }

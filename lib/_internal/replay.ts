@@ -5,7 +5,7 @@
  * as they are processed.
  * @internal
  */
-import { Cause, Clock, Data, Duration, Effect, Pull, Stream } from "effect"
+import { Cause, type Clock, Data, Duration, Effect, Pull, Stream } from "effect"
 import type { Scope } from "effect"
 import * as Time from "../Time.ts"
 import {
