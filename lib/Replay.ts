@@ -497,7 +497,9 @@ const drive = (
       yield* Effect.logInfo(
         `Replay caught up after the batch of ${Time.format(t)} (${
           catchUps.map((i) => i.describe()).join("; ")
-        }): continuing live at real-time pace, batch times ${clock.offsetMillis} ms ahead of the wall clock`,
+        }): continuing live at real-time pace, batch times ${
+          clock.offsetMillis >= 0 ? `${clock.offsetMillis} ms ahead of` : `${-clock.offsetMillis} ms behind`
+        } the wall clock`,
       )
     }).pipe(Effect.provideService(Clock.Clock, clock))
   })

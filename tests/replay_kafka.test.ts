@@ -238,4 +238,74 @@ describe("replay from Kafka", () => {
       assert.ok(Exit.isSuccess(exit), String(failureOf(exit)))
     }
   })
+
+  it("replay then live resumes from its checkpoint: the offsets and state of the checkpoint, not `from` again", {
+    timeout: 60_000,
+  }, async () => {
+    const topic = unique("replay-resume")
+    const now = Date.now()
+    const past: Array<Produced> = Array.from({ length: 400 }, (_, i) => ({
+      partition: i % 4,
+      timestamp: now - 40_000 + i * 100,
+      key: `k${i % 3}`,
+      eventTime: now - 40_000 + i * 100,
+    }))
+    await produceAll(topic, past)
+    const dir = nodePath.join(root, unique("cp"))
+    const groupId = unique("g")
+    const sessions = new Map<string, number>()
+    const times: Array<number> = []
+    const attempt = (failAfter: number) =>
+      Effect.gen(function* () {
+        let seen = 0
+        const ssc = yield* StreamingContext.getOrCreate(dir, (ssc) => {
+          const stream = Replay.kafkaThenLive(ssc, {
+            brokers: cluster.brokers,
+            groupId,
+            topics: [topic],
+            value: Schema.String,
+            from: { offsets: [{ topic, partition: 3, offset: 40 }] },
+            maxRatePerPartition: 25,
+            ...fast,
+          })
+          stream.map((r) => parse(r.value)).withWatermark((e) => e.t, "10 minutes").keyBy((e) => e.k)
+            .countByEventWindow(EventTime.session("10 minutes"), { mode: "update" })
+            .checkpoint("1 second")
+            .foreachBatch((b, time) => {
+              times.push(time)
+              for (const r of b) sessions.set(r.key, r.value)
+            })
+          stream.foreachBatch((records) => {
+            seen += records.length
+            return seen > failAfter ? Effect.fail("output down") : Effect.void
+          })
+        }, { batchInterval: "200 millis" })
+        yield* Replay.start(ssc)
+        return ssc
+      })
+    // first run: an output fails after 250 records (12 batches, checkpoints every 5); the context stops
+    const first = await run(attempt(250))
+    const exit1 = await Effect.runPromise(Effect.exit(first.awaitTermination))
+    assert.ok(Exit.isFailure(exit1))
+    assert.ok(fs.readdirSync(dir).some((n) => n.startsWith("checkpoint-")))
+    const before = new Map(sessions)
+    const total = [...before.values()].reduce((a, b) => a + b, 0)
+    assert.ok(total > 0 && total < 360, `first run counted ${total}`)
+    const lastTime = times[times.length - 1]
+    // second run: resumes from the checkpoint (its batch time, its offsets, its state) and catches up
+    times.length = 0
+    const second = await run(attempt(Infinity))
+    try {
+      await eventually(
+        () => [...sessions.values()].reduce((a, b) => a + b, 0) >= 360,
+        30_000,
+        `the history (${JSON.stringify([...sessions])})`,
+      )
+      // exactly once: a second start at `from` would count partition 3's records twice
+      assert.deepEqual(sessions, new Map([["k0", 120], ["k1", 120], ["k2", 120]]))
+      assert.ok(times[0] <= lastTime + 200, `resumed at ${times[0]}, the first run's last batch was ${lastTime}`)
+    } finally {
+      await run(second.stop())
+    }
+  })
 })
