@@ -13,6 +13,12 @@
  * event-time pipeline gives the same windows over the same records (see the README's "Event
  * time and replay" for when exactly).
  *
+ * Kafka: {@link fromKafka} replays bounded offset ranges (from the earliest offsets, explicit
+ * offsets or a timestamp, to the end seen at start or explicit offsets); {@link kafkaThenLive}
+ * is a direct stream that {@link start} runs from a past position under the virtual clock until
+ * it has caught up with the end offsets seen at start, then at real-time pace, live, with the
+ * same pipeline and state.
+ *
  * @example
  * ```ts
  * import { Effect } from "effect"
