@@ -12,7 +12,15 @@ import * as os from "node:os"
 import * as nodePath from "node:path"
 import kafkajs from "kafkajs"
 import { Effect, Exit, Fiber, Schema } from "effect"
-import { BatchJobError, type DStream, EventTime, type Kafka, Replay, StreamingContext } from "../mod.ts"
+import {
+  BatchJobError,
+  type DStream,
+  EventTime,
+  type Kafka,
+  Replay,
+  StreamingContext,
+  ValidationError,
+} from "../mod.ts"
 import { eventually, fast, startCluster, type TestCluster, unique } from "./_support/kafka.ts"
 import { failureOf, run, runExit } from "./_support/run.ts"
 
@@ -307,5 +315,38 @@ describe("replay from Kafka", () => {
     } finally {
       await run(second.stop())
     }
+  })
+
+  it("bad Kafka replay setups are typed errors naming what is wrong", async () => {
+    const base = { brokers: ["127.0.0.1:1"], value: Schema.String }
+    const invalid = (f: () => unknown, pattern: RegExp) =>
+      assert.throws(f, (e) => e instanceof ValidationError && pattern.test(e.message))
+    invalid(() => Replay.fromKafka({ ...base, topics: [], from: "earliest" }), /needs one or more topic names: \[\]/)
+    invalid(
+      // @ts-expect-error "latest" is not a start of history
+      () => Replay.fromKafka({ ...base, topics: ["t"], from: "latest" }),
+      /from must be "earliest", \{ offsets \} or \{ timestamp \}: "latest"/,
+    )
+    invalid(
+      () => Replay.fromKafka({ ...base, topics: ["t"], from: { timestamp: Number.NaN } }),
+      /timestamp must be epoch milliseconds/,
+    )
+    const ssc = await run(StreamingContext.make({ batchInterval: "1 second" }))
+    invalid(
+      () =>
+        Replay.kafkaThenLive(ssc, {
+          ...base,
+          groupId: "g",
+          topics: ["t"],
+          offsets: [{ topic: "t", partition: 0, offset: 1 }],
+          from: "earliest",
+        }),
+      /give no `offsets`/,
+    )
+    invalid(
+      () => Replay.kafkaThenLive(ssc, { ...base, groupId: "g", pattern: /t.*/, from: "earliest" }),
+      /not a pattern/,
+    )
+    await run(ssc.stop())
   })
 })
