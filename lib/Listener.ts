@@ -126,6 +126,28 @@ export interface WriteAheadLogDamage {
 }
 
 /**
+ * One batch of one event-time window operator (`EventTime.window` and friends), as Structured
+ * Streaming reports its watermark and `numRowsDroppedByWatermark` in each query progress.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface EventTimeOperatorProgress {
+  /** Batch time in epoch milliseconds. */
+  readonly batchTime: number
+  /** The operator's name (its `name` option, else its kind and stream id). */
+  readonly operator: string
+  /** The watermark in effect for the batch (epoch ms), `undefined` before the first record. */
+  readonly watermark: number | undefined
+  /** Records dropped as late in this batch (their window ended at or below the watermark). */
+  readonly lateRecords: number
+  /** Windows (key × window) the operator emitted in this batch. */
+  readonly emitted: number
+  /** Windows (key × window) held in state after the batch. */
+  readonly openWindows: number
+}
+
+/**
  * Every event the context publishes.
  *
  * @since 0.1.0
@@ -143,6 +165,14 @@ export type StreamingEvent =
   | { readonly _tag: "OutputOperationStarted"; readonly outputOperationInfo: OutputOperationInfo }
   | { readonly _tag: "OutputOperationCompleted"; readonly outputOperationInfo: OutputOperationInfo }
   | { readonly _tag: "StreamingStopped"; readonly time: number }
+  | {
+    /**
+     * An event-time window operator's figures for a batch (published once per operator that
+     * ran, after the batch's outputs and before its `BatchCompleted`).
+     */
+    readonly _tag: "EventTimeProgress"
+    readonly progress: EventTimeOperatorProgress
+  }
   | {
     /**
      * The scheduling delay has grown for `batches` consecutive batches (the context's

@@ -13,6 +13,12 @@
  * event-time pipeline gives the same windows over the same records (see the README's "Event
  * time and replay" for when exactly).
  *
+ * Kafka: {@link fromKafka} replays bounded offset ranges (from the earliest offsets, explicit
+ * offsets or a timestamp, to the end seen at start or explicit offsets); {@link kafkaThenLive}
+ * is a direct stream that {@link start} runs from a past position under the virtual clock until
+ * it has caught up with the end offsets seen at start, then at real-time pace, live, with the
+ * same pipeline and state.
+ *
  * @example
  * ```ts
  * import { Effect } from "effect"
@@ -30,20 +36,30 @@
  *
  * @module
  */
-import { Clock, Deferred, Duration, Effect, FileSystem, Option, Path, Stream } from "effect"
-import { TestClock } from "effect/testing"
+import { Clock, Deferred, Duration, Effect, FileSystem, Option, Path, Schema, Stream } from "effect"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodePath from "@effect/platform-node/NodePath"
 import * as BatchClock from "./BatchClock.ts"
 import * as Checkpoint from "./Checkpoint.ts"
 import * as DStream from "./DStream.ts"
+import * as Kafka from "./Kafka.ts"
 import { ValidationError } from "./Errors.ts"
 import type * as StreamingContext from "./StreamingContext.ts"
 import * as Time from "./Time.ts"
 import * as Checkpointing from "./_internal/checkpointing.ts"
 import type { NodeContext, NodeEnv } from "./_internal/node.ts"
-import { type Cut, ReplayError, ReplayInputNode, replayInputs, type Source } from "./_internal/replay.ts"
+import {
+  catchUpInputs,
+  type Cut,
+  ReplayClock,
+  ReplayError,
+  ReplayInputNode,
+  replayInputs,
+  type Source,
+} from "./_internal/replay.ts"
 import { readTextLines } from "../receivers/file.ts"
+import { type KafkaInputNode, toFormat } from "../receivers/kafka.ts"
+import { catchUp, rangeStream } from "../receivers/kafka_replay.ts"
 
 export {
   /**
@@ -158,6 +174,174 @@ export const fromDirectory = (
   return { source: { _tag: "Stream", stream }, description: `directory "${directory}"` }
 }
 
+/**
+ * Where Kafka history starts: each partition's earliest offset still kept; explicit offsets
+ * (partitions not listed start at their earliest); or, per partition, the first offset whose
+ * record timestamp is at or after `timestamp` (epoch ms, the broker's offset-for-time lookup).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type KafkaStart =
+  | "earliest"
+  | { readonly offsets: ReadonlyArray<Kafka.TopicPartitionOffset> }
+  | { readonly timestamp: number }
+
+/**
+ * Options of {@link fromKafka}: the client options, the topics, the formats and the range.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface KafkaHistoryOptions<K, V> extends Kafka.ClientOptions {
+  /** The topics to replay (every partition of each). */
+  readonly topics: ReadonlyArray<string>
+  /** The value's format: a string-encoded Schema, `Kafka.json(schema)` or `Kafka.bytes`. */
+  readonly value: Kafka.FormatInput<V>
+  /** The key's format (default UTF-8 text); keys are `null` when absent. */
+  readonly key?: Kafka.FormatInput<K> | undefined
+  /** Where the history starts. */
+  readonly from: KafkaStart
+  /**
+   * Where it ends (exclusive): `"end"` (default), each partition's end offset when the replay
+   * starts (records produced later are not replayed); or explicit offsets (partitions not
+   * listed end at their end offset at start).
+   */
+  readonly until?: "end" | { readonly offsets: ReadonlyArray<Kafka.TopicPartitionOffset> } | undefined
+  /** The consumer group the reader joins (nothing is committed; default: a fresh one per run). */
+  readonly groupId?: string | undefined
+  /** kafkajs `maxWaitTimeInMs` of the reader's fetches (default 100). */
+  readonly maxWaitTimeInMs?: number | undefined
+  /** Records buffered per partition before its fetching pauses (default 10 000). */
+  readonly maxBufferedPerPartition?: number | undefined
+}
+
+const utf8: Kafka.Format<string> = Kafka.text(Schema.String)
+
+const checkStart = (from: unknown, what: string): KafkaStart => {
+  if (from === "earliest") return from
+  if (typeof from === "object" && from !== null) {
+    if ("timestamp" in from) {
+      const ts = (from as { timestamp: unknown }).timestamp
+      if (typeof ts === "number" && Number.isFinite(ts) && ts >= 0) return from as KafkaStart
+      throw new ValidationError({ message: `${what} timestamp must be epoch milliseconds: ${JSON.stringify(ts)}` })
+    }
+    if ("offsets" in from && Array.isArray((from as { offsets: unknown }).offsets)) return from as KafkaStart
+  }
+  throw new ValidationError({
+    message: `${what} must be "earliest", { offsets } or { timestamp }: ${JSON.stringify(from) ?? String(from)}`,
+  })
+}
+
+/**
+ * Replays a bounded range of Kafka topics: for each partition the records from `from` up to
+ * `until`, read by a consumer of the replay's own, merged across partitions in timestamp order
+ * (ties: topic and partition in the order read, then offset), so a replay gives the same
+ * batches every time. Elements are `Kafka.KafkaRecord`s, as the direct stream gives. A record
+ * that does not decode, an offset outside what a partition holds, or unreachable brokers fail
+ * the replay with a {@link ReplayError}.
+ *
+ * @example
+ * ```ts
+ * const records = Replay.input(ssc, Replay.fromKafka({
+ *   brokers: ["127.0.0.1:9092"], topics: ["clicks"], value: Schema.String,
+ *   from: { timestamp: Date.parse("2026-11-01T00:00:00Z") }, until: "end",
+ * }), { recordsPerBatch: 10_000 })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const fromKafka = <V, K = string>(
+  options: KafkaHistoryOptions<K, V>,
+): ReplaySource<Kafka.KafkaRecord<K, V>> => {
+  const from = checkStart(options.from, "Replay.fromKafka: from")
+  const topics = options.topics
+  if (!Array.isArray(topics) || topics.length === 0 || topics.some((t) => typeof t !== "string" || t === "")) {
+    throw new ValidationError({
+      message: `Replay.fromKafka needs one or more topic names: ${JSON.stringify(topics) ?? String(topics)}`,
+    })
+  }
+  const until = options.until ?? "end"
+  if (until !== "end" && !(typeof until === "object" && until !== null && Array.isArray(until.offsets))) {
+    throw new ValidationError({
+      message: `Replay.fromKafka: until must be "end" or { offsets }: ${JSON.stringify(until) ?? String(until)}`,
+    })
+  }
+  const stream = Stream.suspend(() =>
+    rangeStream<K, V>({
+      client: options,
+      topics,
+      from,
+      until,
+      key: options.key === undefined ? (utf8 as unknown as Kafka.Format<K>) : toFormat(options.key),
+      value: toFormat(options.value),
+      groupId: options.groupId ?? `effect-dstream-replay-${Date.now().toString(36)}-${replayGroups++}`,
+      maxWaitTimeInMs: options.maxWaitTimeInMs ?? 100,
+      maxBufferedPerPartition: options.maxBufferedPerPartition ?? 10_000,
+    })
+  )
+  return { source: { _tag: "Stream", stream }, description: `Kafka ${topics.map((t) => `"${t}"`).join(", ")}` }
+}
+
+let replayGroups = 0
+
+/**
+ * Options of {@link kafkaThenLive}: those of `Kafka.KafkaDirectStream.make` (topics or assigned
+ * partitions; not a pattern, not `offsets`) and where the history starts.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type KafkaThenLiveOptions<K, V> = Kafka.DirectStreamOptions<K, V> & {
+  /** Where the replayed history starts (a checkpoint, when the context recovered from one, wins). */
+  readonly from: KafkaStart
+}
+
+/**
+ * A Kafka direct stream that starts in the past and goes live: with {@link start}, the context
+ * runs under the virtual clock from `from` as fast as the batches complete, until its batches
+ * have taken every partition up to the end offsets observed at start; then the batch clock
+ * switches to the real clock and the same pipeline, with the same state, goes on live (the
+ * Kappa architecture's redeployment). It is the direct stream of `Kafka.KafkaDirectStream.make`
+ * in every other way: offset ranges, commits, checkpoints, dead letters.
+ *
+ * @example
+ * ```ts
+ * const clicks = Replay.kafkaThenLive(ssc, {
+ *   brokers, groupId: "clicks-v2", topics: ["clicks"], value: Schema.String, from: { timestamp: since },
+ * })
+ * buildPipeline(clicks)
+ * yield* Replay.start(ssc) // history first, then live
+ * yield* ssc.awaitTermination
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const kafkaThenLive = <V, K = string, R = never>(
+  ssc: StreamingContext.StreamingContext<R>,
+  options: KafkaThenLiveOptions<K, V>,
+): Kafka.KafkaDirectStream<K, V, R> => {
+  const from = checkStart(options.from, "Replay.kafkaThenLive: from")
+  if (options.offsets !== undefined || options.assign?.some((p) => p.offset !== undefined)) {
+    throw new ValidationError({
+      message: "Replay.kafkaThenLive starts where `from` says: give no `offsets` (use from: { offsets })",
+    })
+  }
+  if (options.pattern !== undefined) {
+    throw new ValidationError({ message: "Replay.kafkaThenLive needs topics or assigned partitions, not a pattern" })
+  }
+  const stream = Kafka.directStream<V, K, R>(ssc, options)
+  const topics = options.topics ?? [...new Set(options.assign!.map((p) => p.topic))]
+  const node = stream.node as unknown as KafkaInputNode<K, V>
+  const ctx = ssc as unknown as NodeContext
+  const list = catchUpInputs.get(ctx) ?? []
+  list.push(catchUp(node, options, topics, from))
+  catchUpInputs.set(ctx, list)
+  return stream
+}
+
 const cutOf = <A>(cut: BatchCut<A>): Cut<A> => {
   if ("recordsPerBatch" in cut) {
     const n = cut.recordsPerBatch
@@ -194,11 +378,19 @@ export const input = <A>(
     new ReplayInputNode<A>(ssc as unknown as NodeContext, source.source, cutOf(cut), `replay of ${source.description}`),
   )
 
-type StartError = StreamingContext.StartError
+/**
+ * Why a replay could not start: the context's own start errors, or (Kafka) the history's
+ * offsets could not be resolved.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type StartError = StreamingContext.StartError | ReplayError
 
 /** The time of the newest checkpoint in `directory` if it holds a replay's position. */
 const replayCheckpointTime = (
   directory: string,
+  live: boolean,
 ): Effect.Effect<number | undefined, Checkpoint.CheckpointError, NodeEnv> =>
   Effect.gen(function* () {
     const latest = yield* Effect.flatMap(Checkpointing.storeFor(directory), Checkpoint.readLatest)
@@ -207,7 +399,9 @@ const replayCheckpointTime = (
       try: () => Checkpointing.payloadOf(latest.value, directory),
       catch: (e) => e as Checkpoint.CheckpointError,
     })
-    return Object.keys(payload.nodes).some((key) => key.startsWith("replay-")) ? latest.value.time : undefined
+    // a replay input's position, or (replay then live) a Kafka stream's offsets
+    const resumes = (key: string) => key.startsWith("replay-") || (live && key.startsWith("DirectKafkaInputDStream#"))
+    return Object.keys(payload.nodes).some(resumes) ? latest.value.time : undefined
   })
 
 /** Provides Node's FileSystem and Path where the environment has none. */
@@ -225,50 +419,98 @@ const withPlatform = <A, E>(effect: Effect.Effect<A, E, NodeEnv>): Effect.Effect
 
 /**
  * The replay driver: starts `ssc` under a virtual clock (reporting the outcome to `started`),
- * then moves the clock one batch interval on after each completed batch, and stops the
- * context once every replay input is exhausted.
+ * then moves the clock one batch interval on after each completed batch. Once every replay
+ * input is exhausted it stops the context; with catch-up inputs (`kafkaThenLive`), once those
+ * have caught up with the end of their history its clock goes on at real-time pace instead
+ * (from the virtual time reached: batch times stay one interval apart), and the run goes on live.
  */
 const drive = (
   ssc: StreamingContext.StreamingContext,
   started: Deferred.Deferred<void, StartError>,
 ): Effect.Effect<void> =>
   Effect.gen(function* () {
-    const inputs = replayInputs.get(ssc as unknown as NodeContext)
-    if (inputs === undefined || inputs.length === 0) {
+    const ctx = ssc as unknown as NodeContext
+    const inputs = replayInputs.get(ctx) ?? []
+    const catchUps = catchUpInputs.get(ctx) ?? []
+    if (inputs.length === 0 && catchUps.length === 0) {
       return yield* Deferred.fail(
         started,
         new ValidationError({
-          message: "Cannot replay: the context has no replay input; create one with Replay.input(ssc, source, cut)",
+          message:
+            "Cannot replay: the context has no replay input; create one with Replay.input(ssc, source, cut) or Replay.kafkaThenLive(ssc, options)",
         }),
       )
     }
+    const clock = new ReplayClock(yield* Clock.clockWith(Effect.succeed))
     const interval = Duration.toMillis(ssc.batchInterval)
-    // Resuming a replay (getOrCreate found its checkpoint): the virtual clock continues from
-    // the checkpoint's batch, so the batches after it get the records after those it covers.
-    const directory = ssc.checkpointDirectory
-    if (directory !== undefined) {
-      const resumed = yield* Effect.result(withPlatform(replayCheckpointTime(directory)))
-      if (resumed._tag === "Failure") return yield* Deferred.fail(started, resumed.failure)
-      if (resumed.success !== undefined) yield* TestClock.setTime(resumed.success)
-    }
-    let t = BatchClock.firstBatchTime(yield* Clock.currentTimeMillis, interval)
-    const start = yield* Effect.result(ssc.start)
-    if (start._tag === "Failure") return yield* Deferred.fail(started, start.failure)
-    yield* Deferred.succeed(started, undefined)
-    // After the batch that takes the last records, one more batch (without records) applies
-    // the final watermark, as Structured Streaming's no-data batch does.
-    let extra = 1
     yield* Effect.gen(function* () {
-      for (;;) {
-        yield* TestClock.adjust(interval)
-        yield* ssc.awaitBatch(t)
-        if ((yield* ssc.state) === "STOPPED") return
-        if (inputs.every((i) => i.exhausted) && extra-- === 0) return
-        t += interval
+      // Resuming a replay (getOrCreate found its checkpoint): the virtual clock continues from
+      // the checkpoint's batch, so the batches after it get the records after those it covers.
+      const directory = ssc.checkpointDirectory
+      let resumed = false
+      if (directory !== undefined) {
+        const found = yield* Effect.result(withPlatform(replayCheckpointTime(directory, catchUps.length > 0)))
+        if (found._tag === "Failure") return yield* Deferred.fail(started, found.failure)
+        if (found.success !== undefined) {
+          clock.setTime(found.success)
+          resumed = true
+        }
       }
-    }).pipe(Effect.onInterrupt(() => ssc.stop()))
-    yield* ssc.stop()
-  }).pipe(Effect.provide(TestClock.layer({ warningDelay: "1 day" })))
+      // Going live later: the virtual timeline starts at the real time, so batch times stay epoch times.
+      if (catchUps.length > 0 && !resumed) clock.setTime(clock.real.currentTimeMillisUnsafe())
+      for (const input of catchUps) {
+        const prepared = yield* Effect.result(input.prepare(resumed))
+        if (prepared._tag === "Failure") {
+          const e = prepared.failure
+          return yield* Deferred.fail(
+            started,
+            e instanceof ReplayError
+              ? e
+              : e instanceof ValidationError
+              ? e
+              : new ReplayError({ message: `Cannot start the replay: ${describeError(e)}`, cause: e }),
+          )
+        }
+      }
+      let t = BatchClock.firstBatchTime(yield* Clock.currentTimeMillis, interval)
+      const start = yield* Effect.result(ssc.start)
+      if (start._tag === "Failure") return yield* Deferred.fail(started, start.failure)
+      yield* Deferred.succeed(started, undefined)
+      // After the batch that takes the last records, one more batch (without records) applies
+      // the final watermark, as Structured Streaming's no-data batch does (bounded replays).
+      let extra = 1
+      const live = catchUps.length > 0
+      const done = yield* Effect.gen(function* () {
+        for (;;) {
+          // Catching up: wait (on the real clock, briefly) for fetched records before cutting a
+          // batch, rather than spinning through empty batches while the consumer fetches.
+          for (let waited = 0; waited < 1000 && !catchUps.every((i) => i.caughtUp() || i.hasRecords()); waited += 10) {
+            yield* clock.real.sleep(Duration.millis(10))
+          }
+          clock.adjust(interval)
+          yield* ssc.awaitBatch(t)
+          if ((yield* ssc.state) === "STOPPED") return false
+          if (inputs.every((i) => i.exhausted)) {
+            if (live ? catchUps.every((i) => i.caughtUp()) : extra-- === 0) return true
+          }
+          t += interval
+        }
+      }).pipe(Effect.onInterrupt(() => ssc.stop()))
+      if (!live || !done) return yield* ssc.stop()
+      // Caught up: from here the clock runs at real-time pace (the next batch comes one
+      // interval after this one, in real time), and the context goes on live.
+      clock.goLive()
+      yield* Effect.logInfo(
+        `Replay caught up after the batch of ${Time.format(t)} (${
+          catchUps.map((i) => i.describe()).join("; ")
+        }): continuing live at real-time pace, batch times ${
+          clock.offsetMillis >= 0 ? `${clock.offsetMillis} ms ahead of` : `${-clock.offsetMillis} ms behind`
+        } the wall clock`,
+      )
+    }).pipe(Effect.provideService(Clock.Clock, clock))
+  })
+
+const describeError = (e: unknown): string => (e instanceof Error ? e.message : String(e))
 
 /**
  * Starts `ssc` under a virtual clock and runs its batches back to back in the background: the

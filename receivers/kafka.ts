@@ -491,6 +491,18 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     for (const s of options.startingOffsets) this.explicitStarts.set(tpKey(s.topic, s.partition), s.offset)
   }
 
+  // ---- replay then live (Replay.kafkaThenLive) ----
+
+  /** Sets where partitions start (before the context starts), overriding committed offsets. */
+  setStartingOffsets(starts: ReadonlyArray<TopicPartitionOffset>): void {
+    for (const s of starts) this.explicitStarts.set(tpKey(s.topic, s.partition), s.offset)
+  }
+
+  /** The next offset a batch will take from a partition, once one has been assigned. */
+  position(topic: string, partition: number): number | undefined {
+    return this.positions.get(tpKey(topic, partition))
+  }
+
   // ---- failures: receiver-style events, the unreachable timeout ----
 
   /**
@@ -1318,7 +1330,8 @@ const mergeMax = (map: Map<string, TopicPartitionOffset>, topic: string, partiti
 }
 
 /** A dead letter as buffered (a class, so the cut tells it from a record). */
-class DeadLetterEntry implements DeadLetter {
+/** @internal */
+export class DeadLetterEntry implements DeadLetter {
   readonly timestamp: number
   readonly key: Uint8Array | null
   readonly value: Uint8Array | null
@@ -1346,7 +1359,8 @@ const errorMessage = (e: unknown): string => (e instanceof Error ? e.message : S
  * Decodes one message into a record, or a dead letter when its key or value does not decode
  * (a throwing custom format also gives a dead letter, never a crashed consumer).
  */
-const decodeMessage = <K, V>(
+/** @internal */
+export const decodeMessage = <K, V>(
   topic: string,
   partition: number,
   message: KafkaJS.KafkaMessage,

@@ -7,7 +7,15 @@
 import { describe, it } from "node:test"
 import assert from "node:assert/strict"
 import { Effect, Logger, Option } from "effect"
-import { Checkpoint, type DStream, EventTime, StreamingContext, Testing, ValidationError } from "../mod.ts"
+import {
+  Checkpoint,
+  type DStream,
+  EventTime,
+  type Listener,
+  StreamingContext,
+  Testing,
+  ValidationError,
+} from "../mod.ts"
 import { failureOf, run, runExit } from "./_support/run.ts"
 
 interface Ev {
@@ -327,5 +335,45 @@ describe("event-time windows", () => {
     const nodes = (latest.payload as { nodes: Record<string, unknown> }).nodes
     assert.deepEqual(nodes["EventTimeWatermark#0"], { maxEventTime: 21000, watermark: 16000, lastDataTime: 2000 })
     assert.ok(JSON.stringify(nodes["counts"]).includes("[0,10000,"))
+  })
+
+  it("each event-time operator reports its watermark and late records in an EventTimeProgress listener event per batch", async () => {
+    const seen: Array<string> = []
+    const progress: Array<Listener.StreamingEvent> = []
+    const windows = await run(Testing.run((ssc) => {
+      ssc.addStreamingListener((e) => {
+        if (e._tag === "EventTimeProgress") progress.push(e)
+        if (e._tag === "EventTimeProgress" || e._tag === "BatchCompleted") seen.push(e._tag)
+      })
+      const keyed = Testing.input(ssc, tumblingInput).withWatermark((e) => e.t, 5000).keyBy((e) => e.k)
+      const counts = keyed.countByEventWindow(EventTime.tumbling("10 seconds"), { name: "counts" })
+      keyed.countByEventWindow(EventTime.session("30 seconds")).print()
+      return counts
+    }, { numBatches: tumblingInput.length, checkpoint: "mem" }))
+    assert.equal(windows.length, tumblingInput.length)
+    const of = (op: string) =>
+      progress.flatMap((e) => e._tag === "EventTimeProgress" && e.progress.operator === op ? [e.progress] : [])
+    const counts = of("counts")
+    assert.deepEqual(counts.map((p) => p.batchTime), [1000, 2000, 3000, 4000, 5000, 6000])
+    assert.deepEqual(counts.map((p) => p.watermark), [undefined, 7000, 16000, 16000, 16000, 35000])
+    assert.deepEqual(counts.map((p) => p.lateRecords), [0, 0, 1, 0, 0, 0])
+    assert.deepEqual(counts.map((p) => p.emitted), [0, 0, 2, 0, 0, 2])
+    assert.deepEqual(counts.map((p) => p.openWindows), [3, 4, 2, 2, 3, 1])
+    // the unnamed session operator reports too; its sessions (gap 30 s) are not late at 8000
+    const sessions = progress.flatMap((e) =>
+      e._tag === "EventTimeProgress" && e.progress.operator !== "counts" ? [e.progress] : []
+    )
+    assert.equal(sessions.length, 6)
+    assert.match(sessions[0].operator, /^EventTimeWindowDStream \[\d+\]$/)
+    assert.deepEqual(sessions.map((p) => p.lateRecords), [0, 0, 0, 0, 0, 0])
+    // both operators' events come before their batch's BatchCompleted
+    assert.deepEqual(seen.slice(0, 6), [
+      "EventTimeProgress",
+      "EventTimeProgress",
+      "BatchCompleted",
+      "EventTimeProgress",
+      "EventTimeProgress",
+      "BatchCompleted",
+    ])
   })
 })

@@ -6,6 +6,7 @@
  * @internal
  */
 import { Data, Effect } from "effect"
+import type { StreamingEvent } from "../Listener.ts"
 import * as Time from "../Time.ts"
 import { KeyMap } from "./keyMap.ts"
 import { type Batch, Node, type NodeEnv } from "./node.ts"
@@ -233,9 +234,9 @@ export class EventWindowNode<K, V, C, R> extends KeyedStateNode<K, V, Result<K, 
       const late = this.lateAt.get(t)
       if (late === undefined || late.length === 0) return Effect.void
       return Effect.logWarning(
-        `${late.length} late record(s) dropped by ${this.checkpointName ?? this.kind} in batch ${
-          Time.format(t)
-        } (watermark ${late[0].watermark} ms); read them with late()`,
+        `${late.length} late record(s) dropped by ${this.operatorName} in batch ${Time.format(t)} (watermark ${
+          late[0].watermark
+        } ms); read them with late()`,
       )
     })
   }
@@ -251,6 +252,28 @@ export class EventWindowNode<K, V, C, R> extends KeyedStateNode<K, V, Result<K, 
 
   progress(t: number): Progress | undefined {
     return this.progressAt.get(t)
+  }
+
+  /** The operator's name in listener events and logs. */
+  get operatorName(): string {
+    return this.checkpointName ?? `${this.kind} [${this.id}]`
+  }
+
+  /** The `EventTimeProgress` listener event of batch `t`, if the operator ran in it. */
+  progressEvent(t: number): StreamingEvent | undefined {
+    const p = this.progressAt.get(t)
+    if (p === undefined) return undefined
+    return {
+      _tag: "EventTimeProgress",
+      progress: {
+        batchTime: t,
+        operator: this.operatorName,
+        watermark: p.watermark,
+        lateRecords: p.lateRecords,
+        emitted: p.emitted,
+        openWindows: p.openWindows,
+      },
+    }
   }
 
   protected apply(t: number, input: Batch<readonly [K, V]> | undefined): Batch<Result<K, R>> {

@@ -5,7 +5,7 @@
  * as they are processed.
  * @internal
  */
-import { Cause, Data, Effect, Pull, Stream } from "effect"
+import { Cause, type Clock, Data, Duration, Effect, Pull, Stream } from "effect"
 import type { Scope } from "effect"
 import * as Time from "../Time.ts"
 import {
@@ -42,6 +42,111 @@ export type Source<A> =
 export type Cut<A> =
   | { readonly _tag: "Count"; readonly records: number }
   | { readonly _tag: "Span"; readonly eventTime: (a: A) => number; readonly spanMillis: number }
+
+/**
+ * The replay's clock: virtual (time moves only when the driver adjusts it, and sleepers wake
+ * then, as with `TestClock`) until {@link goLive}; from then on it runs at the real clock's pace
+ * from where the virtual time was (the real time plus a fixed offset), so batch times go on one
+ * interval apart with no gap, and pending virtual sleeps end after the time they had left.
+ * @internal
+ */
+export class ReplayClock implements Clock.Clock {
+  private isLive = false
+  private now = 0
+  /** After the switch: this clock's time minus the real clock's (milliseconds, nanoseconds). */
+  private offset = 0
+  private offsetNanos = 0n
+  private sleeps: Array<{ readonly at: number; readonly wake: () => void; timer?: ReturnType<typeof setTimeout> }> = []
+
+  constructor(readonly real: Clock.Clock) {}
+
+  get live(): boolean {
+    return this.isLive
+  }
+
+  /** How far this clock is ahead of the real clock after the switch (milliseconds). */
+  get offsetMillis(): number {
+    return this.offset
+  }
+
+  currentTimeMillisUnsafe(): number {
+    return this.isLive ? this.real.currentTimeMillisUnsafe() + this.offset : this.now
+  }
+  readonly currentTimeMillis: Effect.Effect<number> = Effect.sync(() => this.currentTimeMillisUnsafe())
+  currentTimeNanosUnsafe(): bigint {
+    return this.isLive ? this.real.currentTimeNanosUnsafe() + this.offsetNanos : BigInt(this.now) * 1_000_000n
+  }
+  readonly currentTimeNanos: Effect.Effect<bigint> = Effect.sync(() => this.currentTimeNanosUnsafe())
+  monotonicTimeNanosUnsafe(): bigint {
+    return this.currentTimeNanosUnsafe()
+  }
+  readonly monotonicTimeNanos: Effect.Effect<bigint> = Effect.sync(() => this.monotonicTimeNanosUnsafe())
+
+  sleep(duration: Duration.Duration): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (this.isLive) return this.real.sleep(duration)
+      const at = this.now + Duration.toMillis(duration)
+      if (!(at > this.now)) return Effect.void
+      return Effect.callback<void>((resume) => {
+        const entry: (typeof this.sleeps)[number] = { at, wake: () => resume(Effect.void) }
+        this.sleeps.push(entry)
+        return Effect.sync(() => {
+          if (entry.timer !== undefined) clearTimeout(entry.timer)
+          const i = this.sleeps.indexOf(entry)
+          if (i >= 0) this.sleeps.splice(i, 1)
+        })
+      })
+    })
+  }
+
+  /** Sets the virtual time (a resumed replay continues from its checkpoint's batch). */
+  setTime(millis: number): void {
+    this.now = millis
+    this.wakeDue()
+  }
+
+  /** Moves the virtual time on, waking the sleepers now due (earliest first). */
+  adjust(millis: number): void {
+    this.setTime(this.now + millis)
+  }
+
+  private wakeDue(): void {
+    const due = this.sleeps.filter((e) => e.at <= this.now).sort((a, b) => a.at - b.at)
+    if (due.length === 0) return
+    this.sleeps = this.sleeps.filter((e) => e.at > this.now)
+    for (const e of due) e.wake()
+  }
+
+  /** Switches to real-time pace from the current virtual time. */
+  goLive(): void {
+    if (this.isLive) return
+    this.offset = this.now - this.real.currentTimeMillisUnsafe()
+    this.offsetNanos = BigInt(this.now) * 1_000_000n - this.real.currentTimeNanosUnsafe()
+    this.isLive = true
+    const pending = this.sleeps
+    this.sleeps = []
+    for (const e of pending) e.timer = setTimeout(e.wake, Math.max(0, e.at - this.now))
+  }
+}
+
+/**
+ * A live input that a replay runs under the virtual clock until it has caught up with the end
+ * of its history, then on the real clock (Kafka: `Replay.kafkaThenLive`).
+ * @internal
+ */
+export interface CatchUpInput {
+  /** Before the context starts: resolve where to start and where history ends; `resumed` when a checkpoint says where it is. */
+  readonly prepare: (resumed: boolean) => Effect.Effect<void, unknown>
+  /** `true` once the batches cut so far reach the end of history observed by `prepare`. */
+  readonly caughtUp: () => boolean
+  /** `true` when records are waiting for the next batch (the driver waits for some before cutting one). */
+  readonly hasRecords: () => boolean
+  /** Describes how far it is, for messages. */
+  readonly describe: () => string
+}
+
+/** The catch-up inputs of each context, for the driver. @internal */
+export const catchUpInputs = new WeakMap<NodeContext, Array<CatchUpInput>>()
 
 /** The replay inputs of each context, for the driver. @internal */
 export const replayInputs = new WeakMap<NodeContext, Array<ReplayInputNode<any>>>()

@@ -11,7 +11,8 @@ import { BatchJobError, describeCause, OutputTimeoutError } from "../Errors.ts"
 import { type BatchInfo, makeBatchInfo, type OutputOperationInfo, type StreamInputInfo } from "../Listener.ts"
 import type { StreamingEvent } from "../Listener.ts"
 import type { Graph } from "./graph.ts"
-import { DeadLetterNode, type FailurePolicy, type NodeEnv, type OutputNode } from "./node.ts"
+import { DeadLetterNode, type FailurePolicy, type Node, type NodeEnv, type OutputNode } from "./node.ts"
+import { EventWindowNode } from "./eventTime.ts"
 import { batchSpan, outputSpan } from "./spans.ts"
 
 interface PendingBatch {
@@ -64,6 +65,8 @@ export class JobScheduler {
   private readonly inflight = new Set<number>()
   /** Outputs in run order: those reading the dead letters last. */
   private ordered: ReadonlyArray<readonly [number, OutputNode<any>]> = []
+  /** Event-time window operators: their per-batch figures become `EventTimeProgress` events. */
+  private eventTimeOperators: ReadonlyArray<EventWindowNode<any, any, any, any>> = []
   private lastDelay: number | undefined
   private delayGrowing = 0
 
@@ -95,6 +98,9 @@ export class JobScheduler {
         ...indexed.filter(([, o]) => !readsDeadLetters(o)),
         ...indexed.filter(([, o]) => readsDeadLetters(o)),
       ]
+      const nodes = new Set<Node<any>>()
+      for (const o of this.graph.outputs) o.collect(nodes)
+      this.eventTimeOperators = [...nodes].filter((n) => n instanceof EventWindowNode)
       this.jobFiber = yield* Effect.forkIn(this.runJobs(), scope)
       for (const t of recovered) yield* this.cut(t, true)
       this.clockFiber = yield* Effect.forkIn(
@@ -178,6 +184,10 @@ export class JobScheduler {
               new BatchJobError({ batchTime: time, outputId: -1, cause: causeOf(written), origin: "computation" }),
             )
           }
+        }
+        for (const op of this.eventTimeOperators) {
+          const event = op.progressEvent(time)
+          if (event !== undefined) yield* this.publish(event)
         }
         const processingEndTime = yield* Clock.currentTimeMillis
         const completedInfo = info(processingEndTime)
