@@ -60,7 +60,7 @@ import {
   type ReceiverSettings,
 } from "./Receiver.ts"
 import * as Time from "./Time.ts"
-import { FileInputNode, type FileStreamOptions } from "./_internal/fileInput.ts"
+import { FileInputNode, type FileStreamOptions } from "../receivers/file.ts"
 import { Graph } from "./_internal/graph.ts"
 import { QueueInputNode, type QueueSource, ReceiverInputNode } from "./_internal/inputs.ts"
 import {
