@@ -1248,7 +1248,7 @@ export const saveAsTextFiles: {
   suffix?: string,
   options?: OutputOptions,
 ): void => {
-  new OutputNode<A>(
+  const node = new OutputNode<A>(
     self.node,
     (batch, time) =>
       Effect.gen(function* () {
@@ -1269,6 +1269,7 @@ export const saveAsTextFiles: {
     "saveAsTextFiles",
     outputSettings(options),
   )
+  node.fileSystemUser = `saveAsTextFiles("${prefix}")`
 })
 
 const formatLine = (u: unknown): string => formatElement(u)

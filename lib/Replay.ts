@@ -32,13 +32,11 @@
  */
 import { Clock, Deferred, Duration, Effect, FileSystem, Option, Path, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import * as NodePath from "@effect/platform-node/NodePath"
 import * as BatchClock from "./BatchClock.ts"
 import * as Checkpoint from "./Checkpoint.ts"
 import * as DStream from "./DStream.ts"
 import { ValidationError } from "./Errors.ts"
-import type * as StreamingContext from "./StreamingContext.ts"
+import * as StreamingContext from "./StreamingContext.ts"
 import * as Time from "./Time.ts"
 import * as Checkpointing from "./_internal/checkpointing.ts"
 import type { NodeContext, NodeEnv } from "./_internal/node.ts"
@@ -66,6 +64,8 @@ export interface ReplaySource<A> {
   readonly source: Source<A>
   /** What the source replays, for messages. */
   readonly description: string
+  /** The constructor, when the source reads files (so needs the program's FileSystem and Path). @internal */
+  readonly fileSystemUser?: string | undefined
 }
 
 /**
@@ -155,7 +155,11 @@ export const fromDirectory = (
         Stream.flattenIterable,
       )),
   )
-  return { source: { _tag: "Stream", stream }, description: `directory "${directory}"` }
+  return {
+    source: { _tag: "Stream", stream },
+    description: `directory "${directory}"`,
+    fileSystemUser: `Replay.fromDirectory("${directory}")`,
+  }
 }
 
 const cutOf = <A>(cut: BatchCut<A>): Cut<A> => {
@@ -189,19 +193,26 @@ export const input = <A>(
   ssc: StreamingContext.StreamingContext,
   source: ReplaySource<A>,
   cut: BatchCut<A>,
-): DStream.DStream<A> =>
-  DStream.fromNode(
-    new ReplayInputNode<A>(ssc as unknown as NodeContext, source.source, cutOf(cut), `replay of ${source.description}`),
+): DStream.DStream<A> => {
+  const node = new ReplayInputNode<A>(
+    ssc as unknown as NodeContext,
+    source.source,
+    cutOf(cut),
+    `replay of ${source.description}`,
   )
+  node.fileSystemUser = source.fileSystemUser
+  return DStream.fromNode(node)
+}
 
 type StartError = StreamingContext.StartError
 
-/** The time of the newest checkpoint in `directory` if it holds a replay's position. */
+/** The time of the newest checkpoint in `store` if it holds a replay's position. */
 const replayCheckpointTime = (
+  store: Checkpoint.CheckpointStoreShape,
   directory: string,
-): Effect.Effect<number | undefined, Checkpoint.CheckpointError, NodeEnv> =>
+): Effect.Effect<number | undefined, Checkpoint.CheckpointError> =>
   Effect.gen(function* () {
-    const latest = yield* Effect.flatMap(Checkpointing.storeFor(directory), Checkpoint.readLatest)
+    const latest = yield* Checkpoint.readLatest(store)
     if (latest._tag === "None") return undefined
     const payload = yield* Effect.try({
       try: () => Checkpointing.payloadOf(latest.value, directory),
@@ -210,17 +221,24 @@ const replayCheckpointTime = (
     return Object.keys(payload.nodes).some((key) => key.startsWith("replay-")) ? latest.value.time : undefined
   })
 
-/** Provides Node's FileSystem and Path where the environment has none. */
-const withPlatform = <A, E>(effect: Effect.Effect<A, E, NodeEnv>): Effect.Effect<A, E> =>
+/**
+ * Where a resumed replay continues: the checkpoints of `directory`, in the `CheckpointStore`
+ * service or else in files, read with the context's FileSystem and Path (without either, there
+ * is nothing to read, and `start` fails naming the checkpoint directory).
+ */
+const resumeTime = (
+  ssc: StreamingContext.StreamingContext,
+  directory: string,
+): Effect.Effect<number | undefined, Checkpoint.CheckpointError> =>
   Effect.gen(function* () {
-    const fs = yield* Effect.serviceOption(FileSystem.FileSystem)
-    const path = yield* Effect.serviceOption(Path.Path)
-    const withFs = Option.isSome(fs)
-      ? Effect.provideService(effect, FileSystem.FileSystem, fs.value)
-      : Effect.provide(effect, NodeFileSystem.layer)
-    return yield* (Option.isSome(path)
-      ? Effect.provideService(withFs, Path.Path, path.value)
-      : Effect.provide(withFs, NodePath.layer))
+    const given = yield* Effect.serviceOption(Checkpoint.CheckpointStore)
+    const platform = yield* StreamingContext.platformOfContext(ssc)
+    const store = Option.isSome(given)
+      ? given.value
+      : platform !== undefined
+      ? yield* Effect.provideContext(Checkpointing.storeFor(directory), platform)
+      : undefined
+    return store === undefined ? undefined : yield* replayCheckpointTime(store, directory)
   })
 
 /**
@@ -247,7 +265,7 @@ const drive = (
     // the checkpoint's batch, so the batches after it get the records after those it covers.
     const directory = ssc.checkpointDirectory
     if (directory !== undefined) {
-      const resumed = yield* Effect.result(withPlatform(replayCheckpointTime(directory)))
+      const resumed = yield* Effect.result(resumeTime(ssc, directory))
       if (resumed._tag === "Failure") return yield* Deferred.fail(started, resumed.failure)
       if (resumed.success !== undefined) yield* TestClock.setTime(resumed.success)
     }

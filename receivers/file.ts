@@ -625,6 +625,7 @@ export class FileInputNode<A> extends InputNode<A> {
     super(ctx)
     this.selector = new FileSelector(directory, ctx.batchMillis, options)
     this.minRememberMillis = this.selector.durationToRemember
+    this.fileSystemUser = `${decode === "text" ? "textFileStream" : "fileStream"}("${directory}")`
   }
 
   get name(): string {
