@@ -114,6 +114,11 @@ const outputSettings = (options: OutputOptions | undefined): OutputSettings => {
   }
 }
 
+/**
+ * The DStream class: its fluent methods call this module's operators and Window's and
+ * EventTime's, which build their streams with `fromNode` from lib/_internal/dstream.ts, so this
+ * module installs the class there (below) rather than those modules importing this one.
+ */
 class DStreamImpl<A> implements DStream<A> {
   readonly [TypeId] = { _A: (_: never) => _ as A }
   constructor(readonly node: Node<A>) {}

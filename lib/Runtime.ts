@@ -1,14 +1,14 @@
 /**
  * The runtime: the one module of the library that uses a platform. The rest of it is
  * platform-free, as Effect's own packages are: it asks the program for Effect's platform
- * services (`FileSystem`, `Path`, the Streaming UI's {@link StreamingUI.ServerFactory}) and
- * never builds them. This module provides them from `@effect/platform-node`, which runs on
+ * services (`FileSystem`, `Path`), the socket sources' {@link Receiver.SocketConnector} and the
+ * Streaming UI's {@link StreamingUI.ServerFactory}, and never builds them. This module provides them from `@effect/platform-node`, which runs on
  * Node, Deno and Bun, and runs a program as the process's main Effect with {@link runMain}.
  *
  * To run on another platform, provide its layers for those services instead of {@link layer}
  * (there is no 4.x `@effect/platform-bun` release yet, only pre-releases, so Bun uses Node's).
- * A pipeline that reads and writes no files (queue or test inputs, a memory checkpoint store)
- * needs no platform at all, so tests with `Testing.*` need none.
+ * A pipeline without files or sockets (queue or test inputs, a memory checkpoint store) needs
+ * no platform at all, so tests with `Testing.*` need none.
  *
  * @example
  * ```ts
@@ -32,17 +32,36 @@ import * as EffectRuntime from "effect/Runtime"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
+import * as NodeSocket from "@effect/platform-node/NodeSocket"
+import * as Receiver from "./Receiver.ts"
 import { onStopSignal, unprocessedRecordsReported } from "./StreamingContext.ts"
 import * as StreamingUI from "./StreamingUI.ts"
 
 /**
  * The services {@link layer} provides: Node's `FileSystem`, `Path`, child processes, stdio and
- * terminal (`NodeServices`), and the Streaming UI's HTTP server factory.
+ * terminal (`NodeServices`), the socket sources' connector and the Streaming UI's HTTP server
+ * factory.
  *
  * @since 0.1.0
  * @category models
  */
-export type Services = NodeServices.NodeServices | StreamingUI.ServerFactory
+export type Services = NodeServices.NodeServices | Receiver.SocketConnector | StreamingUI.ServerFactory
+
+/**
+ * The TCP connections of `socketTextStream` and `socketStream`, from Node's `net` module
+ * (`NodeSocket.makeNet`).
+ *
+ * @example
+ * ```ts
+ * program.pipe(Effect.provide(Runtime.layerSocketConnector))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerSocketConnector: Layer.Layer<Receiver.SocketConnector> = Layer.succeed(Receiver.SocketConnector)({
+  connect: ({ host, openTimeout, port }) => NodeSocket.makeNet({ host, port, openTimeout }),
+})
 
 /**
  * The Streaming UI's HTTP server, from Node's `http` module (`NodeHttpServer`).
@@ -62,7 +81,8 @@ export const layerServerFactory: Layer.Layer<StreamingUI.ServerFactory> = Layer.
 /**
  * Every platform service the library uses, from `@effect/platform-node` (Node, Deno and Bun):
  * `FileSystem` and `Path` for file streams, `saveAsTextFiles`, checkpoint directories and
- * write-ahead logs, and the Streaming UI's server. {@link runMain} provides it.
+ * write-ahead logs, TCP connections for socket streams, and the Streaming UI's server.
+ * {@link runMain} provides it.
  *
  * @example
  * ```ts
@@ -72,7 +92,7 @@ export const layerServerFactory: Layer.Layer<StreamingUI.ServerFactory> = Layer.
  * @since 0.1.0
  * @category layers
  */
-export const layer: Layer.Layer<Services> = Layer.merge(NodeServices.layer, layerServerFactory)
+export const layer: Layer.Layer<Services> = Layer.mergeAll(NodeServices.layer, layerSocketConnector, layerServerFactory)
 
 /**
  * Runs a program as the process's main Effect with {@link layer}, on Node, Deno or Bun. The

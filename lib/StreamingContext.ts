@@ -57,6 +57,7 @@ import {
   type FromStreamOptions,
   type Receiver,
   type ReceiverSettings,
+  SocketConnector,
 } from "./Receiver.ts"
 import * as Time from "./Time.ts"
 import { FileInputNode, type FileStreamOptions } from "../receivers/file.ts"
@@ -365,6 +366,17 @@ class ContextImpl implements StreamingContext, NodeContext {
     })
   }
 
+  /** Without a SocketConnector, throws a `ValidationError` naming the socket sources. */
+  private requireNoSockets(): void {
+    const named = [...new Set(this.graph.nodes.flatMap((n) => n.socketUser === undefined ? [] : [n.socketUser]))]
+    if (named.length === 0) return
+    throw new ValidationError({
+      message: `Cannot start StreamingContext: ${named.join(", ")} ${
+        named.length === 1 ? "opens" : "open"
+      } TCP connections, and the program provides no Receiver.SocketConnector: ${provideHint}`,
+    })
+  }
+
   /** The FileSystem and Path of this context's jobs: captured by `make`, else the caller's. */
   platform = (): Effect.Effect<Context.Context<NodeEnv> | undefined> => platformOf(this.services)
 
@@ -452,8 +464,11 @@ class ContextImpl implements StreamingContext, NodeContext {
         : first - this.batchMillis
       const platform = yield* platformOf(this.services)
       const callerHasStore = Option.isSome(yield* Effect.serviceOption(Checkpoint.CheckpointStore))
+      const hasConnector = Option.isSome(Context.getOption(this.services, SocketConnector)) ||
+        Option.isSome(yield* Effect.serviceOption(SocketConnector))
       try {
         if (platform === undefined) this.requireNoFiles(callerHasStore)
+        if (!hasConnector) this.requireNoSockets()
         this.graph.start(zero)
       } catch (error) {
         yield* Effect.logError("Error starting the context, marking it as stopped")
@@ -661,14 +676,27 @@ class ContextImpl implements StreamingContext, NodeContext {
     host: string,
     port: number,
     options?: SocketOptions & { readonly maxLineBytes?: number },
-  ): DStream.DStream<string> => this.receiverStream(socketTextReceiver(host, port, options))
+  ): DStream.DStream<string> =>
+    this.socketInput(
+      this.receiverStream(socketTextReceiver(host, port, options)),
+      `socketTextStream("${host}", ${port})`,
+    )
 
   socketStream = <A>(
     host: string,
     port: number,
     decode: (bytes: Stream.Stream<Uint8Array, unknown>) => Stream.Stream<A, unknown>,
     options?: SocketOptions,
-  ): DStream.DStream<A> => this.receiverStream(socketReceiver(host, port, decode, options))
+  ): DStream.DStream<A> =>
+    this.socketInput(
+      this.receiverStream(socketReceiver(host, port, decode, options)),
+      `socketStream("${host}", ${port})`,
+    )
+
+  private socketInput<A>(stream: DStream.DStream<A>, operator: string): DStream.DStream<A> {
+    stream.node.socketUser = operator
+    return stream
+  }
 
   textFileStream = (directory: string, options?: FileStreamOptions): DStream.DStream<string> =>
     DStream.fromNode(new FileInputNode<string>(this, directory, "text", options))
@@ -736,7 +764,7 @@ export const platformOfContext = (ssc: StreamingContext): Effect.Effect<Context.
 
 /** How a program provides the platform, for the errors that ask for it. */
 const provideHint =
-  "run the program with Runtime.runMain, or provide Runtime.layer (or another FileSystem and Path layer) to it"
+  "run the program with Runtime.runMain, or provide Runtime.layer (or another platform's layers) to it"
 
 /**
  * Creates a streaming context with the given batch interval. Nothing runs until `start`.

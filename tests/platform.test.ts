@@ -2,7 +2,8 @@
  * The core is platform-free: it never builds a FileSystem or Path itself. A pipeline without
  * files runs with no platform at all; one that reads or writes files gets the program's
  * (`Runtime.layer`, captured by `StreamingContext.make`), and without it `start` fails with a
- * `ValidationError` naming every operator that needs it and how to provide it.
+ * `ValidationError` naming every operator that needs it and how to provide it. Socket streams
+ * likewise need the program's `Receiver.SocketConnector`.
  */
 import { describe, it } from "node:test"
 import assert from "node:assert/strict"
@@ -59,7 +60,7 @@ describe("a platform-free core", () => {
           nodePath.join(dir, "in")
         }"), saveAsTextFiles("${
           nodePath.join(dir, "out", "words")
-        }"), receiver "logged" (writeAheadLog) read or write files, and the program provides no FileSystem and Path: run the program with Runtime.runMain, or provide Runtime.layer (or another FileSystem and Path layer) to it`,
+        }"), receiver "logged" (writeAheadLog) read or write files, and the program provides no FileSystem and Path: run the program with Runtime.runMain, or provide Runtime.layer (or another platform's layers) to it`,
       )
 
       // The same pipeline made inside Runtime.layer keeps its FileSystem and Path: start needs none.
@@ -76,6 +77,21 @@ describe("a platform-free core", () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true })
     }
+  })
+
+  it("socket streams need a SocketConnector: start fails naming them without one", async () => {
+    const exit = await runExit(Effect.gen(function* () {
+      const ssc = yield* StreamingContext.make({ batchInterval: "1 second" })
+      ssc.socketTextStream("localhost", 9999).print()
+      ssc.socketStream("localhost", 9998, (bytes) => bytes).print()
+      yield* ssc.start
+    }))
+    const error = failureOf(exit)
+    assert.ok(error instanceof ValidationError, String(error))
+    assert.equal(
+      error.message,
+      `Cannot start StreamingContext: socketTextStream("localhost", 9999), socketStream("localhost", 9998) open TCP connections, and the program provides no Receiver.SocketConnector: run the program with Runtime.runMain, or provide Runtime.layer (or another platform's layers) to it`,
+    )
   })
 
   it("a single operator that needs files is named alone: Replay.fromDirectory", async () => {
@@ -99,7 +115,7 @@ describe("a platform-free core", () => {
     assert.ok(missing instanceof ValidationError, String(missing))
     assert.equal(
       missing.message,
-      `Cannot recover from checkpoint directory "ckpt": getOrCreate reads it from the file system, and the program provides no FileSystem and Path: run the program with Runtime.runMain, or provide Runtime.layer (or another FileSystem and Path layer) to it`,
+      `Cannot recover from checkpoint directory "ckpt": getOrCreate reads it from the file system, and the program provides no FileSystem and Path: run the program with Runtime.runMain, or provide Runtime.layer (or another platform's layers) to it`,
     )
     const state = await run(
       Effect.gen(function* () {

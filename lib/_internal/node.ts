@@ -127,6 +127,8 @@ export abstract class Node<A> {
    * program's FileSystem and Path): `start` fails naming it when the program provides none.
    */
   fileSystemUser: string | undefined = undefined
+  /** The operator, as the user wrote it, when this node opens TCP connections (needs a SocketConnector). */
+  socketUser: string | undefined = undefined
   readonly generated: Map<number, Batch<A>> = new Map()
 
   constructor(
