@@ -6,9 +6,9 @@
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import { StreamingContext } from "effect-dstream"
+ * import { Runtime, StreamingContext } from "effect-dstream"
  *
- * StreamingContext.runMain(Effect.gen(function* () {
+ * Runtime.runMain(Effect.gen(function* () {
  *   const ssc = yield* StreamingContext.make({ batchInterval: "1 second" })
  *   ssc.socketTextStream("localhost", 9999)
  *     .flatMap((line) => line.split(" "))
@@ -19,6 +19,9 @@
  *   yield* ssc.awaitTermination
  * }))
  * ```
+ *
+ * The library is platform-free except `Runtime`, which provides `@effect/platform-node`'s
+ * services (Node, Deno, Bun) and `runMain`.
  *
  * @module
  */
@@ -33,6 +36,7 @@ export * as Metrics from "./lib/Metrics.ts"
 export * as Receiver from "./lib/Receiver.ts"
 export * as RateEstimator from "./lib/RateEstimator.ts"
 export * as Replay from "./lib/Replay.ts"
+export * as Runtime from "./lib/Runtime.ts"
 export * as State from "./lib/State.ts"
 export { StateSpec } from "./lib/State.ts"
 export * as StreamingContext from "./lib/StreamingContext.ts"

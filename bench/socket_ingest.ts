@@ -16,8 +16,7 @@
 import process from "node:process"
 import * as Net from "node:net"
 import { Effect } from "effect"
-import * as NodeServices from "@effect/platform-node/NodeServices"
-import { StreamingContext } from "../mod.ts"
+import { Runtime, StreamingContext } from "../mod.ts"
 import { runtimeName } from "./_runtime.ts"
 
 const total = Number(process.argv[2] ?? 2_000_000)
@@ -86,7 +85,7 @@ const throughReceiver = (port: number): Promise<number> =>
       yield* ssc.stop()
       if (counted !== total) return yield* Effect.die(new Error(`counted ${counted} lines, expected ${total}`))
       return countedAt
-    }).pipe(Effect.provide(NodeServices.layer)),
+    }).pipe(Effect.provide(Runtime.layer)),
   )
 
 const runtime = runtimeName

@@ -20,7 +20,7 @@
  */
 import process from "node:process"
 import { Effect, Exit, Scope } from "effect"
-import { type StreamingContext, StreamingUI, Testing } from "../mod.ts"
+import { Runtime, type StreamingContext, StreamingUI, Testing } from "../mod.ts"
 import { Collector } from "../lib/_internal/ui/collector.ts"
 import { runtimeName } from "./_runtime.ts"
 
@@ -88,6 +88,7 @@ const pipeline = async (withUI = false): Promise<[number, number, number]> => {
         })
         return StreamingUI.serve(ssc, { port: 0 }).pipe(
           Scope.provide(scope),
+          Effect.provide(Runtime.layer),
           Effect.map((ui) => {
             ssc.addStreamingListener(() => {
               uiMillis += performance.now() - uiMark

@@ -14,7 +14,7 @@ import process from "node:process"
 import * as Net from "node:net"
 import * as Readline from "node:readline"
 import { Effect } from "effect"
-import { Receiver, StreamingContext } from "../mod.ts"
+import { Receiver, Runtime, StreamingContext } from "../mod.ts"
 import { serveSampleText } from "./_sample_server.ts"
 
 /**
@@ -65,4 +65,4 @@ const program = Effect.gen(function* () {
   yield* ssc.awaitTermination
 }).pipe(Effect.scoped)
 
-StreamingContext.runMain(program)
+Runtime.runMain(program)

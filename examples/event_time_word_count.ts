@@ -18,7 +18,7 @@ import * as nodePath from "node:path"
 import process from "node:process"
 import { Effect } from "effect"
 import type { Scope } from "effect"
-import { EventTime, StreamingContext } from "../mod.ts"
+import { EventTime, Runtime, StreamingContext } from "../mod.ts"
 import { sampleText } from "./_sample_server.ts"
 
 /** A line server sending timestamped sample lines, some out of order, some late. */
@@ -89,4 +89,4 @@ const program = Effect.gen(function* () {
   yield* ssc.awaitTermination
 }).pipe(Effect.scoped)
 
-StreamingContext.runMain(program)
+Runtime.runMain(program)

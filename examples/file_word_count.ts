@@ -12,7 +12,7 @@ import process from "node:process"
 import { mkdir, rename, writeFile } from "node:fs/promises"
 import { join } from "node:path"
 import { Effect } from "effect"
-import { StreamingContext } from "../mod.ts"
+import { Runtime, StreamingContext } from "../mod.ts"
 import { sampleText } from "./_sample_server.ts"
 
 const directory = process.argv[2] ?? "incoming"
@@ -39,4 +39,4 @@ const program = Effect.gen(function* () {
   yield* ssc.awaitTermination
 })
 
-StreamingContext.runMain(program)
+Runtime.runMain(program)

@@ -14,7 +14,7 @@
  */
 import process from "node:process"
 import { Effect, Schema } from "effect"
-import { Kafka, StreamingContext } from "../mod.ts"
+import { Kafka, Runtime, StreamingContext } from "../mod.ts"
 import { kcat, startMockCluster } from "../receivers/_kafka_mock.ts"
 
 const { KafkaDirectStream } = Kafka
@@ -84,4 +84,4 @@ const program = Effect.gen(function* () {
   }
 }).pipe(Effect.scoped)
 
-StreamingContext.runMain(program)
+Runtime.runMain(program)

@@ -12,7 +12,7 @@
  */
 import process from "node:process"
 import { Effect } from "effect"
-import { StreamingContext, StreamingUI } from "../mod.ts"
+import { Runtime, StreamingContext, StreamingUI } from "../mod.ts"
 import { serveSampleText } from "./_sample_server.ts"
 
 const argv = process.argv.slice(2)
@@ -38,4 +38,4 @@ const program = Effect.gen(function* () {
   yield* ssc.awaitTermination
 }).pipe(Effect.scoped)
 
-StreamingContext.runMain(program)
+Runtime.runMain(program)

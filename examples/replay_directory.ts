@@ -15,7 +15,7 @@ import * as os from "node:os"
 import * as nodePath from "node:path"
 import process from "node:process"
 import { Effect } from "effect"
-import { type DStream, EventTime, Replay, StreamingContext } from "../mod.ts"
+import { type DStream, EventTime, Replay, Runtime, StreamingContext } from "../mod.ts"
 import { sampleText } from "./_sample_server.ts"
 
 /** The pipeline, as a live job would build it over `ssc.textFileStream(directory)`. */
@@ -98,4 +98,4 @@ const program = Effect.gen(function* () {
   )
 }).pipe(Effect.scoped)
 
-StreamingContext.runMain(program)
+Runtime.runMain(program)

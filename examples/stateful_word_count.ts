@@ -13,7 +13,7 @@
  */
 import process from "node:process"
 import { Effect, Option } from "effect"
-import { StreamingContext } from "../mod.ts"
+import { Runtime, StreamingContext } from "../mod.ts"
 import { serveSampleText } from "./_sample_server.ts"
 
 const args = process.argv.slice(2)
@@ -37,4 +37,4 @@ const program = Effect.gen(function* () {
   yield* ssc.awaitTermination
 }).pipe(Effect.scoped)
 
-StreamingContext.runMain(program)
+Runtime.runMain(program)

@@ -22,7 +22,7 @@
  */
 import process from "node:process"
 import { Console, Effect } from "effect"
-import { StreamingContext } from "../mod.ts"
+import { Runtime, StreamingContext } from "../mod.ts"
 import { serveSampleText } from "./_sample_server.ts"
 
 const args = process.argv.slice(2)
@@ -53,4 +53,4 @@ const program = Effect.gen(function* () {
   yield* ssc.awaitTermination
 }).pipe(Effect.scoped)
 
-StreamingContext.runMain(program)
+Runtime.runMain(program)

@@ -14,7 +14,7 @@
 import { type Cause, Console, Duration, Effect, Option, Path, Queue, Stream } from "effect"
 import { FileSystem } from "effect"
 import { dual } from "effect/Function"
-import { type Pipeable, pipeArguments } from "effect/Pipeable"
+import { pipeArguments } from "effect/Pipeable"
 import { BatchJobError, ValidationError } from "./Errors.ts"
 import { formatElement, formatPrintBlock } from "./_internal/format.ts"
 import { KeyMap } from "./_internal/keyMap.ts"
@@ -22,12 +22,9 @@ import {
   type Batch,
   BatchNode,
   concatBatches,
-  type FailedRecord as FailedRecordModel,
-  type FailurePolicy as FailurePolicyModel,
   type Fold,
   FoldNode,
   type Node,
-  type NodeEnv,
   OutputNode,
   type OutputSettings,
   PipeNode,
@@ -38,110 +35,55 @@ import { makeCodecs, MapWithStateNode, StateSnapshotsNode, UpdateStateNode } fro
 import { IllegalStateError } from "./Errors.ts"
 import * as Window from "./Window.ts"
 import * as EventTime from "./EventTime.ts"
-import type { InverseOptions as InverseWindowOptions } from "./Window.ts"
+import {
+  type BatchResult,
+  type DStream,
+  type Env,
+  type FailurePolicy,
+  fromNode,
+  installDStreamClass,
+  isDStream,
+  type MapWithStateDStream,
+  type Output,
+  type OutputOptions,
+  type OutputResult,
+  type ToStreamOptions,
+  TypeId,
+} from "./_internal/dstream.ts"
 
-/**
- * The key that marks a value as a {@link DStream}.
- *
- * @since 0.1.0
- * @category symbols
- */
-export const TypeId: unique symbol = Symbol.for("effect-dstream/DStream")
-
-/**
- * Services available to Effect-returning batch functions and outputs.
- *
- * @since 0.1.0
- * @category models
- */
-export type Env = NodeEnv
-
-/**
- * A batch function's result: the new batch, plain or as an Effect.
- *
- * @since 0.1.0
- * @category models
- */
-export type BatchResult<B, R = never> = ReadonlyArray<B> | Effect.Effect<ReadonlyArray<B>, unknown, R | Env>
-
-/**
- * An output function's result: nothing, or an Effect to run.
- *
- * @since 0.1.0
- * @category models
- */
-export type OutputResult<R = never, E = unknown> = void | Effect.Effect<unknown, E, R | Env>
-
-/**
- * What an output operation returns: a handle naming it, whose `isFailure` tells whether a
- * `BatchJobError` (from `awaitTermination`, or a listener) is this output's own typed failure —
- * its function failed with `E` — and narrows it to `BatchJobError<E>`.
- *
- * @example
- * ```ts
- * const saved = counts.foreachBatch((batch) => db.saveAll(batch)) // Effect<void, DbError, Db>
- * const exit = yield* Effect.exit(ssc.awaitTermination)
- * if (Exit.isFailure(exit)) {
- *   const error = Cause.squash(exit.cause)
- *   if (saved.isFailure(error)) error.cause // DbError
- * }
- * ```
- *
- * @since 0.1.0
- * @category models
- */
-export interface Output<out E> {
-  /** Registration index in the context: the `outputId` of its events and errors. */
-  readonly id: number
-  /** `print`, `foreachBatch`, `saveAsTextFiles`, … */
-  readonly name: string
-  /** `true` when `error` is a `BatchJobError` of this output whose own function failed with `E`. */
-  readonly isFailure: (error: unknown) => error is BatchJobError<E>
-}
-
-/**
- * What a failed output operation (or a failed computation of its batch) does: `"stop"` stops
- * the context and fails `awaitTermination` with a `BatchJobError`; `"skip"` reports the failure
- * (`OutputOperationCompleted` and `BatchCompleted` carry the reason), logs it and goes on, the
- * batch counting as done (checkpointed, inputs told, Kafka offsets committable);
- * `{ retry, then }` runs the output again on the `Schedule` (it receives each failure), then
- * stops or skips (`then`, default `"stop"`).
- *
- * @example
- * ```ts
- * const ssc = yield* StreamingContext.make({
- *   batchInterval: "1 second",
- *   onFailure: { retry: Schedule.min([Schedule.exponential("100 millis"), Schedule.recurs(3)]), then: "skip" },
- * })
- * ```
- *
- * @since 0.1.0
- * @category models
- */
-export type FailurePolicy = FailurePolicyModel
-
-/**
- * A record a per-record operator threw on (context option `recordErrors: "deadLetter"`), as
- * `ssc.deadLetters` gives it: the record, the operator's name, what it threw and the batch time.
- *
- * @since 0.1.0
- * @category models
- */
-export type FailedRecord = FailedRecordModel
-
-/**
- * Options every output operation takes: its own failure policy and timeout (the context's
- * `onFailure` and `outputTimeout` otherwise). `timeout: Infinity` waits without bound.
- *
- * @since 0.1.0
- * @category models
- */
-export interface OutputOptions {
-  /** What a failure of this output does (default: the context's `onFailure`). */
-  readonly onFailure?: FailurePolicy | undefined
-  /** Bound of one run of this output (default: the context's `outputTimeout`). */
-  readonly timeout?: Duration.Input | undefined
-}
+export {
+  /**
+   * Wraps a graph node as a DStream.
+   * @internal
+   */
+  fromNode,
+  /**
+   * `true` for DStream values.
+   *
+   * @since 0.1.0
+   * @category guards
+   */
+  isDStream,
+  /**
+   * The key that marks a value as a DStream.
+   *
+   * @since 0.1.0
+   * @category symbols
+   */
+  TypeId,
+} from "./_internal/dstream.ts"
+export type {
+  BatchResult,
+  DStream,
+  Env,
+  FailedRecord,
+  FailurePolicy,
+  MapWithStateDStream,
+  Output,
+  OutputOptions,
+  OutputResult,
+  ToStreamOptions,
+} from "./_internal/dstream.ts"
 
 /**
  * Checks a failure policy; throws a `ValidationError` naming what is wrong.
@@ -173,213 +115,10 @@ const outputSettings = (options: OutputOptions | undefined): OutputSettings => {
 }
 
 /**
- * A discretized stream of `A`.
- *
- * @since 0.1.0
- * @category models
+ * The DStream class: its fluent methods call this module's operators and Window's and
+ * EventTime's, which build their streams with `fromNode` from lib/_internal/dstream.ts, so this
+ * module installs the class there (below) rather than those modules importing this one.
  */
-export interface DStream<out A, in R = never> extends Pipeable {
-  /** Marks a DStream and carries its element type. */
-  readonly [TypeId]: { readonly _A: (_: never) => A }
-  /** @internal */
-  readonly node: Node<A>
-  /** How often this stream produces a batch. */
-  readonly slideDuration: Duration.Duration
-
-  // ---- per-batch operators ----------------------------------------------------------------
-  /** Applies `f` to every element. */
-  map<B>(f: (a: A) => B): DStream<B, R>
-  /** Applies `f` to every element and flattens the results. */
-  flatMap<B>(f: (a: A) => Iterable<B>): DStream<B, R>
-  /** Keeps the elements that satisfy the predicate. */
-  filter<B extends A>(refinement: (a: A) => a is B): DStream<B, R>
-  /** Keeps the elements that satisfy the predicate. */
-  filter(predicate: (a: A) => boolean): DStream<A, R>
-  /** Applies `f` to each whole batch (Spark's `mapPartitions`, one partition per batch). */
-  mapPartitions<B>(f: (batch: ReadonlyArray<A>) => Iterable<B>): DStream<B, R>
-  /** Turns each batch into a one-element batch holding the batch's array. */
-  glom(): DStream<ReadonlyArray<A>, R>
-  /** Elements of this stream, then elements of `that`, per batch. */
-  union<B>(that: DStream<B>): DStream<A | B, R>
-  /** Number of elements per batch: always exactly one element, 0 for an empty batch. */
-  count(): DStream<number, R>
-  /** Occurrences of each distinct element per batch. */
-  countByValue(): DStream<readonly [A, number], R>
-  /** Reduces each non-empty batch to one element; an empty batch gives an empty batch. */
-  reduce(f: (a: A, b: A) => A): DStream<A, R>
-  /** Applies a batch-level function (plain or Effect-returning) receiving the batch time. */
-  transform<B>(f: (batch: ReadonlyArray<A>, time: number) => BatchResult<B, R>): DStream<B, R>
-  /** Combines this stream's batch and `that`'s batch of the same time. */
-  transformWith<B, C>(
-    that: DStream<B>,
-    f: (a: ReadonlyArray<A>, b: ReadonlyArray<B>, time: number) => BatchResult<C, R>,
-  ): DStream<C, R>
-  /** Spark's `repartition(n)`: a batch is one in-process array, so elements pass unchanged. */
-  repartition(numPartitions: number): DStream<A, R>
-  /** A view of this stream that remembers its batches for at least `duration` (for `slice`). */
-  remember(duration: Duration.Input): DStream<A, R>
-  /** The batches at all slide-aligned times in `[from, to]` (inclusive), computed on demand. */
-  slice(from: number, to: number): Effect.Effect<Array<readonly [number, ReadonlyArray<A>]>, unknown, Env>
-  /** Maps every element to a key-value pair; value literal types widen. */
-  mapToPair<K, V>(f: (a: A) => readonly [K, V]): DStream<readonly [K, V], R>
-  /** Pairs every element with the key `f` computes. */
-  keyBy<K>(f: (a: A) => K): DStream<readonly [K, A], R>
-
-  // ---- keyed operators (only on DStream<readonly [K, V]>) ---------------------------------
-  /** Merges the values of each key with `f` per batch. */
-  reduceByKey<K = any, V = any>(this: DStream<readonly [K, V]>, f: (a: V, b: V) => V): DStream<readonly [K, V], R>
-  /** Collects the values of each key per batch, in arrival order. */
-  groupByKey<K = any, V = any>(this: DStream<readonly [K, V]>): DStream<readonly [K, ReadonlyArray<V>], R>
-  /** Spark's `combineByKey`: per-key combiners built from the batch's values. */
-  combineByKey<K = any, V = any, C = any>(
-    this: DStream<readonly [K, V]>,
-    createCombiner: (v: V) => C,
-    mergeValue: (c: C, v: V) => C,
-    mergeCombiners: (a: C, b: C) => C,
-  ): DStream<readonly [K, C], R>
-  /** Applies `f` to every value, keeping keys. */
-  mapValues<K = any, V = any, W = any>(this: DStream<readonly [K, V]>, f: (v: V) => W): DStream<readonly [K, W], R>
-  /** Applies `f` to every value and flattens, keeping keys. */
-  flatMapValues<K = any, V = any, W = any>(
-    this: DStream<readonly [K, V]>,
-    f: (v: V) => Iterable<W>,
-  ): DStream<readonly [K, W], R>
-  /** Inner join of the two streams' batches of the same time. */
-  join<K = any, V = any, W = any>(
-    this: DStream<readonly [K, V]>,
-    that: DStream<readonly [K, W]>,
-  ): DStream<readonly [K, readonly [V, W]], R>
-  /** Left outer join; a missing right side is `Option.none()`. */
-  leftOuterJoin<K = any, V = any, W = any>(
-    this: DStream<readonly [K, V]>,
-    that: DStream<readonly [K, W]>,
-  ): DStream<readonly [K, readonly [V, Option.Option<W>]], R>
-  /** Right outer join; a missing left side is `Option.none()`. */
-  rightOuterJoin<K = any, V = any, W = any>(
-    this: DStream<readonly [K, V]>,
-    that: DStream<readonly [K, W]>,
-  ): DStream<readonly [K, readonly [Option.Option<V>, W]], R>
-  /** Full outer join; a missing side is `Option.none()`. */
-  fullOuterJoin<K = any, V = any, W = any>(
-    this: DStream<readonly [K, V]>,
-    that: DStream<readonly [K, W]>,
-  ): DStream<readonly [K, readonly [Option.Option<V>, Option.Option<W>]], R>
-  /** Groups both streams' values per key; a key on one side only gets an empty array on the other. */
-  cogroup<K = any, V = any, W = any>(
-    this: DStream<readonly [K, V]>,
-    that: DStream<readonly [K, W]>,
-  ): DStream<readonly [K, readonly [ReadonlyArray<V>, ReadonlyArray<W>]], R>
-
-  // ---- windowed operators (lib/Window.ts; slide defaults to this stream's slide) -----------
-  /** The batches of the last `windowDuration`, every `slideDuration`, in time order. */
-  window(windowDuration: Duration.Input, slideDuration?: Duration.Input): DStream<A, R>
-  /** Number of elements per window (incremental: nothing before the first element, then 0 when empty). */
-  countByWindow(windowDuration: Duration.Input, slideDuration?: Duration.Input): DStream<number, R>
-  /** Reduces each window to one element; an empty window gives an empty batch. */
-  reduceByWindow(f: (a: A, b: A) => A, windowDuration: Duration.Input, slideDuration?: Duration.Input): DStream<A, R>
-  /** Incremental window reduce with an inverse function `invF`. */
-  reduceByWindow(
-    f: (a: A, b: A) => A,
-    invF: (a: A, b: A) => A,
-    windowDuration: Duration.Input,
-    slideDuration?: Duration.Input,
-  ): DStream<A, R>
-  /** Occurrences of each distinct element per window (incremental; zero counts dropped). */
-  countByValueAndWindow(
-    windowDuration: Duration.Input,
-    slideDuration?: Duration.Input,
-  ): DStream<readonly [A, number], R>
-  /** Merges each key's values over the window with `f`; keys without data in the window disappear. */
-  reduceByKeyAndWindow<K = any, V = any>(
-    this: DStream<readonly [K, V]>,
-    f: (a: V, b: V) => V,
-    windowDuration: Duration.Input,
-    slideDuration?: Duration.Input,
-  ): DStream<readonly [K, V], R>
-  /** Incremental per-key window reduce with an inverse function; keys at zero stay unless `filter` drops them. */
-  reduceByKeyAndWindow<K = any, V = any>(
-    this: DStream<readonly [K, V]>,
-    f: (a: V, b: V) => V,
-    invF: (a: V, b: V) => V,
-    windowDuration: Duration.Input,
-    slideDuration?: Duration.Input,
-    options?: InverseWindowOptions<K, V>,
-  ): DStream<readonly [K, V], R>
-  /** Collects each key's values over the window, in time order. */
-  groupByKeyAndWindow<K = any, V = any>(
-    this: DStream<readonly [K, V]>,
-    windowDuration: Duration.Input,
-    slideDuration?: Duration.Input,
-  ): DStream<readonly [K, ReadonlyArray<V>], R>
-  // ---- end of windowed operators -----------------------------------------------------------
-
-  // ---- stateful operators (lib/State.ts, lib/_internal/state.ts; need ssc.checkpoint) ------
-  /**
-   * Spark's `updateStateByKey`: every batch, `update` gets every key with state or data (values
-   * empty without data) and returns the new state, or `None` to remove the key. The batch is
-   * the whole state. `initialState` is the state before the first batch.
-   */
-  updateStateByKey<K = any, V = any, S = V>(
-    this: DStream<readonly [K, V]>,
-    update: (values: ReadonlyArray<V>, state: Option.Option<S>) => Option.Option<S>,
-    options?: UpdateStateOptions<K, S>,
-  ): DStream<readonly [K, S], R>
-  /** `updateStateByKey` whose function also gets the batch time and the key. */
-  updateStateByKey<K = any, V = any, S = any>(
-    this: DStream<readonly [K, V]>,
-    options: UpdateStateWithTime<K, V, S>,
-  ): DStream<readonly [K, S], R>
-  /**
-   * Spark's `mapWithState`: the spec's function runs once per record (and once per key timing
-   * out), reading and changing the key's `State`; the batch is what it emits.
-   */
-  mapWithState<K = any, V = any, S = any, T = any>(
-    this: DStream<readonly [K, V]>,
-    spec: StateSpec<K, V, S, T>,
-  ): MapWithStateDStream<K, S, T, R>
-  /** Sets how often this stream's state is checkpointed (default: Spark's, ≥ 10 s); returns this stream. */
-  checkpoint<Self extends DStream<A>>(this: Self, interval: Duration.Input): Self
-  // ---- end of stateful operators -------------------------------------------------------------
-
-  // ---- event time (lib/EventTime.ts) ----
-  /**
-   * Marks each record's event time (epoch ms) and tracks the watermark, `max(event time seen) −
-   * delay`, for event-time windows and late data.
-   */
-  withWatermark(
-    eventTime: (a: A) => number,
-    delay: Duration.Input,
-    options?: EventTime.WatermarkOptions,
-  ): EventTime.WatermarkedDStream<A, R>
-  // ---- end of event time ----
-
-  // ---- output operations --------------------------------------------------------------------
-  /** Prints the first `num` elements of every batch in Spark's format (header even when empty). */
-  print(num?: number, options?: OutputOptions): void
-  /**
-   * Runs `f` on every batch with its time (plain or Effect-returning). The Effect may use the
-   * services of the context (`StreamingContext.make<R>`) and the platform's `FileSystem` and
-   * `Path`; its error type `E` is kept by the returned `Output` handle.
-   */
-  foreachBatch<E = never>(
-    f: (batch: ReadonlyArray<A>, time: number) => OutputResult<R, E>,
-    options?: OutputOptions,
-  ): Output<E>
-  /** Alias of `foreachBatch` (Spark's name). */
-  foreachRDD<E = never>(
-    f: (batch: ReadonlyArray<A>, time: number) => OutputResult<R, E>,
-    options?: OutputOptions,
-  ): Output<E>
-  /** Writes every batch to the directory `prefix-<ms>[.suffix]`, atomically. */
-  saveAsTextFiles(prefix: string, suffix?: string, options?: OutputOptions): void
-  /**
-   * The batches as an Effect `Stream` of `[time, batch]`. A bounded buffer (default 16 batches)
-   * applies backpressure: batches wait while the consumer is behind (within the output timeout).
-   * Ends when the context stops.
-   */
-  toStream(options?: ToStreamOptions): Stream.Stream<readonly [number, ReadonlyArray<A>]>
-}
-
 class DStreamImpl<A> implements DStream<A> {
   readonly [TypeId] = { _A: (_: never) => _ as A }
   constructor(readonly node: Node<A>) {}
@@ -540,22 +279,7 @@ class DStreamImpl<A> implements DStream<A> {
   }
 }
 
-/**
- * Wraps a graph node as a DStream. `R`, the services of the node's context, exists only in
- * types (the context provides them to every job at run time), so the implementation, checked
- * against `DStream<A>`, is viewed as `DStream<A, R>` here.
- * @internal
- */
-export const fromNode = <A, R = never>(node: Node<A>): DStream<A, R> =>
-  new DStreamImpl(node) as DStream<A> as unknown as DStream<A, R>
-
-/**
- * `true` for DStream values.
- *
- * @since 0.1.0
- * @category guards
- */
-export const isDStream = (u: unknown): u is DStream<unknown> => typeof u === "object" && u !== null && TypeId in u
+installDStreamClass(<A>(node: Node<A>): DStream<A> => new DStreamImpl(node))
 
 const pipeNode = <A, B>(
   self: DStream<A>,
@@ -1529,7 +1253,7 @@ export const saveAsTextFiles: {
   suffix?: string,
   options?: OutputOptions,
 ): void => {
-  new OutputNode<A>(
+  const node = new OutputNode<A>(
     self.node,
     (batch, time) =>
       Effect.gen(function* () {
@@ -1550,21 +1274,10 @@ export const saveAsTextFiles: {
     "saveAsTextFiles",
     outputSettings(options),
   )
+  node.fileSystemUser = `saveAsTextFiles("${prefix}")`
 })
 
 const formatLine = (u: unknown): string => formatElement(u)
-
-/**
- * Options of {@link toStream}: the buffer's capacity in batches (default 16) and the output
- * options (a consumer behind for longer than the timeout fails the output).
- *
- * @since 0.1.0
- * @category models
- */
-export interface ToStreamOptions extends OutputOptions {
-  /** Batches buffered for a slow consumer before batches wait (default 16). */
-  readonly capacity?: number | undefined
-}
 
 /**
  * The stream's batches as an Effect `Stream` of `[time, batch]`, for composition with other
@@ -1601,17 +1314,6 @@ export const toStream: {
 })
 
 // ---- stateful operators (keyed state; see lib/State.ts) ------------------------------------------
-
-/**
- * A `mapWithState` stream: the emitted values, plus the state itself via `stateSnapshots()`.
- *
- * @since 0.1.0
- * @category models
- */
-export interface MapWithStateDStream<K, S, T, in R = never> extends DStream<T, R> {
-  /** The whole state (every key and its state) after each batch. */
-  stateSnapshots(): DStream<readonly [K, S], R>
-}
 
 class MapWithStateDStreamImpl<K, S, T> extends DStreamImpl<T> implements MapWithStateDStream<K, S, T> {
   constructor(readonly stateNode: MapWithStateNode<K, any, S, T>) {

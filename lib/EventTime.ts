@@ -31,9 +31,18 @@
  */
 import { Duration } from "effect"
 import { dual } from "effect/Function"
-import * as DStream from "./DStream.ts"
+import * as DStream from "./_internal/dstream.ts"
+import type {
+  AggregateOptions,
+  EventWindowDStream,
+  LateRecord,
+  WatermarkedDStream,
+  WatermarkOptions,
+  WindowOptions,
+  WindowProgress,
+  WindowSpec,
+} from "./_internal/dstream.ts"
 import { ValidationError } from "./Errors.ts"
-import type { StateSchemas } from "./State.ts"
 import * as Time from "./Time.ts"
 import {
   type Aggregation,
@@ -41,7 +50,6 @@ import {
   LateRecordsNode,
   ProgressNode,
   WatermarkNode,
-  type WindowAssigner,
 } from "./_internal/eventTime.ts"
 import { PipeNode } from "./_internal/node.ts"
 import { makeCodecs } from "./_internal/state.ts"
@@ -56,179 +64,20 @@ export {
   EventTimeError,
 } from "./_internal/eventTime.ts"
 
-// ---- models -----------------------------------------------------------------------------------
+// ---- models (declared with the DStream interface, whose methods mention them) ----------------
 
-/**
- * How records are grouped into event-time windows: {@link tumbling}, {@link sliding} or
- * {@link session}.
- *
- * @since 0.1.0
- * @category models
- */
-export interface WindowSpec {
-  /** Tumbling, sliding or session windows. */
-  readonly _tag: "Tumbling" | "Sliding" | "Session"
-  /** @internal */
-  readonly assigner: WindowAssigner
-}
-
-/**
- * `"append"`: each window is emitted once, when the watermark passes its end. `"update"`: every
- * batch emits the windows it changed (their current value).
- *
- * @since 0.1.0
- * @category models
- */
-export type OutputMode = "append" | "update"
-
-/**
- * One window's result for one key. `start` is inclusive, `end` exclusive (a session's end is
- * its last event + gap).
- *
- * @since 0.1.0
- * @category models
- */
-export interface WindowResult<K, R> {
-  /** The key. */
-  readonly key: K
-  /** Window start (epoch ms, inclusive). */
-  readonly start: number
-  /** Window end (epoch ms, exclusive). */
-  readonly end: number
-  /** The aggregate of the key's records in the window. */
-  readonly value: R
-}
-
-/**
- * A record dropped because its window was already final: the record, the window it belonged
- * to and the watermark in effect.
- *
- * @since 0.1.0
- * @category models
- */
-export interface LateRecord<A> {
-  /** The late record. */
-  readonly record: A
-  /** The window it belonged to (for sessions, the session it would have started). */
-  readonly window: { readonly start: number; readonly end: number }
-  /** The watermark it was compared against (epoch ms). */
-  readonly watermark: number
-}
-
-/**
- * One batch of an event-time window operator: the watermark in effect (`undefined` before the
- * first record), late records dropped, windows emitted and windows still open in state.
- *
- * @since 0.1.0
- * @category models
- */
-export interface WindowProgress {
-  /** The batch time. */
-  readonly batchTime: number
-  /** The watermark in force for this batch (`undefined` before the first event). */
-  readonly watermark: number | undefined
-  /** Records of this batch that were late for their window. */
-  readonly lateRecords: number
-  /** Windows emitted by this batch. */
-  readonly emitted: number
-  /** Windows still open (held in state) after this batch. */
-  readonly openWindows: number
-}
-
-/**
- * Options of the event-time window operators.
- *
- * @since 0.1.0
- * @category models
- */
-export interface WindowOptions<K, C> {
-  /** Default `"append"`. */
-  readonly mode?: OutputMode | undefined
-  /** Schemas for keys and accumulators in checkpoints (default: the values as JSON). */
-  readonly schemas?: { readonly key?: StateSchemas<K, C>["key"]; readonly accumulator?: StateSchemas<K, C>["state"] }
-  /** A stable name for this state in checkpoints (default: its position in the graph). */
-  readonly name?: string | undefined
-}
-
-/**
- * Options of {@link aggregateByWindow}: `merge` combines two accumulators (required for
- * session windows, whose sessions merge when their gaps overlap).
- *
- * @since 0.1.0
- * @category models
- */
-export interface AggregateOptions<K, C> extends WindowOptions<K, C> {
-  /** Combines two accumulators (required for session windows). */
-  readonly merge?: ((a: C, b: C) => C) | undefined
-}
-
-/**
- * Options of {@link withWatermark}.
- *
- * @since 0.1.0
- * @category models
- */
-export interface WatermarkOptions {
-  /**
-   * After this long (batch time) without any record, every quiet batch moves the watermark on
-   * as if event time kept pace with the batch clock: `max event time + quiet time − delay`, so
-   * open windows close and their state is dropped during quiet periods. Off by default (as in
-   * Structured Streaming, the watermark then only moves with data). It depends on arrival
-   * times, so a replay does not reproduce what it closes early.
-   */
-  readonly idleAdvance?: Duration.Input | undefined
-}
-
-/**
- * A stream with event time and a watermark (from `withWatermark`). It is a `DStream` of the
- * same records; `keyBy` and `filter` keep the event time, and the event-time window operators
- * are available when its elements are `[key, value]` pairs.
- *
- * @since 0.1.0
- * @category models
- */
-export interface WatermarkedDStream<out A, in S = never> extends DStream.DStream<A, S> {
-  /** Keys every record by `f`, keeping its event time: `[f(a), a]`. */
-  keyBy<K>(f: (a: A) => K): WatermarkedDStream<readonly [K, A], S>
-  /** Keeps the records satisfying the predicate, with their event time. */
-  filter<B extends A>(refinement: (a: A) => a is B): WatermarkedDStream<B, S>
-  /** Keeps the records satisfying the predicate, with their event time. */
-  filter(predicate: (a: A) => boolean): WatermarkedDStream<A, S>
-  /** Reduces each key's values per event-time window. */
-  reduceByEventWindow<K, V>(
-    this: WatermarkedDStream<readonly [K, V]>,
-    window: WindowSpec,
-    f: (a: V, b: V) => V,
-    options?: WindowOptions<K, V>,
-  ): EventWindowDStream<K, V, readonly [K, V], S>
-  /** Folds each key's values per event-time window, starting from `initial` (`add` must not mutate it). */
-  aggregateByEventWindow<K, V, C>(
-    this: WatermarkedDStream<readonly [K, V]>,
-    window: WindowSpec,
-    initial: C,
-    add: (acc: C, v: V) => C,
-    options?: AggregateOptions<K, C>,
-  ): EventWindowDStream<K, C, readonly [K, V], S>
-  /** Counts each key's records per event-time window. */
-  countByEventWindow<K, V>(
-    this: WatermarkedDStream<readonly [K, V]>,
-    window: WindowSpec,
-    options?: WindowOptions<K, number>,
-  ): EventWindowDStream<K, number, readonly [K, V], S>
-}
-
-/**
- * The results of an event-time window operator, with its side outputs.
- *
- * @since 0.1.0
- * @category models
- */
-export interface EventWindowDStream<K, R, In, in S = never> extends DStream.DStream<WindowResult<K, R>, S> {
-  /** The records dropped as late, per batch. */
-  late(): DStream.DStream<LateRecord<In>, S>
-  /** One {@link WindowProgress} per batch. */
-  progress(): DStream.DStream<WindowProgress, S>
-}
+export type {
+  AggregateOptions,
+  EventWindowDStream,
+  LateRecord,
+  OutputMode,
+  WatermarkedDStream,
+  WatermarkOptions,
+  WindowOptions,
+  WindowProgress,
+  WindowResult,
+  WindowSpec,
+} from "./_internal/dstream.ts"
 
 // ---- windows ----------------------------------------------------------------------------------
 
@@ -349,7 +198,7 @@ const makeWatermarked = <A>(stream: DStream.DStream<A>, i: Internals): Watermark
       return keyBy(result, f)
     },
     filter(predicate: (a: A) => boolean): WatermarkedDStream<A> {
-      return makeWatermarked(DStream.filter(stream, predicate), i)
+      return makeWatermarked(DStream.fromNode<A>(stream.node).filter(predicate), i)
     },
     reduceByEventWindow<K, V>(
       this: WatermarkedDStream<readonly [K, V]>,

@@ -24,9 +24,9 @@
  * @example
  * ```ts
  * import { Effect, Schema } from "effect"
- * import { Kafka, StreamingContext } from "effect-dstream"
+ * import { Kafka, Runtime, StreamingContext } from "effect-dstream"
  *
- * StreamingContext.runMain(Effect.gen(function* () {
+ * Runtime.runMain(Effect.gen(function* () {
  *   const ssc = yield* StreamingContext.make({ batchInterval: "2 seconds" })
  *   const stream = Kafka.KafkaDirectStream.make(ssc, {
  *     brokers: ["127.0.0.1:9092"], groupId: "spark_kafka", topics: ["spark02"],

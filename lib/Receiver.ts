@@ -6,10 +6,48 @@
  *
  * @module
  */
-import { Duration, Effect, Schedule, Stream } from "effect"
+import { Context, Duration, Effect, Schedule, Stream } from "effect"
 import type { Scope } from "effect"
+import type * as Socket from "effect/socket/Socket"
 import { ReceiverError } from "./Errors.ts"
 import type { PIDOptions } from "./RateEstimator.ts"
+
+/**
+ * What a {@link SocketConnector} does: a TCP client socket to `host:port`, connecting when it
+ * is run, within `openTimeout`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SocketConnectorShape {
+  /** A socket to `host:port`; opening it fails with a `SocketOpenError` after `openTimeout`. */
+  readonly connect: (options: {
+    readonly host: string
+    readonly port: number
+    readonly openTimeout: Duration.Input
+  }) => Effect.Effect<Socket.Socket>
+}
+
+/** @internal */
+export const SocketConnectorBase: Context.ServiceClass<
+  SocketConnector,
+  "effect-dstream/Receiver/SocketConnector",
+  SocketConnectorShape
+> = Context.Service<SocketConnector, SocketConnectorShape>()("effect-dstream/Receiver/SocketConnector")
+
+/**
+ * Opens the TCP connections of `socketTextStream` and `socketStream`: the platform's part of
+ * the socket sources. `Runtime.layer` provides Node's (it runs on Node, Deno and Bun).
+ *
+ * @example
+ * ```ts
+ * program.pipe(Effect.provide(Runtime.layer)) // FileSystem, Path, the SocketConnector, …
+ * ```
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export class SocketConnector extends SocketConnectorBase {}
 
 /**
  * Handed to a receiver's `run`: call it to store one record (`yield* store(line)`), or use

@@ -37,14 +37,12 @@
  * @module
  */
 import { Clock, Deferred, Duration, Effect, FileSystem, Option, Path, Schema, Stream } from "effect"
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import * as NodePath from "@effect/platform-node/NodePath"
 import * as BatchClock from "./BatchClock.ts"
 import * as Checkpoint from "./Checkpoint.ts"
 import * as DStream from "./DStream.ts"
 import * as Kafka from "./Kafka.ts"
 import { ValidationError } from "./Errors.ts"
-import type * as StreamingContext from "./StreamingContext.ts"
+import * as StreamingContext from "./StreamingContext.ts"
 import * as Time from "./Time.ts"
 import * as Checkpointing from "./_internal/checkpointing.ts"
 import type { NodeContext, NodeEnv } from "./_internal/node.ts"
@@ -82,6 +80,8 @@ export interface ReplaySource<A> {
   readonly source: Source<A>
   /** What the source replays, for messages. */
   readonly description: string
+  /** The constructor, when the source reads files (so needs the program's FileSystem and Path). @internal */
+  readonly fileSystemUser?: string | undefined
 }
 
 /**
@@ -171,7 +171,11 @@ export const fromDirectory = (
         Stream.flattenIterable,
       )),
   )
-  return { source: { _tag: "Stream", stream }, description: `directory "${directory}"` }
+  return {
+    source: { _tag: "Stream", stream },
+    description: `directory "${directory}"`,
+    fileSystemUser: `Replay.fromDirectory("${directory}")`,
+  }
 }
 
 /**
@@ -373,10 +377,16 @@ export const input = <A>(
   ssc: StreamingContext.StreamingContext,
   source: ReplaySource<A>,
   cut: BatchCut<A>,
-): DStream.DStream<A> =>
-  DStream.fromNode(
-    new ReplayInputNode<A>(ssc as unknown as NodeContext, source.source, cutOf(cut), `replay of ${source.description}`),
+): DStream.DStream<A> => {
+  const node = new ReplayInputNode<A>(
+    ssc as unknown as NodeContext,
+    source.source,
+    cutOf(cut),
+    `replay of ${source.description}`,
   )
+  node.fileSystemUser = source.fileSystemUser
+  return DStream.fromNode(node)
+}
 
 /**
  * Why a replay could not start: the context's own start errors, or (Kafka) the history's
@@ -387,13 +397,14 @@ export const input = <A>(
  */
 export type StartError = StreamingContext.StartError | ReplayError
 
-/** The time of the newest checkpoint in `directory` if it holds a replay's position. */
+/** The time of the newest checkpoint in `store` if it holds a replay's position. */
 const replayCheckpointTime = (
+  store: Checkpoint.CheckpointStoreShape,
   directory: string,
   live: boolean,
-): Effect.Effect<number | undefined, Checkpoint.CheckpointError, NodeEnv> =>
+): Effect.Effect<number | undefined, Checkpoint.CheckpointError> =>
   Effect.gen(function* () {
-    const latest = yield* Effect.flatMap(Checkpointing.storeFor(directory), Checkpoint.readLatest)
+    const latest = yield* Checkpoint.readLatest(store)
     if (latest._tag === "None") return undefined
     const payload = yield* Effect.try({
       try: () => Checkpointing.payloadOf(latest.value, directory),
@@ -404,17 +415,25 @@ const replayCheckpointTime = (
     return Object.keys(payload.nodes).some(resumes) ? latest.value.time : undefined
   })
 
-/** Provides Node's FileSystem and Path where the environment has none. */
-const withPlatform = <A, E>(effect: Effect.Effect<A, E, NodeEnv>): Effect.Effect<A, E> =>
+/**
+ * Where a resumed replay continues: the checkpoints of `directory`, in the `CheckpointStore`
+ * service or else in files, read with the context's FileSystem and Path (without either, there
+ * is nothing to read, and `start` fails naming the checkpoint directory).
+ */
+const resumeTime = (
+  ssc: StreamingContext.StreamingContext,
+  directory: string,
+  live: boolean,
+): Effect.Effect<number | undefined, Checkpoint.CheckpointError> =>
   Effect.gen(function* () {
-    const fs = yield* Effect.serviceOption(FileSystem.FileSystem)
-    const path = yield* Effect.serviceOption(Path.Path)
-    const withFs = Option.isSome(fs)
-      ? Effect.provideService(effect, FileSystem.FileSystem, fs.value)
-      : Effect.provide(effect, NodeFileSystem.layer)
-    return yield* (Option.isSome(path)
-      ? Effect.provideService(withFs, Path.Path, path.value)
-      : Effect.provide(withFs, NodePath.layer))
+    const given = yield* Effect.serviceOption(Checkpoint.CheckpointStore)
+    const platform = yield* StreamingContext.platformOfContext(ssc)
+    const store = Option.isSome(given)
+      ? given.value
+      : platform !== undefined
+      ? yield* Effect.provideContext(Checkpointing.storeFor(directory), platform)
+      : undefined
+    return store === undefined ? undefined : yield* replayCheckpointTime(store, directory, live)
   })
 
 /**
@@ -449,7 +468,7 @@ const drive = (
       const directory = ssc.checkpointDirectory
       let resumed = false
       if (directory !== undefined) {
-        const found = yield* Effect.result(withPlatform(replayCheckpointTime(directory, catchUps.length > 0)))
+        const found = yield* Effect.result(resumeTime(ssc, directory, catchUps.length > 0))
         if (found._tag === "Failure") return yield* Deferred.fail(started, found.failure)
         if (found.success !== undefined) {
           clock.setTime(found.success)

@@ -17,8 +17,12 @@
  *   yield* ssc.start
  *   yield* ssc.awaitTermination
  * })
- * StreamingContext.runMain(program)
+ * Runtime.runMain(program) // lib/Runtime.ts: the platform layers and signal handling
  * ```
+ *
+ * The context is platform-free: sources and outputs that read or write files (`textFileStream`,
+ * `saveAsTextFiles`, a checkpoint directory, write-ahead logs, spilled blocks) use the
+ * `FileSystem` and `Path` of the program (`Runtime.layer` provides them), captured by `make`.
  *
  * @module
  */
@@ -31,17 +35,12 @@ import {
   Exit,
   FileSystem,
   Layer,
+  Option,
   Path,
   PubSub,
   Scope,
   Stream,
 } from "effect"
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import * as NodePath from "@effect/platform-node/NodePath"
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import * as NodeServices from "@effect/platform-node/NodeServices"
-import process from "node:process"
-import * as Runtime from "effect/Runtime"
 import * as BatchClock from "./BatchClock.ts"
 import * as Checkpoint from "./Checkpoint.ts"
 import * as DStream from "./DStream.ts"
@@ -58,9 +57,10 @@ import {
   type FromStreamOptions,
   type Receiver,
   type ReceiverSettings,
+  SocketConnector,
 } from "./Receiver.ts"
 import * as Time from "./Time.ts"
-import { FileInputNode, type FileStreamOptions } from "./_internal/fileInput.ts"
+import { FileInputNode, type FileStreamOptions } from "../receivers/file.ts"
 import { Graph } from "./_internal/graph.ts"
 import { QueueInputNode, type QueueSource, ReceiverInputNode } from "./_internal/inputs.ts"
 import {
@@ -185,7 +185,7 @@ export interface StreamingContext<in R = never> {
   /**
    * Waits until the context stops; fails with the `BatchJobError` that stopped it, or with the
    * `UnprocessedRecordsError` of a graceful stop that left received records unprocessed. If the
-   * waiting fiber is interrupted (Ctrl-C under `runMain`), the context is stopped gracefully.
+   * waiting fiber is interrupted (Ctrl-C under `Runtime.runMain`), the context is stopped gracefully.
    */
   readonly awaitTermination: Effect.Effect<void, BatchJobError | UnprocessedRecordsError>
   /** Like `awaitTermination`, but gives up after `timeout`: `true` if stopped, `false` on time-out. */
@@ -195,7 +195,7 @@ export interface StreamingContext<in R = never> {
   /**
    * Stops the context (idempotent). Graceful: receivers stop first, everything received is
    * processed. A graceful stop that hits its timeout (or is forced by a second SIGINT / SIGTERM
-   * under `runMain`) with received records unprocessed fails with an `UnprocessedRecordsError`
+   * under `Runtime.runMain`) with received records unprocessed fails with an `UnprocessedRecordsError`
    * naming how many, unless a write-ahead log keeps them for the next run.
    */
   readonly stop: {
@@ -276,7 +276,7 @@ export const StreamingContext: Context.Service<StreamingContext, StreamingContex
 )
 
 let active: { readonly ctx: ContextImpl; readonly startedAt: string } | undefined
-/** Set when a stop left received records unprocessed (runMain then exits with status 1). */
+/** Set when a stop left received records unprocessed (Runtime.runMain then exits with status 1). */
 let unprocessedReported = false
 
 class ContextImpl implements StreamingContext, NodeContext {
@@ -344,6 +344,41 @@ class ContextImpl implements StreamingContext, NodeContext {
       this.listeners.push((e) => e._tag === "BatchCompleted" ? Effect.logInfo(formatProgress(e.batchInfo)) : undefined)
     }
   }
+
+  /**
+   * Without FileSystem and Path, throws a `ValidationError` naming what needs them: the nodes
+   * that read or write files, and a checkpoint directory without a `CheckpointStore` service.
+   */
+  private requireNoFiles(callerHasStore: boolean): void {
+    const users = this.graph.nodes.flatMap((n) => n.fileSystemUser === undefined ? [] : [n.fileSystemUser])
+    if (
+      this.checkpointPath !== undefined && this.checkpointStore === undefined && !callerHasStore &&
+      Option.isNone(Context.getOption(this.services, Checkpoint.CheckpointStore))
+    ) {
+      users.unshift(`checkpoint("${this.checkpointPath}")`)
+    }
+    const named = [...new Set(users)]
+    if (named.length === 0) return
+    throw new ValidationError({
+      message: `Cannot start StreamingContext: ${named.join(", ")} ${
+        named.length === 1 ? "reads or writes" : "read or write"
+      } files, and the program provides no FileSystem and Path: ${provideHint}`,
+    })
+  }
+
+  /** Without a SocketConnector, throws a `ValidationError` naming the socket sources. */
+  private requireNoSockets(): void {
+    const named = [...new Set(this.graph.nodes.flatMap((n) => n.socketUser === undefined ? [] : [n.socketUser]))]
+    if (named.length === 0) return
+    throw new ValidationError({
+      message: `Cannot start StreamingContext: ${named.join(", ")} ${
+        named.length === 1 ? "opens" : "open"
+      } TCP connections, and the program provides no Receiver.SocketConnector: ${provideHint}`,
+    })
+  }
+
+  /** The FileSystem and Path of this context's jobs: captured by `make`, else the caller's. */
+  platform = (): Effect.Effect<Context.Context<NodeEnv> | undefined> => platformOf(this.services)
 
   // ---- NodeContext ----
   lifecycle = (): State => this.lifecycleState
@@ -427,7 +462,13 @@ class ContextImpl implements StreamingContext, NodeContext {
       const zero = this.recovered !== undefined
         ? Checkpointing.payloadOf(this.recovered, this.checkpointPath ?? "").zeroTime
         : first - this.batchMillis
+      const platform = yield* platformOf(this.services)
+      const callerHasStore = Option.isSome(yield* Effect.serviceOption(Checkpoint.CheckpointStore))
+      const hasConnector = Option.isSome(Context.getOption(this.services, SocketConnector)) ||
+        Option.isSome(yield* Effect.serviceOption(SocketConnector))
       try {
+        if (platform === undefined) this.requireNoFiles(callerHasStore)
+        if (!hasConnector) this.requireNoSockets()
         this.graph.start(zero)
       } catch (error) {
         yield* Effect.logError("Error starting the context, marking it as stopped")
@@ -437,7 +478,11 @@ class ContextImpl implements StreamingContext, NodeContext {
       }
       const scope = yield* Scope.make()
       this.scope = scope
-      const env = Context.merge(this.services, yield* platformServices(scope))
+      // Without a platform no node reads or writes files (requireNoFiles checked): the jobs get
+      // the captured services only, and user code asking for FileSystem dies naming the service.
+      const env: Context.Context<NodeEnv> = platform === undefined
+        ? this.services as Context.Context<NodeEnv>
+        : Context.merge(this.services, platform)
       // ---- checkpointing (stateful streams): open the store, restore a recovered snapshot ----
       const checkpoints = yield* Checkpointing.prepare(
         this.graph,
@@ -514,7 +559,7 @@ class ContextImpl implements StreamingContext, NodeContext {
       Effect.onInterrupt(() => this.stop({ graceful: true })),
     )
 
-  /** Makes a running graceful stop give up at once (a second signal under `runMain`). */
+  /** Makes a running graceful stop give up at once (a second signal under `Runtime.runMain`). */
   forceStop(): void {
     Deferred.doneUnsafe(this.forced, Exit.void)
   }
@@ -631,14 +676,27 @@ class ContextImpl implements StreamingContext, NodeContext {
     host: string,
     port: number,
     options?: SocketOptions & { readonly maxLineBytes?: number },
-  ): DStream.DStream<string> => this.receiverStream(socketTextReceiver(host, port, options))
+  ): DStream.DStream<string> =>
+    this.socketInput(
+      this.receiverStream(socketTextReceiver(host, port, options)),
+      `socketTextStream("${host}", ${port})`,
+    )
 
   socketStream = <A>(
     host: string,
     port: number,
     decode: (bytes: Stream.Stream<Uint8Array, unknown>) => Stream.Stream<A, unknown>,
     options?: SocketOptions,
-  ): DStream.DStream<A> => this.receiverStream(socketReceiver(host, port, decode, options))
+  ): DStream.DStream<A> =>
+    this.socketInput(
+      this.receiverStream(socketReceiver(host, port, decode, options)),
+      `socketStream("${host}", ${port})`,
+    )
+
+  private socketInput<A>(stream: DStream.DStream<A>, operator: string): DStream.DStream<A> {
+    stream.node.socketUser = operator
+    return stream
+  }
 
   textFileStream = (directory: string, options?: FileStreamOptions): DStream.DStream<string> =>
     DStream.fromNode(new FileInputNode<string>(this, directory, "text", options))
@@ -682,19 +740,31 @@ class ContextImpl implements StreamingContext, NodeContext {
     })
 }
 
-/** FileSystem and Path for sources and outputs: the caller's if provided, Node's otherwise. */
-const platformServices = (scope: Scope.Scope): Effect.Effect<Context.Context<NodeEnv>> =>
+/**
+ * The FileSystem and Path of sources and outputs: those `make` captured, else the caller's;
+ * `undefined` when the program provides none (a pipeline without files needs none).
+ */
+const platformOf = (captured: Context.Context<never>): Effect.Effect<Context.Context<NodeEnv> | undefined> =>
   Effect.gen(function* () {
-    const fs = yield* Effect.serviceOption(FileSystem.FileSystem)
-    const path = yield* Effect.serviceOption(Path.Path)
-    const fsService = fs._tag === "Some"
-      ? fs.value
-      : Context.get(yield* Layer.buildWithScope(NodeFileSystem.layer, scope), FileSystem.FileSystem)
-    const pathService = path._tag === "Some"
-      ? path.value
-      : Context.get(yield* Layer.buildWithScope(NodePath.layer, scope), Path.Path)
-    return Context.make(FileSystem.FileSystem, fsService).pipe(Context.add(Path.Path, pathService))
+    const fs = Context.getOption(captured, FileSystem.FileSystem)
+    const path = Context.getOption(captured, Path.Path)
+    const fsService = Option.isSome(fs) ? fs : yield* Effect.serviceOption(FileSystem.FileSystem)
+    const pathService = Option.isSome(path) ? path : yield* Effect.serviceOption(Path.Path)
+    if (Option.isNone(fsService) || Option.isNone(pathService)) return undefined
+    return Context.make(FileSystem.FileSystem, fsService.value).pipe(Context.add(Path.Path, pathService.value))
   })
+
+/**
+ * The FileSystem and Path `ssc`'s jobs use (captured by `make`, else the caller's), `undefined`
+ * when the program provides none.
+ * @internal
+ */
+export const platformOfContext = (ssc: StreamingContext): Effect.Effect<Context.Context<NodeEnv> | undefined> =>
+  ssc instanceof ContextImpl ? ssc.platform() : platformOf(Context.empty())
+
+/** How a program provides the platform, for the errors that ask for it. */
+const provideHint =
+  "run the program with Runtime.runMain, or provide Runtime.layer (or another platform's layers) to it"
 
 /**
  * Creates a streaming context with the given batch interval. Nothing runs until `start`.
@@ -736,46 +806,27 @@ export const layer = (options: Options): Layer.Layer<StreamingContext, Validatio
   )
 
 /**
- * Runs a program as the process's main Effect with Node's platform services (file system,
- * path) on Node, Deno or Bun. The first SIGINT / SIGTERM interrupts it; a context awaiting
- * termination then stops gracefully before the process exits. A second signal forces the stop:
- * the graceful drain gives up at once. When a stop leaves received records unprocessed (and no
- * write-ahead log keeps them), the error naming how many is logged and the process exits with
- * status 1; otherwise a signal ends it with status 130.
- *
- * @example
- * ```ts
- * StreamingContext.runMain(program)
- * ```
- *
- * @since 0.1.0
- * @category running
+ * What a stop signal does under `Runtime.runMain`: the first (`count` 1) logs the stop notice of
+ * the active context (which stops gracefully when its awaiting fiber is interrupted); a later
+ * one forces the stop, the graceful drain giving up at once.
+ * @internal
  */
-export const runMain = <E>(program: Effect.Effect<void, E, NodeServices.NodeServices>): void => {
-  let signals = 0
-  const onSignal = () => {
-    signals++
-    const ctx = active?.ctx
-    if (ctx === undefined) return
-    if (signals === 1) Effect.runFork(Effect.logWarning(ctx.stopNotice))
-    else {
-      Effect.runFork(Effect.logWarning("Stopping at once"))
-      ctx.forceStop()
-    }
+export const onStopSignal = (count: number): void => {
+  const ctx = active?.ctx
+  if (ctx === undefined) return
+  if (count === 1) Effect.runFork(Effect.logWarning(ctx.stopNotice))
+  else {
+    Effect.runFork(Effect.logWarning("Stopping at once"))
+    ctx.forceStop()
   }
-  process.on("SIGINT", onSignal)
-  process.on("SIGTERM", onSignal)
-  NodeRuntime.runMain(Effect.provide(program, NodeServices.layer), {
-    teardown: (exit, onExit) => {
-      process.removeListener("SIGINT", onSignal)
-      process.removeListener("SIGTERM", onSignal)
-      // A stop run by an interrupted awaitTermination cannot fail the interrupted main fiber:
-      // its report (already logged) decides the status here.
-      if (unprocessedReported) return onExit(1)
-      Runtime.defaultTeardown(exit, onExit)
-    },
-  })
 }
+
+/**
+ * `true` once a stop left received records unprocessed (its `UnprocessedRecordsError` logged):
+ * `Runtime.runMain` then exits with status 1.
+ * @internal
+ */
+export const unprocessedRecordsReported = (): boolean => unprocessedReported
 
 /**
  * The currently active context, if any (Spark's `StreamingContext.getActive`).
@@ -838,14 +889,18 @@ export const getOrCreate = <R = never, E = never>(
 > =>
   Effect.gen(function* () {
     const givenStore = yield* Effect.serviceOption(Checkpoint.CheckpointStore)
-    const latest = yield* Effect.scoped(
-      Effect.flatMap(Effect.scope, (scope) =>
-        Effect.flatMap(platformServices(scope), (env) =>
-          Effect.provideContext(
-            Checkpointing.readForRecovery(directory, options?.allowFreshStart ?? false),
-            env,
-          ))),
-    )
+    const platform = yield* platformOf(Context.empty())
+    // a CheckpointStore service holds the checkpoints; without one they are files in `directory`
+    const latest = yield* (Option.isSome(givenStore)
+      ? Checkpoint.readLatest(givenStore.value)
+      : platform !== undefined
+      ? Effect.provideContext(Checkpointing.readForRecovery(directory, options?.allowFreshStart ?? false), platform)
+      : Effect.fail(
+        new ValidationError({
+          message:
+            `Cannot recover from checkpoint directory "${directory}": getOrCreate reads it from the file system, and the program provides no FileSystem and Path: ${provideHint}`,
+        }),
+      ))
     const { allowFreshStart: _, ...contextOptions } = options ?? {}
     let batchInterval: Duration.Input = options?.batchInterval ?? "1 second"
     if (latest._tag === "Some") {

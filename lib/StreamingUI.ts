@@ -19,11 +19,8 @@
  *
  * @module
  */
-import * as http from "node:http"
-import { Data, Duration, Effect, Exit, Layer, Scope } from "effect"
-import { HttpRouter, HttpServer } from "effect/http"
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import { Context, Data, Duration, Effect, Exit, type FileSystem, Layer, Scope } from "effect"
+import { HttpRouter, HttpServer, type HttpServerError } from "effect/http"
 import * as Metrics from "./Metrics.ts"
 import { StreamingContext } from "./StreamingContext.ts"
 import { Collector, defaultRetainedBatches } from "./_internal/ui/collector.ts"
@@ -64,6 +61,42 @@ export interface StreamingUI {
   readonly port: number
 }
 
+/**
+ * What a {@link ServerFactory} does: make an HTTP server listening on `host:port` (port 0: a
+ * free one) until the scope closes.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ServerFactoryShape {
+  /** A server listening on `host:port` until the scope closes. */
+  readonly make: (options: {
+    readonly port: number
+    readonly host: string
+  }) => Effect.Effect<HttpServer.HttpServer["Service"], HttpServerError.ServeError, Scope.Scope>
+}
+
+/** @internal */
+export const ServerFactoryBase: Context.ServiceClass<
+  ServerFactory,
+  "effect-dstream/StreamingUI/ServerFactory",
+  ServerFactoryShape
+> = Context.Service<ServerFactory, ServerFactoryShape>()("effect-dstream/StreamingUI/ServerFactory")
+
+/**
+ * Makes the HTTP server the page is served with: the platform's part of the UI.
+ * `Runtime.layer` provides Node's (it runs on Node, Deno and Bun).
+ *
+ * @example
+ * ```ts
+ * program.pipe(Effect.provide(Runtime.layer)) // FileSystem, Path and the UI's ServerFactory
+ * ```
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export class ServerFactory extends ServerFactoryBase {}
+
 /** @internal */
 export const StreamingUIErrorBase: TaggedErrorClass<"StreamingUIError", {
   readonly message: string
@@ -81,7 +114,8 @@ export class StreamingUIError extends StreamingUIErrorBase {}
 /**
  * Serves the live page of `ssc` until `scope` closes (the page stays up after the context
  * stops, showing the final figures). Call it before `ssc.start` to see the run from its first
- * event. Also starts {@link Metrics.track} on `ssc`.
+ * event. Also starts {@link Metrics.track} on `ssc`. It reads its page's files with the
+ * program's `FileSystem` and listens with its {@link ServerFactory}: `Runtime.layer` provides both.
  *
  * @example
  * ```ts
@@ -94,7 +128,7 @@ export class StreamingUIError extends StreamingUIErrorBase {}
 export const serve = (
   ssc: StreamingContext,
   options: Options,
-): Effect.Effect<StreamingUI, StreamingUIError, Scope.Scope> =>
+): Effect.Effect<StreamingUI, StreamingUIError, Scope.Scope | ServerFactory | FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const host = options.host ?? "127.0.0.1"
     const retained = options.retainedBatches ?? defaultRetainedBatches
@@ -109,7 +143,6 @@ export const serve = (
       })
     }
     const assets = yield* loadAssets.pipe(
-      Effect.provide(NodeFileSystem.layer),
       Effect.mapError((cause) => new StreamingUIError({ message: cause.message, cause })),
     )
     const collector = new Collector(
@@ -132,7 +165,7 @@ export const serve = (
       })
       yield* Effect.forkScoped(pollKafkaLag(graph, collector, every))
     }
-    const server = yield* NodeHttpServer.make(() => http.createServer(), { port: options.port, host }).pipe(
+    const server = yield* (yield* ServerFactory).make({ port: options.port, host }).pipe(
       Effect.mapError((e) =>
         new StreamingUIError({
           message: `Cannot serve the streaming UI on "${host}:${options.port}": ${describe(e.cause)}`,
@@ -171,7 +204,11 @@ const describe = (cause: unknown): string =>
 export const attach = (
   ssc: StreamingContext,
   options: Options,
-): Effect.Effect<{ readonly ui: StreamingUI; readonly close: Effect.Effect<void> }, StreamingUIError> =>
+): Effect.Effect<
+  { readonly ui: StreamingUI; readonly close: Effect.Effect<void> },
+  StreamingUIError,
+  ServerFactory | FileSystem.FileSystem
+> =>
   Effect.gen(function* () {
     const scope = yield* Scope.make()
     const close = Scope.close(scope, Exit.void)
@@ -193,7 +230,9 @@ export const attach = (
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Options): Layer.Layer<never, StreamingUIError, StreamingContext> =>
+export const layer = (
+  options: Options,
+): Layer.Layer<never, StreamingUIError, StreamingContext | ServerFactory | FileSystem.FileSystem> =>
   Layer.effectDiscard(Effect.gen(function* () {
     const ssc = yield* StreamingContext
     yield* serve(ssc, options)

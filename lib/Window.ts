@@ -17,24 +17,19 @@
  */
 import type { Duration } from "effect"
 import { dual } from "effect/Function"
-import { combineByKey, type DStream, fromNode, groupByKey, isDStream, map, reduce, reduceByKey } from "./DStream.ts"
+import { type DStream, fromNode, type InverseOptions, isDStream } from "./_internal/dstream.ts"
 import * as Time from "./Time.ts"
 import { ReducedWindowNode, validateWindow, WindowNode } from "./_internal/window.ts"
 
-/**
- * Options of the incremental {@link reduceByKeyAndWindow}.
- *
- * @since 0.1.0
- * @category models
- */
-export interface InverseOptions<K, V> {
+export type {
   /**
-   * Keeps only the pairs that satisfy it (Spark's `filterFunc`), typically dropping keys whose
-   * value returned to the zero of the inverse function: `([, n]) => n !== 0`. Without it such
-   * keys stay in every later window. It must not drop keys that still have data in the window.
+   * Options of the incremental {@link reduceByKeyAndWindow}.
+   *
+   * @since 0.1.0
+   * @category models
    */
-  readonly filter?: ((kv: readonly [K, V]) => boolean) | undefined
-}
+  InverseOptions,
+} from "./_internal/dstream.ts"
 
 const durations = (
   self: DStream<unknown>,
@@ -57,7 +52,7 @@ const inverseWindow = <K, V>(
   filter: ((kv: readonly [K, V]) => boolean) | undefined,
 ): DStream<readonly [K, V]> => {
   validateWindow("ReducedWindowedDStream", windowMillis, slideMillis, self.node.slideMillis)
-  const reduced = reduceByKey(self, f)
+  const reduced = self.reduceByKey(f)
   return fromNode(new ReducedWindowNode<K, V>(reduced.node, windowMillis, slideMillis, f, invF, filter))
 }
 
@@ -131,12 +126,12 @@ export const reduceByWindow: {
     if (typeof rest[0] === "function") {
       const invF = rest[0] as (a: A, b: A) => A
       const [w, s] = durations(self, rest[1], rest[2])
-      const keyed = map(self, (a): readonly [0, A] => [0, a])
-      return map(inverseWindow<0, A>(keyed, f, invF, w, s, undefined), (kv) => kv[1])
+      const keyed = self.map((a): readonly [0, A] => [0, a])
+      return inverseWindow<0, A>(keyed, f, invF, w, s, undefined).map((kv) => kv[1])
     }
     const [w, s] = durations(self, rest[0], rest[1])
     validateWindow("WindowedDStream", w, s, self.node.slideMillis)
-    return reduce(plainWindow(reduce(self, f), w, s), f)
+    return plainWindow(self.reduce(f), w, s).reduce(f)
   },
 )
 
@@ -160,7 +155,7 @@ export const countByWindow: {
   (args) => isDStream(args[0]),
   <A>(self: DStream<A>, windowDuration: Duration.Input, slideDuration?: Duration.Input): DStream<number> =>
     reduceByWindow(
-      map(self, () => 1),
+      self.map(() => 1),
       (a: number, b: number) => a + b,
       (a: number, b: number) => a - b,
       windowDuration,
@@ -194,7 +189,7 @@ export const countByValueAndWindow: {
     slideDuration?: Duration.Input,
   ): DStream<readonly [A, number]> => {
     const [w, s] = durations(self, windowDuration, slideDuration)
-    const pairs = map(self, (a): readonly [A, number] => [a, 1])
+    const pairs = self.map((a): readonly [A, number] => [a, 1])
     return inverseWindow<A, number>(pairs, (a, b) => a + b, (a, b) => a - b, w, s, (kv) => kv[1] !== 0)
   },
 )
@@ -267,7 +262,7 @@ export const reduceByKeyAndWindow: {
     }
     const [w, s] = durations(self, rest[0], rest[1])
     validateWindow("WindowedDStream", w, s, self.node.slideMillis)
-    return reduceByKey(plainWindow(reduceByKey(self, f), w, s), f)
+    return plainWindow(self.reduceByKey(f), w, s).reduceByKey(f)
   },
 )
 
@@ -301,9 +296,8 @@ export const groupByKeyAndWindow: {
   ): DStream<readonly [K, ReadonlyArray<V>]> => {
     const [w, s] = durations(self, windowDuration, slideDuration)
     validateWindow("WindowedDStream", w, s, self.node.slideMillis)
-    const windowed = plainWindow(groupByKey(self), w, s)
-    return combineByKey(
-      windowed,
+    const windowed = plainWindow(self.groupByKey(), w, s)
+    return windowed.combineByKey(
       // Copy first: the per-batch groups are remembered and shared by later windows.
       (vs: ReadonlyArray<V>): ReadonlyArray<V> => vs.slice(),
       (c: ReadonlyArray<V>, vs: ReadonlyArray<V>): ReadonlyArray<V> => {

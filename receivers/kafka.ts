@@ -503,6 +503,18 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     return this.positions.get(tpKey(topic, partition))
   }
 
+  /**
+   * A kafkajs admin client with this stream's client settings (brokers, TLS, SASL), not
+   * connected, whose log goes through Effect's logger as the stream's does: the streaming UI
+   * reads high-water marks with it (lib/_internal/ui/kafkaLag.ts), without importing this module.
+   */
+  readonly lagAdmin = (): Effect.Effect<KafkaJS.Admin> =>
+    Effect.map(Effect.context<never>(), (services) => {
+      const log = new LogBridge(`Kafka lag of ${this.options.groupId}`)
+      log.services = services
+      return makeKafka(this.options.client, `${this.options.groupId}-ui`, log).admin()
+    })
+
   // ---- failures: receiver-style events, the unreachable timeout ----
 
   /**

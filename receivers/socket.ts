@@ -6,11 +6,16 @@
  *
  * @module
  */
-import { Duration, Effect, Schedule, Stream } from "effect"
+import { Duration, Effect, Option, Schedule, Stream } from "effect"
 import * as Socket from "effect/socket/Socket"
-import * as NodeSocket from "@effect/platform-node/NodeSocket"
 import { LineTooLongError, MalformedInputError, ReceiverError } from "../lib/Errors.ts"
-import type { Receiver, ReceiverSettings, Store } from "../lib/Receiver.ts"
+import {
+  type Receiver,
+  type ReceiverSettings,
+  SocketConnector,
+  type SocketConnectorShape,
+  type Store,
+} from "../lib/Receiver.ts"
 import { defaultMaxLineBytes, splitUtf8Lines } from "./_lines.ts"
 
 /**
@@ -51,12 +56,13 @@ const receiveFailure = "Error receiving data"
 
 /** The connection's bytes; a clean end of data ends the stream, everything else fails it. */
 const connect = (
+  connector: SocketConnectorShape,
   name: string,
   host: string,
   port: number,
   openTimeout: Duration.Input,
 ): Stream.Stream<Uint8Array, ReceiverError> =>
-  Stream.unwrap(Effect.map(NodeSocket.makeNet({ host, port, openTimeout }), Socket.toStream)).pipe(
+  Stream.unwrap(Effect.map(connector.connect({ host, port, openTimeout }), Socket.toStream)).pipe(
     Stream.catch((error: Socket.SocketError) => {
       const reason = error.reason
       if (reason._tag === "SocketCloseError" && reason.code === 1000) return Stream.empty
@@ -107,14 +113,23 @@ export const socketReceiver = <A>(
   const name = `socket ${host}:${port}`
   const openTimeout = options?.openTimeout ?? defaultOpenTimeout
   const fail = toReceiverError(name)
+  // The program's connector (Runtime.layer's is Node's); `start` checks that there is one.
   const run = (store: Store<A>): Effect.Effect<void, ReceiverError> =>
-    Stream.runForEachArray(
-      Stream.suspend(() => decode(connect(name, host, port, openTimeout), store)),
-      store.all,
-    ).pipe(
-      Effect.catchDefect((defect) => Effect.fail(defect)),
-      Effect.mapError(fail),
-      Effect.andThen(Effect.fail(new ReceiverError({ receiver: name, message: endOfData }))),
+    Effect.flatMap(
+      Effect.serviceOption(SocketConnector),
+      (connector) =>
+        Option.isNone(connector)
+          ? Effect.fail(
+            new ReceiverError({ receiver: name, message: "No SocketConnector to open the connection with" }),
+          )
+          : Stream.runForEachArray(
+            Stream.suspend(() => decode(connect(connector.value, name, host, port, openTimeout), store)),
+            store.all,
+          ).pipe(
+            Effect.catchDefect((defect) => Effect.fail(defect)),
+            Effect.mapError(fail),
+            Effect.andThen(Effect.fail(new ReceiverError({ receiver: name, message: endOfData }))),
+          ),
     )
   return {
     ...options,

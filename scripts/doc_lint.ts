@@ -52,6 +52,13 @@ for (const entry of entries) {
     ) {
       namespaced.add(name!)
     }
+    // and the names it re-exports: `export { a, type B } from "…"`, `export type { C } from "…"`
+    for (const [, list] of text.matchAll(/^export (?:type )?\{([^}]*)\} from "/gm)) {
+      for (const item of list!.replace(/\/\*[\s\S]*?\*\//g, "").split(",")) {
+        const name = item.trim().replace(/^type\s+/, "").split(/\s+as\s+/).pop()
+        if (name) namespaced.add(name)
+      }
+    }
   }
 }
 

@@ -27,7 +27,8 @@ mapfile -t files < <(find tests -type f \( -name '*.test.ts' -o -name '*_test.ts
 # Node 22, from the TypeScript sources (--experimental-transform-types: lib/ uses parameter properties).
 smoke=(tests/basic_operations.test.ts tests/window_operations.test.ts tests/state_operations.test.ts
   tests/state_checkpoint.test.ts tests/streaming_context.test.ts tests/socket_stream.test.ts tests/lines.test.ts
-  tests/pid_rate_estimator.test.ts tests/services.test.ts tests/testing_kit.test.ts tests/from_stream.test.ts)
+  tests/pid_rate_estimator.test.ts tests/services.test.ts tests/testing_kit.test.ts tests/from_stream.test.ts
+  tests/layering.test.ts tests/platform.test.ts)
 failed=0
 
 echo "== deno test"

@@ -20,7 +20,7 @@ import {
   Testing,
   ValidationError,
 } from "../mod.ts"
-import { failureOf, run, runExit } from "./_support/run.ts"
+import { failureOf, run, runExit, withPlatform } from "./_support/run.ts"
 
 const root = fs.mkdtempSync(nodePath.join(os.tmpdir(), "dstream-replay-"))
 after(() => fs.rmSync(root, { recursive: true, force: true }))
@@ -144,7 +144,7 @@ describe("replay", () => {
         yield* Replay.start(ssc)
         yield* ssc.awaitTermination
         assert.equal(yield* ssc.state, "STOPPED")
-      }),
+      }).pipe(withPlatform),
     )
     assert.deepEqual(seen, lines)
     assert.deepEqual(batches, [50, 50, 50, 50, 10, 0])
@@ -166,11 +166,13 @@ describe("replay", () => {
     )
     await run(ssc.stop())
 
-    const missing = await runExit(Effect.gen(function* () {
-      const ssc = yield* StreamingContext.make({ batchInterval: "1 second" })
-      Replay.input(ssc, Replay.fromDirectory(nodePath.join(root, "nope")), { recordsPerBatch: 5 }).print()
-      yield* Replay.run(ssc)
-    }))
+    const missing = await runExit(
+      Effect.gen(function* () {
+        const ssc = yield* StreamingContext.make({ batchInterval: "1 second" })
+        Replay.input(ssc, Replay.fromDirectory(nodePath.join(root, "nope")), { recordsPerBatch: 5 }).print()
+        yield* Replay.run(ssc)
+      }).pipe(withPlatform),
+    )
     const e2 = failureOf(missing)
     assert.ok(e2 instanceof BatchJobError, String(e2))
     assert.ok(e2.cause instanceof Replay.ReplayError, String(e2.cause))
@@ -181,12 +183,14 @@ describe("replay", () => {
     const expected = sortedCopy(await replay({ recordsPerBatch: 7 }))
     const dir = nodePath.join(root, "replay-checkpoint")
     const attempt = (source: Replay.ReplaySource<Ev>, into: Collected) =>
-      runExit(Effect.gen(function* () {
-        const ssc = yield* StreamingContext.getOrCreate(dir, (ssc) => {
-          pipeline(Replay.input(ssc, source, { recordsPerBatch: 7 }), into)
-        })
-        yield* Replay.run(ssc)
-      }))
+      runExit(
+        Effect.gen(function* () {
+          const ssc = yield* StreamingContext.getOrCreate(dir, (ssc) => {
+            pipeline(Replay.input(ssc, source, { recordsPerBatch: 7 }), into)
+          })
+          yield* Replay.run(ssc)
+        }).pipe(withPlatform),
+      )
     // The first run's source fails after 400 records (a disk gone, a broker down).
     const first: Collected = { windows: [], late: [] }
     const failing = Replay.fromStream(

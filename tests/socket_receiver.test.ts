@@ -3,6 +3,7 @@ import assert from "node:assert/strict"
 import { Cause, Effect, Exit, Fiber, Stream } from "effect"
 import { LineTooLongError, ReceiverError } from "../lib/Errors.ts"
 import type { Receiver, Store } from "../lib/Receiver.ts"
+import * as Runtime from "../lib/Runtime.ts"
 import { defaultSocketRestartSchedule, socketReceiver, socketTextReceiver } from "../receivers/socket.ts"
 import { type LineServer, startLineServer } from "./_support/line_server.ts"
 import { sampleText, serveSampleText } from "../examples/_sample_server.ts"
@@ -51,8 +52,9 @@ const waitUntil = async (condition: () => boolean, what: string, timeoutMillis =
   }
 }
 
-/** Runs the receiver in its own scope on a forked fiber. */
-const start = <A>(receiver: Receiver<A>, store: Store<A>) => Effect.runFork(Effect.scoped(receiver.run(store)))
+/** Runs the receiver in its own scope on a forked fiber, with the runtime's SocketConnector. */
+const start = <A>(receiver: Receiver<A>, store: Store<A>) =>
+  Effect.runFork(Effect.scoped(receiver.run(store)).pipe(Effect.provide(Runtime.layerSocketConnector)))
 
 /** The fiber's exit; fails the test if the fiber is still running after `timeoutMillis`. */
 const awaitExit = <A, E>(fiber: Fiber.Fiber<A, E>, timeoutMillis = 2000) =>

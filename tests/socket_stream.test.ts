@@ -9,8 +9,7 @@ import { mkdtemp, rename, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Deferred, Effect, Schedule } from "effect"
-import * as NodeServices from "@effect/platform-node/NodeServices"
-import { type Listener, StreamingContext } from "../mod.ts"
+import { type Listener, Runtime, StreamingContext } from "../mod.ts"
 import { startLineServer } from "./_support/line_server.ts"
 
 /** Polls `condition` every 20 ms until it holds, failing after `ms`. */
@@ -45,7 +44,7 @@ describe("socketTextStream over real TCP", () => {
           })
         yield* ssc.start
         yield* ssc.awaitTermination
-      }).pipe(Effect.provide(NodeServices.layer)),
+      }).pipe(Effect.provide(Runtime.layer)),
     )
     try {
       await server.waitForClients(1)
@@ -105,7 +104,7 @@ describe("socketTextStream over real TCP", () => {
           })
         yield* ssc.start
         yield* ssc.awaitTermination
-      }).pipe(Effect.provide(NodeServices.layer)),
+      }).pipe(Effect.provide(Runtime.layer)),
     )
     try {
       await server.waitForClients(1)
@@ -142,7 +141,7 @@ describe("textFileStream over a real directory", () => {
         yield* ssc.start
         yield* Deferred.succeed(started, undefined)
         yield* ssc.awaitTermination
-      }).pipe(Effect.provide(NodeServices.layer)),
+      }).pipe(Effect.provide(Runtime.layer)),
     )
     try {
       await Effect.runPromise(Deferred.await(started))

@@ -1,5 +1,5 @@
 /**
- * Graceful stop under `StreamingContext.runMain`, in a real child process stopped by SIGTERM:
+ * Graceful stop under `Runtime.runMain`, in a real child process stopped by SIGTERM:
  * records it could not process are reported and the exit status says so; a second signal
  * forces the stop at once with the same report.
  */

@@ -8,12 +8,11 @@ import assert from "node:assert/strict"
 import * as Net from "node:net"
 import { Effect, Metric, Option } from "effect"
 import { TestClock } from "effect/testing"
-import * as NodeServices from "@effect/platform-node/NodeServices"
 import { BatchClock, BatchJobError, Checkpoint, type Listener, StreamingContext, Testing } from "../mod.ts"
 import * as StreamingUI from "../lib/StreamingUI.ts"
 import { Collector } from "../lib/_internal/ui/collector.ts"
 import { graphOf } from "../lib/_internal/ui/inspect.ts"
-import { failureOf } from "./_support/run.ts"
+import { failureOf, withPlatform } from "./_support/run.ts"
 import { collectEvents, completed, live, waitFor } from "./_support/live.ts"
 
 const getJson = (url: string): Effect.Effect<{ status: number; body: any }> =>
@@ -225,14 +224,16 @@ describe("StreamingUI layer", () => {
 
 describe("StreamingUI.attach", () => {
   it("serves until close, without a caller scope", async () => {
-    const result = await Effect.runPromise(Effect.gen(function* () {
-      const ssc = yield* StreamingContext.make({ batchInterval: "1 second" })
-      const { ui, close } = yield* StreamingUI.attach(ssc, { port: 0 })
-      const before = yield* getJson(`${ui.url}api/status`)
-      yield* close
-      const after = yield* Effect.promise(() => fetch(`${ui.url}api/status`).then(() => "answered", () => "refused"))
-      return { before: before.status, after }
-    }))
+    const result = await Effect.runPromise(
+      Effect.gen(function* () {
+        const ssc = yield* StreamingContext.make({ batchInterval: "1 second" })
+        const { ui, close } = yield* StreamingUI.attach(ssc, { port: 0 })
+        const before = yield* getJson(`${ui.url}api/status`)
+        yield* close
+        const after = yield* Effect.promise(() => fetch(`${ui.url}api/status`).then(() => "answered", () => "refused"))
+        return { before: before.status, after }
+      }).pipe(withPlatform),
+    )
     assert.deepEqual(result, { before: 200, after: "refused" })
   })
 })
@@ -272,7 +273,7 @@ describe("StreamingUI memory", () => {
       }).pipe(
         Effect.scoped,
         Effect.provide(TestClock.layer()),
-        Effect.provide(NodeServices.layer),
+        withPlatform,
         Effect.provideService(Metric.MetricRegistry, new Map()),
       ),
     )

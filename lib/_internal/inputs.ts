@@ -3,7 +3,20 @@
  * that runs a receiver as a scoped resource and restarts it on failure.
  * @internal
  */
-import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, FileSystem, Path, Queue, Schedule } from "effect"
+import {
+  Cause,
+  Clock,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  FileSystem,
+  Option,
+  Path,
+  Queue,
+  Schedule,
+} from "effect"
 import type { Scope } from "effect"
 import { describeCause, ReceiverError, ValidationError } from "../Errors.ts"
 import type { BatchInfo, ReceiverInfo } from "../Listener.ts"
@@ -249,6 +262,10 @@ export class ReceiverInputNode<A> extends InputNode<A> {
     this.serializer = receiver.serializer ?? jsonSerializer
     this.settings = resolveSettings(receiver, ctx.receiverSettings)
     this.limiter = new RateLimiter(this.initialRate())
+    if (this.settings.writeAheadLog) this.fileSystemUser = `receiver "${receiver.name}" (writeAheadLog)`
+    else if (this.settings.storage === "memoryAndDisk") {
+      this.fileSystemUser = `receiver "${receiver.name}" (storage "memoryAndDisk")`
+    }
   }
 
   get name(): string {
@@ -728,8 +745,9 @@ export class ReceiverInputNode<A> extends InputNode<A> {
 
   override start(rt: InputRuntime): Effect.Effect<void, never, Scope.Scope | NodeEnv> {
     return Effect.gen({ self: this }, function* () {
-      this.fs = yield* FileSystem.FileSystem
-      this.path = yield* Path.Path
+      // only a write-ahead log and spilled blocks use them (`fileSystemUser`)
+      this.fs = Option.getOrUndefined(yield* Effect.serviceOption(FileSystem.FileSystem))
+      this.path = Option.getOrUndefined(yield* Effect.serviceOption(Path.Path))
       const s = this.settings
       if (s.writeAheadLog) yield* this.openLog(rt)
       if (s.backpressure !== undefined) this.estimator = RateEstimator.pid(this.slideMillis, s.backpressure)

@@ -122,6 +122,13 @@ export abstract class Node<A> {
   minRememberMillis: number | undefined = undefined
   /** Stateful nodes that need a checkpoint directory (Spark's `mustCheckpoint`). */
   mustCheckpoint = false
+  /**
+   * The operator, as the user wrote it, when this node reads or writes files (so needs the
+   * program's FileSystem and Path): `start` fails naming it when the program provides none.
+   */
+  fileSystemUser: string | undefined = undefined
+  /** The operator, as the user wrote it, when this node opens TCP connections (needs a SocketConnector). */
+  socketUser: string | undefined = undefined
   readonly generated: Map<number, Batch<A>> = new Map()
 
   constructor(

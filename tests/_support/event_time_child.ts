@@ -10,7 +10,7 @@
 import { readFileSync, renameSync, writeFileSync } from "node:fs"
 import process from "node:process"
 import { Effect } from "effect"
-import { EventTime, StreamingContext } from "../../mod.ts"
+import { EventTime, Runtime, StreamingContext } from "../../mod.ts"
 
 const [inputDir, checkpointDir, outFile, progressFile] = process.argv.slice(2)
 
@@ -33,7 +33,7 @@ const readOut = (): Out => {
   }
 }
 
-StreamingContext.runMain(Effect.gen(function* () {
+Runtime.runMain(Effect.gen(function* () {
   const ssc = yield* StreamingContext.getOrCreate(checkpointDir, (ssc) => {
     const sessions = ssc.textFileStream(inputDir)
       .filter((line) => line.length > 0)

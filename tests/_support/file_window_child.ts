@@ -10,7 +10,7 @@ import process from "node:process"
 import { renameSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { Effect } from "effect"
-import { StreamingContext } from "../../mod.ts"
+import { Runtime, StreamingContext } from "../../mod.ts"
 
 const [inputDir, checkpointDir, outDir] = process.argv.slice(2)
 
@@ -20,7 +20,7 @@ const writeAtomically = (name: string, value: unknown): void => {
   renameSync(tmp, join(outDir, name))
 }
 
-StreamingContext.runMain(Effect.gen(function* () {
+Runtime.runMain(Effect.gen(function* () {
   const ssc = yield* StreamingContext.getOrCreate(checkpointDir, (ssc) => {
     const numbers = ssc.textFileStream(inputDir).map(Number)
     numbers.foreachBatch((batch, time) => writeAtomically(`batch-${time}.json`, batch))

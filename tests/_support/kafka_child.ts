@@ -8,12 +8,12 @@
  */
 import process from "node:process"
 import { Effect, Schema } from "effect"
-import { Kafka, StreamingContext } from "../../mod.ts"
+import { Kafka, Runtime, StreamingContext } from "../../mod.ts"
 import { runningSum, writeCounts } from "./child.ts"
 
 const [brokers, topic, groupId, checkpointDir, outFile, mode] = process.argv.slice(2)
 
-StreamingContext.runMain(Effect.gen(function* () {
+Runtime.runMain(Effect.gen(function* () {
   const ssc = yield* StreamingContext.getOrCreate(checkpointDir, (ssc) => {
     const stream = Kafka.KafkaDirectStream.make(ssc, {
       brokers: brokers.split(","),

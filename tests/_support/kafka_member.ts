@@ -7,11 +7,11 @@
  */
 import process from "node:process"
 import { Effect, Schema } from "effect"
-import { Kafka, StreamingContext } from "../../mod.ts"
+import { Kafka, Runtime, StreamingContext } from "../../mod.ts"
 
 const [brokers, topic, groupId, mode] = process.argv.slice(2)
 
-StreamingContext.runMain(Effect.gen(function* () {
+Runtime.runMain(Effect.gen(function* () {
   const ssc = yield* StreamingContext.make({ batchInterval: "300 millis" })
   const stream = Kafka.directStream(ssc, {
     brokers: brokers.split(","),

@@ -1,11 +1,10 @@
 /** Helpers for tests that run a context on the real clock. */
 import { Effect } from "effect"
-import * as NodeServices from "@effect/platform-node/NodeServices"
-import type { Listener, StreamingContext } from "../../mod.ts"
+import { type Listener, Runtime, type StreamingContext } from "../../mod.ts"
 
-/** Runs a scoped program with Node's platform services on the real clock. */
+/** Runs a scoped program with the runtime's platform services (`Runtime.layer`) on the real clock. */
 export const live = <A, E>(effect: Effect.Effect<A, E, any>): Promise<A> =>
-  Effect.runPromise(effect.pipe(Effect.scoped, Effect.provide(NodeServices.layer)) as Effect.Effect<A, E>)
+  Effect.runPromise(effect.pipe(Effect.scoped, Effect.provide(Runtime.layer)) as Effect.Effect<A, E>)
 
 /** Polls `condition` every 20 ms; dies after `timeoutMillis` (generous: the machine is shared). */
 export const waitFor = (condition: () => boolean, what: string, timeoutMillis = 60_000): Effect.Effect<void> =>

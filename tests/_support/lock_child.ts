@@ -6,11 +6,11 @@
  */
 import process from "node:process"
 import { Effect, Exit } from "effect"
-import { Receiver, StreamingContext } from "../../mod.ts"
+import { Receiver, Runtime, StreamingContext } from "../../mod.ts"
 
 const [mode, checkpointDir] = process.argv.slice(2)
 
-StreamingContext.runMain(Effect.gen(function* () {
+Runtime.runMain(Effect.gen(function* () {
   const ssc = yield* StreamingContext.getOrCreate(checkpointDir, (ssc) => {
     ssc.receiverStream(Receiver.make<string>({ name: "idle", run: () => Effect.never })).foreachBatch(() => {})
   }, { batchInterval: "100 millis" })

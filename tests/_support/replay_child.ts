@@ -9,7 +9,7 @@
 import { readFileSync, renameSync, writeFileSync } from "node:fs"
 import process from "node:process"
 import { Effect } from "effect"
-import { EventTime, Replay, StreamingContext } from "../../mod.ts"
+import { EventTime, Replay, Runtime, StreamingContext } from "../../mod.ts"
 
 const [inputDir, checkpointDir, outFile] = process.argv.slice(2)
 
@@ -26,7 +26,7 @@ const readOut = (): Out => {
   }
 }
 
-StreamingContext.runMain(Effect.gen(function* () {
+Runtime.runMain(Effect.gen(function* () {
   const ssc = yield* StreamingContext.getOrCreate(checkpointDir, (ssc) => {
     Replay.input(ssc, Replay.fromDirectory(inputDir), { recordsPerBatch: 25 })
       .map((line) => {

@@ -1,5 +1,14 @@
 /** Small helpers shared by the tests. */
 import { Effect, Exit } from "effect"
+import { Runtime } from "../../mod.ts"
+
+/**
+ * Provides the runtime's platform services (`Runtime.layer`: FileSystem, Path, the UI's server),
+ * for pipelines that read or write files; the core builds none itself.
+ */
+export const withPlatform = <A, E, R>(
+  effect: Effect.Effect<A, E, R>,
+): Effect.Effect<A, E, Exclude<R, Runtime.Services>> => Effect.provide(effect, Runtime.layer)
 
 /** Runs an Effect as a promise. */
 export const run = <A, E>(effect: Effect.Effect<A, E>): Promise<A> => Effect.runPromise(effect)

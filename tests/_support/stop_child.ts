@@ -5,12 +5,12 @@
  */
 import process from "node:process"
 import { Duration, Effect } from "effect"
-import { Receiver, StreamingContext } from "../../mod.ts"
+import { Receiver, Runtime, StreamingContext } from "../../mod.ts"
 
 const [mode, seconds] = process.argv.slice(2)
 const gracefulStopTimeout = Duration.seconds(Number(seconds))
 
-StreamingContext.runMain(Effect.gen(function* () {
+Runtime.runMain(Effect.gen(function* () {
   const ssc = yield* StreamingContext.make({ batchInterval: "200 millis", gracefulStopTimeout })
   ssc.receiverStream(Receiver.make<number>({
     name: "numbers",

@@ -7,12 +7,12 @@
  */
 import process from "node:process"
 import { Effect } from "effect"
-import { StreamingContext } from "../../mod.ts"
+import { Runtime, StreamingContext } from "../../mod.ts"
 import { runningSum, writeCounts } from "./child.ts"
 
 const [port, checkpointDir, outFile] = process.argv.slice(2)
 
-StreamingContext.runMain(Effect.gen(function* () {
+Runtime.runMain(Effect.gen(function* () {
   const ssc = yield* StreamingContext.getOrCreate(checkpointDir, (ssc) => {
     ssc.addStreamingListener((event) => {
       if (event._tag === "WriteAheadLogDamaged") console.log(`DAMAGE ${JSON.stringify(event.damage)}`)

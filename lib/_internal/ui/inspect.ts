@@ -4,7 +4,8 @@
  * read of the nodes, done on demand (or once per completed batch), never per record.
  * @internal
  */
-import type { ClientOptions } from "../../../receivers/kafka.ts"
+import type { Effect } from "effect"
+import type * as KafkaJS from "kafkajs"
 import type { StreamingContext } from "../../StreamingContext.ts"
 import { Graph } from "../graph.ts"
 import type { KeyMap } from "../keyMap.ts"
@@ -119,8 +120,8 @@ export interface KafkaInputView extends InputNode<unknown> {
     { readonly topic: string; readonly partition: number; readonly offset: number }
   >
   readonly assignment: () => ReadonlyArray<{ readonly topic: string; readonly partition: number }>
-  /** The kafkajs client settings (brokers, TLS, SASL), for the lag poller's admin client. */
-  readonly options: { readonly client: ClientOptions; readonly groupId: string }
+  /** A kafkajs admin client with the stream's own settings, not connected, for the lag poller. */
+  readonly lagAdmin: () => Effect.Effect<KafkaJS.Admin>
 }
 
 /** The direct Kafka inputs (by kind and shape, so the UI does not load kafkajs). @internal */
@@ -128,7 +129,7 @@ export const kafkaInputs = (graph: Graph): Array<KafkaInputView> => graph.inputs
 
 const isKafkaInput = (n: InputNode<any>): n is KafkaInputView =>
   n.kind === "DirectKafkaInputDStream" && "committed" in n && n.committed instanceof Map && "assignment" in n &&
-  typeof n.assignment === "function" && "options" in n && typeof n.options === "object"
+  typeof n.assignment === "function" && "lagAdmin" in n && typeof n.lagAdmin === "function"
 
 /** Restarts of each receiver so far, by stream id (receiver inputs only). @internal */
 export const receiverRestarts = (graph: Graph): Map<number, { readonly name: string; readonly restarts: number }> => {

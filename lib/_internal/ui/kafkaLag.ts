@@ -2,7 +2,8 @@
  * Kafka consumer lag for the UI and the metrics: a scoped fiber that, every `interval`, asks
  * Kafka (one kafkajs admin client per direct stream, made from the stream's own client settings)
  * for the high-water mark of every assigned partition. Lag = high-water mark − committed offset
- * (what `kafka-consumer-groups` shows). kafkajs is loaded only when a direct stream exists.
+ * (what `kafka-consumer-groups` shows). The admin client comes from the Kafka input node
+ * (`lagAdmin`), so kafkajs is loaded only when a direct stream exists.
  * @internal
  */
 import { Effect, Metric } from "effect"
@@ -31,11 +32,8 @@ export const pollKafkaLag = (graph: Graph, collector: Collector, intervalMillis:
       Effect.gen(function* () {
         const known = admins.get(input)
         if (known !== undefined) return known
-        const { makeKafka, LogBridge } = yield* Effect.promise(() => import("../../../receivers/kafka.ts"))
-        // kafkajs's own log goes through Effect's logger, rate-limited, as the stream's does
-        const log = new LogBridge(`Kafka lag of ${input.options.groupId}`)
-        log.services = yield* Effect.context<never>()
-        const admin = makeKafka(input.options.client, `${input.options.groupId}-ui`, log).admin()
+        // the stream's own client settings; kafkajs's log goes through Effect's logger, rate-limited
+        const admin = yield* input.lagAdmin()
         admins.set(input, admin)
         yield* Effect.tryPromise(() => admin.connect())
         return admin
