@@ -18,11 +18,16 @@ import {
   EventTime,
   type Kafka,
   Replay,
+  type Runtime,
   StreamingContext,
   ValidationError,
 } from "../mod.ts"
 import { eventually, fast, startCluster, type TestCluster, unique } from "./_support/kafka.ts"
-import { failureOf, run, runExit } from "./_support/run.ts"
+import { failureOf, run as runBare, runExit as runExitBare, withPlatform } from "./_support/run.ts"
+
+// Replays here checkpoint to files: every program runs with the platform's FileSystem and Path.
+const run = <A, E>(effect: Effect.Effect<A, E, Runtime.Services>) => runBare(withPlatform(effect))
+const runExit = <A, E>(effect: Effect.Effect<A, E, Runtime.Services>) => runExitBare(withPlatform(effect))
 
 const root = fs.mkdtempSync(nodePath.join(os.tmpdir(), "dstream-replay-kafka-"))
 let cluster: TestCluster
