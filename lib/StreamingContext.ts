@@ -461,6 +461,7 @@ class ContextImpl implements StreamingContext, NodeContext {
       })
       this.scheduler = scheduler
       scheduler.afterBatch = checkpoints?.afterBatch
+      scheduler.flushAfterBatch = checkpoints?.flush
       if (this.recordErrors === "deadLetter") scheduler.onBatchDone = (t) => this.deadLettersDone(t)
       this.lifecycleState = "ACTIVE"
       active = { ctx: this, startedAt: new Date(now).toISOString() }

@@ -44,6 +44,11 @@ export class KeyMap<K, V> {
     else MutableHashMap.remove(this.structural!, k)
   }
 
+  clear(): void {
+    this.prim = new Map()
+    this.structural = undefined
+  }
+
   forEach(f: (v: V, k: K) => void): void {
     if (this.prim !== undefined) this.prim.forEach(f)
     else for (const [k, v] of this.structural!) f(v, k)
