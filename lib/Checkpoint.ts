@@ -569,6 +569,16 @@ export const write = (
     }
   })
 
+/** Records which checkpoints `checkpoint` builds on (what removal must keep). @internal */
+export const noteChain = (store: CheckpointStoreShape, checkpoint: Checkpoint): void => {
+  const bases = basesFor(store)
+  const base = checkpoint.chain !== undefined && checkpoint.chain.length > 0
+    ? checkpoint.chain[0].time
+    : checkpoint.time
+  bases.set(checkpoint.time, base)
+  for (const link of checkpoint.chain ?? []) bases.set(link.time, base)
+}
+
 /** Checkpoint times in the store, newest first. */
 const listTimes = (store: CheckpointStoreShape): Effect.Effect<Array<number>, CheckpointError> =>
   Effect.map(store.list, (names) => {
@@ -637,12 +647,11 @@ export const readLatest = (store: CheckpointStoreShape): Effect.Effect<Option.Op
         if (problems.length > 0) {
           yield* Effect.logWarning(`Recovering from checkpoint ${fileName(time)} in "${store.location}" instead`)
         }
-        const bases = basesFor(store)
-        bases.set(time, chain.length > 0 ? chain[0].time : time)
-        for (const link of chain) bases.set(link.time, chain[0].time)
-        return Option.some(
-          chain.length > 0 ? { time, payload: decoded.payload, chain } : { time, payload: decoded.payload },
-        )
+        const checkpoint: Checkpoint = chain.length > 0
+          ? { time, payload: decoded.payload, chain }
+          : { time, payload: decoded.payload }
+        noteChain(store, checkpoint)
+        return Option.some(checkpoint)
       }
       problems.push(`${fileName(time)}: ${reason}`)
       yield* Effect.logWarning(

@@ -454,6 +454,7 @@ class ContextImpl implements StreamingContext, NodeContext {
           )
         ),
       )
+      this.recovered = undefined // restored: its data (possibly the whole state) can go
       const scheduler = new JobScheduler(this.graph, this.publish, (error) => this.failWith(error), {
         onFailure: this.onFailure,
         outputTimeoutMillis: this.outputTimeoutMillis,

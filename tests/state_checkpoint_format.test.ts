@@ -159,13 +159,14 @@ describe("checkpoint format 2", () => {
     }
     const recovered = await run(runFrom(mapping, { startAt: 5000, numBatches: 13 }).pipe(withStore(store)))
     assert.deepEqual(recovered, uninterrupted.slice(5))
-    // The recovered run starts with a full checkpoint (6 s); the tenth after it (16 s) is full
-    // again, and once three recovery points build on it the older chain is removed.
-    assert.deepEqual(headers.get(6000), { version: 2, previous: undefined })
-    for (let t = 7000; t <= 15000; t += 1000) assert.deepEqual(headers.get(t), { version: 2, previous: t - 1000 })
-    assert.deepEqual(headers.get(16000), { version: 2, previous: undefined })
+    // The recovered run goes on with the chain (full 1 s, deltas 2 … 10 s); the tenth
+    // checkpoint (11 s) is full again, and once three recovery points build on it the older
+    // chain is removed.
+    for (let t = 6000; t <= 10000; t += 1000) assert.deepEqual(headers.get(t), { version: 2, previous: t - 1000 })
+    assert.deepEqual(headers.get(11000), { version: 2, previous: undefined })
+    assert.deepEqual(headers.get(16000), { version: 2, previous: 15000 })
     assert.deepEqual(headers.get(18000), { version: 2, previous: 17000 })
-    assert.deepEqual(await names(store), [16000, 17000, 18000])
+    assert.deepEqual(await names(store), [11000, 12000, 13000, 14000, 15000, 16000, 17000, 18000])
     // And from the compacted checkpoint's chain.
     const again = await run(runFrom(mapping, { startAt: 18000, numBatches: 0 }).pipe(withStore(store)))
     assert.deepEqual(again, [])
@@ -237,12 +238,15 @@ describe("checkpoint format 2", () => {
     const store = await run(Checkpoint.makeMemory())
     await run(store.write(Checkpoint.fileName(2000), bytes))
     const uninterrupted = await run(
-      runFrom(updating, { startAt: 0, numBatches: 5 }).pipe(withStore(await run(Checkpoint.makeMemory()))),
+      runFrom(updating, { startAt: 0, numBatches: 7 }).pipe(withStore(await run(Checkpoint.makeMemory()))),
     )
     const recovered = await run(runFrom(updating, { startAt: 2000, numBatches: 3 }).pipe(withStore(store)))
     assert.deepEqual(recovered, uninterrupted.slice(2, 5))
-    assert.deepEqual(await headerOf(store, 3000), { version: 2, previous: undefined })
-    assert.deepEqual(await headerOf(store, 4000), { version: 2, previous: 3000 })
-    assert.deepEqual(await names(store), [3000, 4000, 5000]) // the format-1 one was no longer needed
+    // The run goes on with the chain: its checkpoints are format-2 deltas building on the format-1 one.
+    assert.deepEqual(await headerOf(store, 2000), { version: 1, previous: undefined })
+    assert.deepEqual(await headerOf(store, 3000), { version: 2, previous: 2000 })
+    assert.deepEqual(await headerOf(store, 5000), { version: 2, previous: 4000 })
+    const again = await run(runFrom(updating, { startAt: 5000, numBatches: 2 }).pipe(withStore(store)))
+    assert.deepEqual(again, uninterrupted.slice(5, 7))
   })
 })

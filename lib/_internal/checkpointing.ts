@@ -6,9 +6,10 @@
  * recovered context restores it, re-runs every batch after it that was pending or missed while
  * the process was down, then continues with the clock.
  *
- * Keyed state is incremental: the first checkpoint of a run, and every `fullEvery`-th after it,
- * holds the whole state; the others are deltas holding only the keys changed since the previous
- * checkpoint (and the keys removed). Inputs' data is whole in every checkpoint. Recovery applies
+ * Keyed state is incremental: the first checkpoint of a fresh run, and every `fullEvery`-th
+ * after it, holds the whole state; the others are deltas holding only the keys changed since
+ * the previous checkpoint (and the keys removed); a recovered run goes on with the chain it
+ * recovered from. Inputs' data is whole in every checkpoint. Recovery applies
  * the full checkpoint a delta builds on, then each delta in order.
  *
  * Ordering: a checkpoint is durable before the inputs are told (`written`, which releases the
@@ -26,8 +27,16 @@ import { type InputCheckpoint, InputNode, type Node, type NodeEnv } from "./node
 import * as Lock from "./lock.ts"
 import { isCheckpointed, isIncremental } from "./state.ts"
 
-/** Every how many checkpoints keyed state is written whole (the others are deltas). @internal */
+/**
+ * Keyed state is written whole every `fullEvery`-th checkpoint at the latest, and sooner once
+ * the deltas since the last full one hold more keys than half the state and than
+ * `minChainKeys` (recovery applies the full checkpoint and every delta after it, so a long chain
+ * makes recovery of a large state slow; a small one replays quickly). @internal
+ */
 export const fullEvery = 10
+
+/** See {@link fullEvery}. @internal */
+export const minChainKeys = 50_000
 
 /** What one checkpoint holds. @internal */
 export interface Payload {
@@ -65,6 +74,8 @@ interface Participant extends InputCheckpoint {
   readonly capture?: (time: number, full: boolean) => unknown
   /** Starts recording changes (checkpointing is on). */
   readonly track?: () => void
+  /** Keys a delta now would hold, and keys in the state. */
+  readonly changes?: () => { readonly changed: number; readonly size: number }
 }
 
 /** The checkpointed nodes of the started graph, by stable key. */
@@ -87,6 +98,7 @@ const participants = (graph: Graph): Map<string, Participant> => {
           snapshot: () => node.snapshotCheckpoint(),
           capture: (_t, full) => node.captureCheckpoint(full),
           track: () => node.trackChanges(),
+          changes: () => node.changeCount(),
           restore: (data, time) => node.restoreCheckpoint(data, time),
         })
       } else {
@@ -232,9 +244,15 @@ export const prepare = (
     let writing: Fiber.Fiber<void> | undefined
     /** A write failed: later checkpoints would build on it, so none is written. */
     let failed = false
-    /** The time of the last checkpoint captured in this run, and deltas since its full one. */
-    let previous: number | undefined
-    let deltas = 0
+    /**
+     * The last checkpoint (captured in this run, or recovered: the chain goes on from it) and
+     * the deltas since its full one.
+     */
+    let previous: number | undefined = recovered?.time
+    let deltas = recovered?.chain?.length ?? 0
+    /** Keys in the deltas since the last full checkpoint (unknown for a recovered chain: counted from here). */
+    let sinceFull = 0
+    if (recovered !== undefined) Checkpoint.noteChain(store, recovered)
     return {
       interval,
       afterBatch: (t, fail) =>
@@ -242,9 +260,20 @@ export const prepare = (
           if ((t - zero) % interval !== 0 || failed) return
           if (writing !== undefined) yield* Fiber.await(writing)
           if (failed) return
-          const full = previous === undefined || deltas >= fullEvery - 1
+          let changed = 0
+          let size = 0
+          for (const participant of nodes.values()) {
+            const counts = participant.changes?.()
+            if (counts !== undefined) {
+              changed += counts.changed
+              size += counts.size
+            }
+          }
+          const full = previous === undefined || deltas >= fullEvery - 1 ||
+            sinceFull + changed > Math.max(size / 2, minChainKeys)
           const base = full ? undefined : previous
           deltas = full ? 0 : deltas + 1
+          sinceFull = full ? 0 : sinceFull + changed
           previous = t
           const captured: Array<readonly [string, unknown]> = []
           for (const [key, participant] of nodes) {

@@ -39,6 +39,8 @@ export const isCheckpointed = (node: Node<any>): node is Node<any> & Checkpointe
 export interface Incremental {
   trackChanges(): void
   captureCheckpoint(full: boolean): () => unknown
+  /** How many keys a delta captured now would hold, and how many keys the state has. */
+  changeCount(): { readonly changed: number; readonly size: number }
 }
 
 /** @internal */
@@ -123,13 +125,14 @@ const isKeyedData = (d: unknown): d is KeyedData =>
 
 /**
  * Applies format-2 keyed data: a full one replaces the table, a delta removes and sets keys.
- * `set(key, state, time)` stores one decoded entry.
+ * `set(key, state, time)` stores one decoded entry; `undefined` stores the states themselves
+ * (then, without Schemas, the columns go into the table in one loop).
  */
 const applyKeyedData = <K, S>(
   d: KeyedData,
   codecs: Codecs<K, S>,
   table: KeyMap<K, unknown>,
-  set: (k: K, s: S, at: number | undefined) => void,
+  set: ((k: K, s: S, at: number | undefined) => void) | undefined,
 ): void => {
   const { decodeKey, decodeState } = codecs
   const keys = decodeColumn(d.keys)
@@ -142,8 +145,14 @@ const applyKeyedData = <K, S>(
     const removed = decodeColumn(d.removed)
     for (let i = 0; i < removed.length; i++) table.delete(decodeKey(removed[i]))
   }
-  for (let i = 0; i < keys.length; i++) {
-    set(decodeKey(keys[i]), decodeState(states[i]), times === undefined ? undefined : times[i] as number)
+  if (set === undefined && plainCodecs(codecs)) {
+    table.setMany(keys as ArrayLike<K>, states)
+  } else if (set === undefined) {
+    for (let i = 0; i < keys.length; i++) table.set(decodeKey(keys[i]), decodeState(states[i]))
+  } else {
+    for (let i = 0; i < keys.length; i++) {
+      set(decodeKey(keys[i]), decodeState(states[i]), times === undefined ? undefined : times[i] as number)
+    }
   }
 }
 
@@ -156,6 +165,10 @@ export interface Codecs<K, S> {
 }
 
 const identity = (u: any): any => u
+
+/** `true` when the codecs leave keys and states as they are (no Schemas). */
+const plainCodecs = (codecs: Codecs<any, any>): boolean =>
+  codecs.decodeKey === identity && codecs.decodeState === identity
 
 const codec = <A>(schema: Schema.Codec<A, any> | undefined) => {
   if (schema === undefined) return { encode: identity, decode: identity }
@@ -336,12 +349,13 @@ export class UpdateStateNode<K, V, S> extends KeyedStateNode<K, V, readonly [K, 
     const changed = this.takeChanged()
     const { hasState, lastTime, codecs } = this
     if (!full) return () => encodeCaptured(capturedChanges<K, S>(changed, false), codecs, false, hasState, lastTime)
-    const c: Captured<K, S> = { keys: [], states: [], times: undefined, removed: [] }
-    this.state.forEach((s, k) => {
-      c.keys.push(k)
-      c.states.push(s)
-    })
+    const { keys, values } = this.state.columns()
+    const c: Captured<K, S> = { keys, states: values, times: undefined, removed: [] }
     return () => encodeCaptured(c, codecs, true, hasState, lastTime)
+  }
+
+  changeCount(): { readonly changed: number; readonly size: number } {
+    return { changed: this.changed?.size ?? 0, size: this.state.size }
   }
 
   snapshotCheckpoint(): unknown {
@@ -351,7 +365,7 @@ export class UpdateStateNode<K, V, S> extends KeyedStateNode<K, V, readonly [K, 
   restoreCheckpoint(data: unknown, time: number): void {
     if (isKeyedData(data)) {
       if (data.full) this.state.clear()
-      applyKeyedData(data, this.codecs, this.state, (k, s) => this.state.set(k, s))
+      applyKeyedData(data, this.codecs, this.state, undefined)
       this.hasState = data.hasState === true
       this.lastTime = typeof data.lastTime === "number" ? data.lastTime : time
       return
@@ -534,21 +548,26 @@ export class MapWithStateNode<K, V, S, T> extends KeyedStateNode<K, V, T> {
     const changed = this.takeChanged()
     const { initialized, lastTime, codecs, timed } = this
     if (!full) return () => encodeCaptured(capturedChanges<K, S>(changed, timed), codecs, false, initialized, lastTime)
-    const c: Captured<K, S> = { keys: [], states: [], times: timed ? [] : undefined, removed: [] }
-    if (timed) {
-      const times = c.times!
-      this.state.forEach((rec, k) => {
-        c.keys.push(k)
-        c.states.push((rec as StateRecord<S>).state)
-        times.push((rec as StateRecord<S>).time)
-      })
-    } else {
-      this.state.forEach((s, k) => {
-        c.keys.push(k)
-        c.states.push(s as S)
-      })
+    // Plain references (states, frozen records), taken out of the table by native copies.
+    const { keys, values } = this.state.columns()
+    return () => {
+      const c: Captured<K, S> = { keys, states: values as Array<S>, times: undefined, removed: [] }
+      if (timed) {
+        const states = new Array<S>(values.length)
+        const times = new Array<number>(values.length)
+        for (let i = 0; i < values.length; i++) {
+          const rec = values[i] as StateRecord<S>
+          states[i] = rec.state
+          times[i] = rec.time
+        }
+        return encodeCaptured({ ...c, states, times }, codecs, true, initialized, lastTime)
+      }
+      return encodeCaptured(c, codecs, true, initialized, lastTime)
     }
-    return () => encodeCaptured(c, codecs, true, initialized, lastTime)
+  }
+
+  changeCount(): { readonly changed: number; readonly size: number } {
+    return { changed: this.changed?.size ?? 0, size: this.state.size }
   }
 
   snapshotCheckpoint(): unknown {
@@ -563,7 +582,7 @@ export class MapWithStateNode<K, V, S, T> extends KeyedStateNode<K, V, T> {
         data,
         this.codecs,
         this.state,
-        timed ? (k, s, at) => this.state.set(k, { state: s, time: at ?? time }) : (k, s) => this.state.set(k, s),
+        timed ? (k, s, at) => this.state.set(k, { state: s, time: at ?? time }) : undefined,
       )
       this.initialized = data.hasState === true
       this.lastTime = typeof data.lastTime === "number" ? data.lastTime : time
