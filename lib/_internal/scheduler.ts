@@ -371,13 +371,17 @@ export class JobScheduler {
     Deferred.doneUnsafe(done, Exit.void)
   }
 
-  /** Waits until the batch of `time` (or a later one) has completed. */
+  /**
+   * Waits until the batch of `time` (or a later one) has completed, and what `afterBatch` left
+   * running then (its checkpoint write) is done.
+   */
   awaitBatch(time: number): Effect.Effect<void> {
     return Effect.suspend(() => {
-      if (this.lastCompleted >= time) return Effect.void
+      const flush = this.flushAfterBatch ?? Effect.void
+      if (this.lastCompleted >= time) return flush
       const deferred = Deferred.makeUnsafe<void>()
       this.waiters.push({ time, deferred })
-      return Deferred.await(deferred)
+      return Effect.andThen(Deferred.await(deferred), flush)
     })
   }
 
