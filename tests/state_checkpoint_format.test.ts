@@ -9,7 +9,7 @@
 import { describe, it } from "node:test"
 import assert from "node:assert/strict"
 import * as zlib from "node:zlib"
-import { Effect, Layer, Option, Schema } from "effect"
+import { Deferred, Effect, Fiber, Layer, Option, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import { Checkpoint, type DStream, type State, StateSpec, StreamingContext, Testing } from "../mod.ts"
 import { failureOf, run, runExit, sorted } from "./_support/run.ts"
@@ -248,5 +248,51 @@ describe("checkpoint format 2", () => {
     assert.deepEqual(await headerOf(store, 5000), { version: 2, previous: 4000 })
     const again = await run(runFrom(updating, { startAt: 5000, numBatches: 2 }).pipe(withStore(store)))
     assert.deepEqual(again, uninterrupted.slice(5, 7))
+  })
+
+  it("a checkpoint is written after its batch completed, by a writer the batch does not wait for; stop waits for it", {
+    timeout: 20_000,
+  }, async () => {
+    const out = await run(
+      Effect.gen(function* () {
+        const inner = yield* Checkpoint.makeMemory()
+        const gate = yield* Deferred.make<void>()
+        let blocked = 0
+        const store: Checkpoint.CheckpointStoreShape = {
+          ...inner,
+          write: (name, bytes) =>
+            Effect.andThen(
+              Effect.andThen(Effect.sync(() => blocked++), Deferred.await(gate)),
+              inner.write(name, bytes),
+            ),
+        }
+        const completed = yield* Deferred.make<number>()
+        const ssc = yield* StreamingContext.make({ batchInterval: "1 second" })
+        ssc.checkpoint("checkpoint")
+        Testing.input(ssc, input).map((w) => [w, 1] as const).updateStateByKey(
+          (values: ReadonlyArray<number>, state: Option.Option<number>) =>
+            Option.some(values.length + Option.getOrElse(state, () => 0)),
+        ).checkpoint("1 second").foreachBatch(() => {})
+        ssc.addStreamingListener((e) => {
+          if (e._tag === "BatchCompleted") Deferred.doneUnsafe(completed, Effect.succeed(e.batchInfo.batchTime))
+        })
+        yield* Effect.provideService(ssc.start, Checkpoint.CheckpointStore, store)
+        yield* TestClock.adjust("1 second")
+        const time = yield* Deferred.await(completed)
+        // the batch completed; its checkpoint's write starts after it and is still held
+        while (blocked === 0) yield* Effect.promise(() => new Promise<void>((r) => setTimeout(r, 5)))
+        const whileBlocked = [...(yield* inner.list)]
+        const stopping = yield* Effect.forkChild(ssc.stop())
+        yield* Effect.promise(() => new Promise<void>((r) => setTimeout(r, 50)))
+        const stateWhileWriting = yield* ssc.state
+        yield* Deferred.succeed(gate, undefined)
+        yield* Fiber.join(stopping)
+        return { time, whileBlocked, stateWhileWriting, after: [...(yield* inner.list)] }
+      }).pipe(Effect.provide(TestClock.layer())),
+    )
+    assert.equal(out.time, 1000)
+    assert.deepEqual(out.whileBlocked, [])
+    assert.equal(out.stateWhileWriting, "ACTIVE") // stop is waiting for the write
+    assert.deepEqual(out.after, ["checkpoint-1000"])
   })
 })
