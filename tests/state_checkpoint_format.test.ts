@@ -11,7 +11,7 @@ import assert from "node:assert/strict"
 import * as zlib from "node:zlib"
 import { Deferred, Effect, Fiber, Layer, Option, Schema } from "effect"
 import { TestClock } from "effect/testing"
-import { Checkpoint, type DStream, type State, StateSpec, StreamingContext, Testing } from "../mod.ts"
+import { BatchJobError, Checkpoint, type DStream, type State, StateSpec, StreamingContext, Testing } from "../mod.ts"
 import { failureOf, run, runExit, sorted } from "./_support/run.ts"
 import { decodeColumn, encodeColumn } from "../lib/_internal/columns.ts"
 
@@ -294,5 +294,28 @@ describe("checkpoint format 2", () => {
     assert.deepEqual(out.whileBlocked, [])
     assert.equal(out.stateWhileWriting, "ACTIVE") // stop is waiting for the write
     assert.deepEqual(out.after, ["checkpoint-1000"])
+  })
+
+  it("a state the writer cannot encode (no Schema) stops the context with a CheckpointError naming the operator", async () => {
+    const exit = await run(
+      Effect.gen(function* () {
+        const ssc = yield* StreamingContext.make({ batchInterval: "1 second" })
+        ssc.checkpoint("checkpoint")
+        Testing.input(ssc, input).map((w) => [w, 1] as const).updateStateByKey(
+          (values: ReadonlyArray<number>, state: Option.Option<bigint>) =>
+            Option.some(BigInt(values.length) + Option.getOrElse(state, () => 0n)),
+        ).checkpoint("1 second").foreachBatch(() => {})
+        yield* Effect.provideService(ssc.start, Checkpoint.CheckpointStore, yield* Checkpoint.makeMemory())
+        yield* TestClock.adjust("1 second")
+        return yield* Effect.exit(ssc.awaitTermination)
+      }).pipe(Effect.provide(TestClock.layer())),
+    )
+    const error = failureOf(exit)
+    assert.ok(error instanceof BatchJobError, String(error))
+    assert.ok(error.cause instanceof Checkpoint.CheckpointError, String(error.cause))
+    assert.match(
+      error.cause.message,
+      /^Cannot encode "StateDStream#0" for the checkpoint of 1000 ms: .*BigInt.*; give the stateful operator Schemas/,
+    )
   })
 })

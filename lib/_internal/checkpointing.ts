@@ -275,11 +275,13 @@ export const prepare = (
           deltas = full ? 0 : deltas + 1
           sinceFull = full ? 0 : sinceFull + changed
           previous = t
-          const captured: Array<readonly [string, unknown]> = []
+          /** Each participant's data, or (incremental keyed state) the function encoding it. */
+          const captured: Array<readonly [string, { readonly data: unknown } | { readonly encode: () => unknown }]> = []
           for (const [key, participant] of nodes) {
+            const capture = participant.capture
             captured.push([
               key,
-              participant.capture !== undefined ? participant.capture(t, full) : participant.snapshot(t),
+              capture !== undefined ? { encode: capture(t, full) as () => unknown } : { data: participant.snapshot(t) },
             ])
           }
           const oldestKept = t - (Checkpoint.defaultKeep - 1) * interval
@@ -288,7 +290,22 @@ export const prepare = (
             // runs) first. A real timer on purpose: the batch clock may be a TestClock.
             yield* Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, 0)))
             const data: Record<string, unknown> = {}
-            for (const [key, value] of captured) data[key] = typeof value === "function" ? value() : value
+            for (const [key, value] of captured) {
+              if ("data" in value) data[key] = value.data
+              else {
+                try {
+                  data[key] = value.encode()
+                } catch (cause) {
+                  return yield* new Checkpoint.CheckpointError({
+                    location: store.location,
+                    message: `Cannot encode "${key}" for the checkpoint of ${t} ms: ${
+                      cause instanceof Error ? cause.message : String(cause)
+                    }; give the stateful operator Schemas for its keys and states`,
+                    cause,
+                  })
+                }
+              }
+            }
             const payload: Payload = { time: t, zeroTime: zero, batchMillis: graph.batchMillis, nodes: data }
             if (lock !== undefined) yield* lock.verify
             yield* Checkpoint.write(store, t, payload, Checkpoint.defaultKeep, base)
