@@ -5,9 +5,11 @@
  * A {@link CheckpointStore} is a small byte store with atomic writes; {@link layerFileSystem}
  * keeps files in a directory on effect's `FileSystem` (temp file + rename), {@link layerMemory}
  * keeps them in memory (tests). The framing on top of any store — a header with a format
- * version, the payload length and a CRC-32, the newest few checkpoints kept, and a fallback to
- * the previous checkpoint when the newest is corrupt or truncated — lives here in
- * {@link write} and {@link readLatest}, so every store behaves the same.
+ * version, the payload length and a CRC-32, binary blobs beside the JSON part, delta
+ * checkpoints building on a previous one, the newest few checkpoints kept (with what they build
+ * on), and a fallback to the previous checkpoint when the newest (or a link of its chain) is
+ * corrupt or truncated — lives here in {@link write} and {@link readLatest}, so every store
+ * behaves the same.
  *
  * Without a `CheckpointStore` in the environment, a context uses
  * `layerFileSystem(ssc.checkpointDirectory)`, and then also guards the directory: writes are

@@ -3,7 +3,8 @@
  * (mapWithState, stateSnapshots). The keyed state is a table owned by the node, mutated in
  * place batch by batch on the job fiber: mapWithState touches only the keys with data (plus,
  * on checkpoint batches with a timeout, a scan for idle keys); updateStateByKey calls its
- * function for every key, as Spark does. Checkpoints snapshot the tables (see checkpointing.ts).
+ * function for every key, as Spark does. While checkpointing, each node also records the keys
+ * it changed, so a checkpoint holds the whole table or only the changes (see checkpointing.ts).
  * @internal
  */
 import { Effect, Option, Schema } from "effect"
@@ -18,7 +19,7 @@ import { type Batch, Node, type NodeEnv } from "./node.ts"
 export interface Checkpointed {
   /** A stable name, if the user gave one. */
   readonly checkpointName: string | undefined
-  /** JSON-encodable data. */
+  /** The data to checkpoint: JSON values, `Uint8Array`s where binary (see Checkpoint.encode). */
   snapshotCheckpoint(): unknown
   /** Restores `snapshotCheckpoint` data; throws an Error describing what does not match. */
   restoreCheckpoint(data: unknown, time: number): void
