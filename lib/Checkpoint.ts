@@ -5,9 +5,11 @@
  * A {@link CheckpointStore} is a small byte store with atomic writes; {@link layerFileSystem}
  * keeps files in a directory on effect's `FileSystem` (temp file + rename), {@link layerMemory}
  * keeps them in memory (tests). The framing on top of any store — a header with a format
- * version, the payload length and a CRC-32, the newest few checkpoints kept, and a fallback to
- * the previous checkpoint when the newest is corrupt or truncated — lives here in
- * {@link write} and {@link readLatest}, so every store behaves the same.
+ * version, the payload length and a CRC-32, binary blobs beside the JSON part, delta
+ * checkpoints building on a previous one, the newest few checkpoints kept (with what they build
+ * on), and a fallback to the previous checkpoint when the newest (or a link of its chain) is
+ * corrupt or truncated — lives here in {@link write} and {@link readLatest}, so every store
+ * behaves the same.
  *
  * Without a `CheckpointStore` in the environment, a context uses
  * `layerFileSystem(ssc.checkpointDirectory)`, and then also guards the directory: writes are
@@ -293,15 +295,20 @@ export const layerFileSystem = (
 // ---- framing ----------------------------------------------------------------------------------
 
 /**
- * The checkpoint format this build writes and reads.
+ * The checkpoint format this build writes. Format 2 (binary: a JSON part plus binary blobs,
+ * and delta checkpoints building on a previous one); format 1 (all JSON) is still read.
  *
  * @since 0.1.0
  * @category constants
  */
-export const formatVersion = 1
+export const formatVersion = 2
+
+/** The formats this build reads. */
+const readableVersions: ReadonlyArray<number> = [1, 2]
 
 /**
- * How many checkpoints are kept by default (older ones are removed after a write).
+ * How many checkpoints are kept by default as recovery points (older ones are removed after a
+ * write, unless a kept delta checkpoint still builds on them).
  *
  * @since 0.1.0
  * @category constants
@@ -310,6 +317,8 @@ export const defaultKeep = 3
 
 const magic = "EFFECT-DSTREAM-CHECKPOINT"
 const prefix = "checkpoint-"
+/** Marks a binary blob in the JSON part of a format-2 checkpoint. */
+const blobKey = "$dstreamBlob"
 
 /**
  * The file name of the checkpoint of batch time `time`.
@@ -334,19 +343,61 @@ const timeOf = (name: string): number | undefined => {
 export interface Checkpoint {
   /** Batch time in epoch milliseconds. */
   readonly time: number
-  /** The JSON payload, as written. */
+  /** The payload, as written (JSON values; `Uint8Array`s where binary blobs were written). */
   readonly payload: unknown
+  /**
+   * For a delta checkpoint: the checkpoints it builds on, oldest (a full one) first. Absent for a
+   * full checkpoint.
+   */
+  readonly chain?: ReadonlyArray<{ readonly time: number; readonly payload: unknown }>
 }
 
 /**
- * Frames `payload` (any JSON value) as checkpoint bytes: a header line with the format
- * version, payload length and CRC-32, then the JSON payload.
+ * What the header of checkpoint bytes says (see {@link inspect}).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Header {
+  /** The format version. */
+  readonly version: number
+  /** For a delta checkpoint, the time of the checkpoint it builds on. */
+  readonly previous: number | undefined
+}
+
+/**
+ * Frames `payload` as checkpoint bytes (format 2): a header line with the format version,
+ * body length and CRC-32, then the body: the length of the JSON part (u32), the JSON part
+ * (`previous`, blob lengths, the payload with every `Uint8Array` replaced by a reference), then
+ * the blobs. `previous` marks a delta checkpoint building on the checkpoint of that time.
  *
  * @since 0.1.0
  * @category encoding
  */
-export const encode = (payload: unknown): Uint8Array => {
-  const body = new TextEncoder().encode(JSON.stringify(payload))
+export const encode = (payload: unknown, previous?: number | undefined): Uint8Array => {
+  const blobs: Array<Uint8Array> = []
+  const json = JSON.stringify(payload, (_key, value) => {
+    if (value instanceof Uint8Array) {
+      blobs.push(value)
+      return { [blobKey]: blobs.length - 1 }
+    }
+    return value
+  })
+  const meta = new TextEncoder().encode(
+    `{"previous":${previous === undefined ? "null" : previous},"blobs":[${
+      blobs.map((b) => b.length).join(",")
+    }],"payload":${json ?? "null"}}`,
+  )
+  let size = 4 + meta.length
+  for (const b of blobs) size += b.length
+  const body = new Uint8Array(size)
+  new DataView(body.buffer).setUint32(0, meta.length, true)
+  body.set(meta, 4)
+  let at = 4 + meta.length
+  for (const b of blobs) {
+    body.set(b, at)
+    at += b.length
+  }
   const header = new TextEncoder().encode(`${magic} ${formatVersion} ${body.length} ${crc32(body).toString(16)}\n`)
   const out = new Uint8Array(header.length + body.length)
   out.set(header, 0)
@@ -356,20 +407,30 @@ export const encode = (payload: unknown): Uint8Array => {
 
 /** Why a checkpoint could not be decoded; `corrupt` ones are skipped in favour of older ones. */
 type DecodeResult =
-  | { readonly _tag: "ok"; readonly payload: unknown }
+  | { readonly _tag: "ok"; readonly payload: unknown; readonly previous: number | undefined }
   | { readonly _tag: "corrupt"; readonly reason: string }
   | { readonly _tag: "incompatible"; readonly reason: string }
 
-const decodeBytes = (bytes: Uint8Array): DecodeResult => {
+const readHeader = (
+  bytes: Uint8Array,
+): { readonly version: number; readonly header: ReadonlyArray<string>; readonly newline: number } | string => {
   const newline = bytes.indexOf(10)
-  if (newline < 0 || newline > 200) return { _tag: "corrupt", reason: "no header" }
+  if (newline < 0 || newline > 200) return "no header"
   const header = new TextDecoder().decode(bytes.subarray(0, newline)).split(" ")
-  if (header.length !== 4 || header[0] !== magic) return { _tag: "corrupt", reason: "bad header" }
-  const version = Number(header[1])
-  if (version !== formatVersion) {
+  if (header.length !== 4 || header[0] !== magic) return "bad header"
+  return { version: Number(header[1]), header, newline }
+}
+
+const decodeBytes = (bytes: Uint8Array): DecodeResult => {
+  const head = readHeader(bytes)
+  if (typeof head === "string") return { _tag: "corrupt", reason: head }
+  const { header, newline, version } = head
+  if (!readableVersions.includes(version)) {
     return {
       _tag: "incompatible",
-      reason: `it was written in checkpoint format ${header[1]}, this build reads format ${formatVersion}`,
+      reason: `it was written in checkpoint format ${header[1]}, this build reads format ${
+        readableVersions.join(" or ")
+      }`,
     }
   }
   const length = Number(header[2])
@@ -378,15 +439,94 @@ const decodeBytes = (bytes: Uint8Array): DecodeResult => {
     return { _tag: "corrupt", reason: `truncated: ${body.length} of ${length} payload bytes` }
   }
   if (crc32(body).toString(16) !== header[3]) return { _tag: "corrupt", reason: "checksum mismatch" }
+  if (version === 1) {
+    try {
+      return { _tag: "ok", payload: JSON.parse(new TextDecoder().decode(body)), previous: undefined }
+    } catch (cause) {
+      return { _tag: "corrupt", reason: `invalid JSON: ${String(cause)}` }
+    }
+  }
   try {
-    return { _tag: "ok", payload: JSON.parse(new TextDecoder().decode(body)) }
+    const metaLength = new DataView(body.buffer, body.byteOffset, body.length).getUint32(0, true)
+    const meta = JSON.parse(new TextDecoder().decode(body.subarray(4, 4 + metaLength))) as {
+      previous: number | null
+      blobs: Array<number>
+      payload: unknown
+    }
+    const blobs: Array<Uint8Array> = []
+    let at = 4 + metaLength
+    for (const n of meta.blobs) {
+      blobs.push(body.subarray(at, at + n))
+      at += n
+    }
+    if (at !== body.length) return { _tag: "corrupt", reason: `blob lengths do not match the body length` }
+    const payload = revive(meta.payload, blobs)
+    return { _tag: "ok", payload, previous: meta.previous ?? undefined }
   } catch (cause) {
-    return { _tag: "corrupt", reason: `invalid JSON: ${String(cause)}` }
+    return { _tag: "corrupt", reason: `malformed body: ${String(cause)}` }
   }
 }
 
+/** Puts the blobs back where the JSON part references them. */
+const revive = (value: unknown, blobs: ReadonlyArray<Uint8Array>): unknown => {
+  if (typeof value !== "object" || value === null) return value
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) value[i] = revive(value[i], blobs)
+    return value
+  }
+  const record = value as Record<string, unknown>
+  const ref = record[blobKey]
+  if (typeof ref === "number" && Object.keys(record).length === 1) {
+    const blob = blobs[ref]
+    if (blob === undefined) throw new Error(`missing blob ${ref}`)
+    return blob
+  }
+  for (const k of Object.keys(record)) record[k] = revive(record[k], blobs)
+  return record
+}
+
 /**
- * Writes the checkpoint of batch time `time` and removes all but the newest `keep`.
+ * The header of checkpoint bytes: its format version and, for a delta checkpoint, the time of
+ * the checkpoint it builds on. Fails with a `CheckpointError` when the bytes are not a readable
+ * checkpoint.
+ *
+ * @example
+ * ```ts
+ * const header = yield* Checkpoint.inspect(bytes)
+ * ```
+ *
+ * @since 0.1.0
+ * @category reading
+ */
+export const inspect = (bytes: Uint8Array): Effect.Effect<Header, CheckpointError> =>
+  Effect.suspend(() => {
+    const decoded = decodeBytes(bytes)
+    if (decoded._tag !== "ok") {
+      return Effect.fail(
+        new CheckpointError({ location: "bytes", message: `Cannot read checkpoint: ${decoded.reason}` }),
+      )
+    }
+    const head = readHeader(bytes) as { readonly version: number }
+    return Effect.succeed({ version: head.version, previous: decoded.previous })
+  })
+
+/**
+ * The base (full) checkpoint each checkpoint written through a store builds on, as far as this
+ * process knows: what removal must keep.
+ */
+const basesOf = new WeakMap<CheckpointStoreShape, Map<number, number>>()
+
+const basesFor = (store: CheckpointStoreShape): Map<number, number> => {
+  let bases = basesOf.get(store)
+  if (bases === undefined) basesOf.set(store, bases = new Map())
+  return bases
+}
+
+/**
+ * Writes the checkpoint of batch time `time` and removes old ones: the newest `keep` stay as
+ * recovery points, with every checkpoint they build on. `previous` makes it a delta checkpoint
+ * building on the checkpoint of that time (whose payload, and so on back to a full checkpoint,
+ * recovery reads first); then `payload` holds what changed.
  *
  * @example
  * ```ts
@@ -401,11 +541,12 @@ export const write = (
   time: number,
   payload: unknown,
   keep: number = defaultKeep,
+  previous?: number | undefined,
 ): Effect.Effect<void, CheckpointError> =>
   Effect.gen(function* () {
     let bytes: Uint8Array
     try {
-      bytes = encode(payload)
+      bytes = encode(payload, previous)
     } catch (cause) {
       return yield* new CheckpointError({
         location: store.location,
@@ -416,9 +557,29 @@ export const write = (
       })
     }
     yield* store.write(fileName(time), bytes)
+    const bases = basesFor(store)
+    bases.set(time, previous === undefined ? time : (bases.get(previous) ?? -Infinity))
     const times = yield* listTimes(store)
-    for (const old of times.slice(Math.max(keep, 1))) yield* store.remove(fileName(old))
+    const points = times.slice(0, Math.max(keep, 1))
+    let needed = Infinity
+    for (const t of points) needed = Math.min(needed, bases.get(t) ?? -Infinity)
+    for (const old of times) {
+      if (old < needed) {
+        yield* store.remove(fileName(old))
+        bases.delete(old)
+      }
+    }
   })
+
+/** Records which checkpoints `checkpoint` builds on (what removal must keep). @internal */
+export const noteChain = (store: CheckpointStoreShape, checkpoint: Checkpoint): void => {
+  const bases = basesFor(store)
+  const base = checkpoint.chain !== undefined && checkpoint.chain.length > 0
+    ? checkpoint.chain[0].time
+    : checkpoint.time
+  bases.set(checkpoint.time, base)
+  for (const link of checkpoint.chain ?? []) bases.set(link.time, base)
+}
 
 /** Checkpoint times in the store, newest first. */
 const listTimes = (store: CheckpointStoreShape): Effect.Effect<Array<number>, CheckpointError> =>
@@ -432,10 +593,11 @@ const listTimes = (store: CheckpointStoreShape): Effect.Effect<Array<number>, Ch
   })
 
 /**
- * The newest readable checkpoint, or `None` when the store holds none. A corrupt or truncated
- * checkpoint is skipped with a logged warning in favour of the previous one; when every
- * checkpoint is corrupt, or one was written in another format version, it fails with a
- * `CheckpointError`.
+ * The newest readable checkpoint, or `None` when the store holds none. A delta checkpoint comes
+ * with the chain of checkpoints it builds on. A corrupt or truncated checkpoint (or one whose
+ * chain has a corrupt or missing link) is skipped with a logged warning in favour of the
+ * previous one; when every checkpoint is corrupt, or one was written in a format this build does
+ * not read, it fails with a `CheckpointError`.
  *
  * @example
  * ```ts
@@ -449,27 +611,55 @@ export const readLatest = (store: CheckpointStoreShape): Effect.Effect<Option.Op
   Effect.gen(function* () {
     const times = yield* listTimes(store)
     const problems: Array<string> = []
+    const cache = new Map<number, DecodeResult | undefined>()
+    const load = (time: number) =>
+      Effect.suspend(() => {
+        if (cache.has(time)) return Effect.succeed(cache.get(time))
+        return Effect.map(store.read(fileName(time)), (bytes) => {
+          const decoded = bytes === undefined ? undefined : decodeBytes(bytes)
+          cache.set(time, decoded)
+          return decoded
+        })
+      })
     for (const time of times) {
-      const bytes = yield* store.read(fileName(time))
-      if (bytes === undefined) continue
-      const decoded = decodeBytes(bytes)
-      if (decoded._tag === "ok") {
-        if (problems.length > 0) {
-          yield* Effect.logWarning(`Recovering from checkpoint ${fileName(time)} in "${store.location}" instead`)
-        }
-        return Option.some({ time, payload: decoded.payload })
-      }
+      const decoded = yield* load(time)
+      if (decoded === undefined) continue
       if (decoded._tag === "incompatible") {
         return yield* new CheckpointError({
           location: store.location,
           message: `Cannot read checkpoint ${fileName(time)} in "${store.location}": ${decoded.reason}`,
         })
       }
-      problems.push(`${fileName(time)}: ${decoded.reason}`)
+      let reason = decoded._tag === "corrupt" ? decoded.reason : undefined
+      const chain: Array<{ readonly time: number; readonly payload: unknown }> = []
+      if (decoded._tag === "ok") {
+        let previous = decoded.previous
+        while (previous !== undefined && reason === undefined) {
+          const link = yield* load(previous)
+          if (link === undefined) reason = `the checkpoint it builds on, ${fileName(previous)}, is missing`
+          else if (link._tag !== "ok") {
+            reason = `the checkpoint it builds on, ${fileName(previous)}, is unreadable (${link.reason})`
+          } else {
+            chain.unshift({ time: previous, payload: link.payload })
+            previous = link.previous
+          }
+        }
+      }
+      if (decoded._tag === "ok" && reason === undefined) {
+        if (problems.length > 0) {
+          yield* Effect.logWarning(`Recovering from checkpoint ${fileName(time)} in "${store.location}" instead`)
+        }
+        const checkpoint: Checkpoint = chain.length > 0
+          ? { time, payload: decoded.payload, chain }
+          : { time, payload: decoded.payload }
+        noteChain(store, checkpoint)
+        return Option.some(checkpoint)
+      }
+      problems.push(`${fileName(time)}: ${reason}`)
       yield* Effect.logWarning(
         `Checkpoint ${
           fileName(time)
-        } in "${store.location}" is corrupt (${decoded.reason}); falling back to the previous checkpoint`,
+        } in "${store.location}" is corrupt (${reason}); falling back to the previous checkpoint`,
       )
     }
     if (problems.length > 0) {

@@ -255,7 +255,10 @@ export interface StreamingContext<in R = never> {
   readonly events: Effect.Effect<Stream.Stream<StreamingEvent>, never, Scope.Scope>
   /** Calls `listener` for every event, in order, on the publishing fiber. */
   readonly addStreamingListener: (listener: (event: StreamingEvent) => void | Effect.Effect<void>) => void
-  /** Waits until the batch of `time` (or a later one) has completed or the context stopped. */
+  /**
+   * Waits until the batch of `time` (or a later one) has completed, with its checkpoint (if one
+   * was taken) written, or the context stopped.
+   */
   readonly awaitBatch: (time: number) => Effect.Effect<void>
   /**
    * The records per-record operators failed on, per batch, with the operator and the cause
@@ -499,6 +502,7 @@ class ContextImpl implements StreamingContext, NodeContext {
           )
         ),
       )
+      this.recovered = undefined // restored: its data (possibly the whole state) can go
       const scheduler = new JobScheduler(this.graph, this.publish, (error) => this.failWith(error), {
         onFailure: this.onFailure,
         outputTimeoutMillis: this.outputTimeoutMillis,
@@ -506,6 +510,7 @@ class ContextImpl implements StreamingContext, NodeContext {
       })
       this.scheduler = scheduler
       scheduler.afterBatch = checkpoints?.afterBatch
+      scheduler.flushAfterBatch = checkpoints?.flush
       if (this.recordErrors === "deadLetter") scheduler.onBatchDone = (t) => this.deadLettersDone(t)
       this.lifecycleState = "ACTIVE"
       active = { ctx: this, startedAt: new Date(now).toISOString() }

@@ -44,6 +44,38 @@ export class KeyMap<K, V> {
     else MutableHashMap.remove(this.structural!, k)
   }
 
+  /** Sets `keys[i]` to `values[i]` for every `i`: one tight loop (restoring a checkpoint). */
+  setMany(keys: ArrayLike<K>, values: ArrayLike<V>): void {
+    const n = keys.length
+    let i = 0
+    const prim = this.prim
+    if (prim !== undefined) {
+      for (; i < n; i++) {
+        const k = keys[i]
+        if (!isPrimitive(k)) break
+        prim.set(k, values[i])
+      }
+    }
+    for (; i < n; i++) this.set(keys[i], values[i])
+  }
+
+  /** Every key and value, in two arrays (native copies on the fast path). */
+  columns(): { readonly keys: Array<K>; readonly values: Array<V> } {
+    if (this.prim !== undefined) return { keys: Array.from(this.prim.keys()), values: Array.from(this.prim.values()) }
+    const keys: Array<K> = []
+    const values: Array<V> = []
+    for (const [k, v] of this.structural!) {
+      keys.push(k)
+      values.push(v)
+    }
+    return { keys, values }
+  }
+
+  clear(): void {
+    this.prim = new Map()
+    this.structural = undefined
+  }
+
   forEach(f: (v: V, k: K) => void): void {
     if (this.prim !== undefined) this.prim.forEach(f)
     else for (const [k, v] of this.structural!) f(v, k)

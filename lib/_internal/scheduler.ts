@@ -58,7 +58,11 @@ export class JobScheduler {
    * Runs after a batch's outputs succeed (or failed and were skipped), before `BatchCompleted`
    * (the checkpoint write).
    */
-  afterBatch: ((time: number) => Effect.Effect<void, unknown, NodeEnv>) | undefined
+  afterBatch:
+    | ((time: number, fail: (cause: unknown) => Effect.Effect<void>) => Effect.Effect<void, unknown, NodeEnv>)
+    | undefined
+  /** Waits for work `afterBatch` left running (checkpoint writes); run when the jobs stop. */
+  flushAfterBatch: Effect.Effect<void> | undefined
   /** Runs after `BatchCompleted` (dead-letter accounting). */
   onBatchDone: ((time: number) => Effect.Effect<void>) | undefined
   /** Batch times cut and not completed, in order. */
@@ -178,7 +182,13 @@ export class JobScheduler {
           if (outcome._tag === "Stop") return yield* this.fail(outcome.error)
         }
         if (this.afterBatch !== undefined) {
-          const written = yield* Effect.exit(this.afterBatch(time))
+          const written = yield* Effect.exit(
+            this.afterBatch(
+              time,
+              (cause) =>
+                this.onError(new BatchJobError({ batchTime: time, outputId: -1, cause, origin: "computation" })),
+            ),
+          )
           if (Exit.isFailure(written)) {
             return yield* this.fail(
               new BatchJobError({ batchTime: time, outputId: -1, cause: causeOf(written), origin: "computation" }),
@@ -371,13 +381,17 @@ export class JobScheduler {
     Deferred.doneUnsafe(done, Exit.void)
   }
 
-  /** Waits until the batch of `time` (or a later one) has completed. */
+  /**
+   * Waits until the batch of `time` (or a later one) has completed, and what `afterBatch` left
+   * running then (its checkpoint write) is done.
+   */
   awaitBatch(time: number): Effect.Effect<void> {
     return Effect.suspend(() => {
-      if (this.lastCompleted >= time) return Effect.void
+      const flush = this.flushAfterBatch ?? Effect.void
+      if (this.lastCompleted >= time) return flush
       const deferred = Deferred.makeUnsafe<void>()
       this.waiters.push({ time, deferred })
-      return Deferred.await(deferred)
+      return Effect.andThen(Deferred.await(deferred), flush)
     })
   }
 
@@ -410,7 +424,12 @@ export class JobScheduler {
 
   /** Stops the job fiber (interrupting a running batch). */
   stopJobs(): Effect.Effect<void> {
-    return Effect.suspend(() => this.jobFiber ? Fiber.interrupt(this.jobFiber) : Effect.void)
+    return Effect.suspend(() =>
+      Effect.andThen(
+        this.jobFiber ? Fiber.interrupt(this.jobFiber) : Effect.void,
+        this.flushAfterBatch ?? Effect.void,
+      )
+    )
   }
 
   /** Releases anyone waiting for a batch (the context stopped). */

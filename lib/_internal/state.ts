@@ -3,13 +3,15 @@
  * (mapWithState, stateSnapshots). The keyed state is a table owned by the node, mutated in
  * place batch by batch on the job fiber: mapWithState touches only the keys with data (plus,
  * on checkpoint batches with a timeout, a scan for idle keys); updateStateByKey calls its
- * function for every key, as Spark does. Checkpoints snapshot the tables (see checkpointing.ts).
+ * function for every key, as Spark does. While checkpointing, each node also records the keys
+ * it changed, so a checkpoint holds the whole table or only the changes (see checkpointing.ts).
  * @internal
  */
 import { Effect, Option, Schema } from "effect"
 import { IllegalStateError } from "../Errors.ts"
 import { type MappingFunction, StateImpl, type StateSpecSchemas } from "../State.ts"
 import * as Time from "../Time.ts"
+import { decodeColumn, encodeColumn } from "./columns.ts"
 import { KeyMap } from "./keyMap.ts"
 import { type Batch, Node, type NodeEnv } from "./node.ts"
 
@@ -17,7 +19,7 @@ import { type Batch, Node, type NodeEnv } from "./node.ts"
 export interface Checkpointed {
   /** A stable name, if the user gave one. */
   readonly checkpointName: string | undefined
-  /** JSON-encodable data. */
+  /** The data to checkpoint: JSON values, `Uint8Array`s where binary (see Checkpoint.encode). */
   snapshotCheckpoint(): unknown
   /** Restores `snapshotCheckpoint` data; throws an Error describing what does not match. */
   restoreCheckpoint(data: unknown, time: number): void
@@ -26,6 +28,134 @@ export interface Checkpointed {
 /** @internal */
 export const isCheckpointed = (node: Node<any>): node is Node<any> & Checkpointed =>
   "snapshotCheckpoint" in node && typeof node.snapshotCheckpoint === "function"
+
+/**
+ * A checkpointed node whose checkpoints can be incremental: after `trackChanges`, it records
+ * the keys changed since the last capture; `captureCheckpoint` takes, on the job fiber, the
+ * whole state (`full`) or only what changed, and returns the encoding to run later, off the
+ * batch (by the checkpoint writer). `restoreCheckpoint` then gets the full data first and each
+ * delta after it, in order.
+ * @internal
+ */
+export interface Incremental {
+  trackChanges(): void
+  captureCheckpoint(full: boolean): () => unknown
+  /** How many keys a delta captured now would hold, and how many keys the state has. */
+  changeCount(): { readonly changed: number; readonly size: number }
+}
+
+/** @internal */
+export const isIncremental = (node: Node<any>): node is Node<any> & Checkpointed & Incremental =>
+  isCheckpointed(node) && "captureCheckpoint" in node && typeof node.captureCheckpoint === "function"
+
+/**
+ * Keyed state as checkpoint format 2 writes it: columns (see columns.ts) of the Schema-encoded
+ * keys and states (and, for mapWithState, the times keys were last touched); a delta also lists
+ * the keys removed since the previous checkpoint.
+ */
+interface KeyedData {
+  readonly format: 2
+  readonly full: boolean
+  readonly hasState: boolean
+  readonly lastTime: number | undefined
+  readonly keys: Uint8Array
+  readonly states: Uint8Array
+  readonly times?: Uint8Array | undefined
+  readonly removed: Uint8Array
+}
+
+/** What one capture took from the state: plain references, encoded later. */
+interface Captured<K, S> {
+  readonly keys: Array<K>
+  readonly states: Array<S>
+  readonly times: Array<number> | undefined
+  readonly removed: Array<K>
+}
+
+/** A removed key in a table of changes. @internal */
+export const removed: unique symbol = Symbol("effect-dstream/state/removed")
+
+/** A delta from a table of changes (states, or with `timed` frozen records): run by the writer. */
+const capturedChanges = <K, S>(changed: KeyMap<K, unknown>, timed: boolean): Captured<K, S> => {
+  const c: Captured<K, S> = { keys: [], states: [], times: timed ? [] : undefined, removed: [] }
+  changed.forEach((v, k) => {
+    if (v === removed) c.removed.push(k)
+    else if (timed) {
+      const rec = v as StateRecord<S>
+      c.keys.push(k)
+      c.states.push(rec.state)
+      c.times!.push(rec.time)
+    } else {
+      c.keys.push(k)
+      c.states.push(v as S)
+    }
+  })
+  return c
+}
+
+const encodeCaptured = <K, S>(
+  c: Captured<K, S>,
+  codecs: Codecs<K, S>,
+  full: boolean,
+  hasState: boolean,
+  lastTime: number | undefined,
+): KeyedData => {
+  const { encodeKey, encodeState } = codecs
+  const n = c.keys.length
+  const keys = new Array<unknown>(n)
+  const states = new Array<unknown>(n)
+  for (let i = 0; i < n; i++) {
+    keys[i] = encodeKey(c.keys[i])
+    states[i] = encodeState(c.states[i])
+  }
+  return {
+    format: 2,
+    full,
+    hasState,
+    lastTime,
+    keys: encodeColumn(keys),
+    states: encodeColumn(states),
+    times: c.times === undefined ? undefined : encodeColumn(c.times),
+    removed: encodeColumn(c.removed.map(encodeKey)),
+  }
+}
+
+const isKeyedData = (d: unknown): d is KeyedData =>
+  typeof d === "object" && d !== null && (d as KeyedData).format === 2 && (d as KeyedData).keys instanceof Uint8Array &&
+  (d as KeyedData).states instanceof Uint8Array && (d as KeyedData).removed instanceof Uint8Array
+
+/**
+ * Applies format-2 keyed data: a full one replaces the table, a delta removes and sets keys.
+ * `set(key, state, time)` stores one decoded entry; `undefined` stores the states themselves
+ * (then, without Schemas, the columns go into the table in one loop).
+ */
+const applyKeyedData = <K, S>(
+  d: KeyedData,
+  codecs: Codecs<K, S>,
+  table: KeyMap<K, unknown>,
+  set: ((k: K, s: S, at: number | undefined) => void) | undefined,
+): void => {
+  const { decodeKey, decodeState } = codecs
+  const keys = decodeColumn(d.keys)
+  const states = decodeColumn(d.states)
+  const times = d.times === undefined ? undefined : decodeColumn(d.times)
+  if (keys.length !== states.length || (times !== undefined && times.length !== keys.length)) {
+    throw new Error(`malformed keyed state: ${keys.length} keys, ${states.length} states`)
+  }
+  if (!d.full) {
+    const removed = decodeColumn(d.removed)
+    for (let i = 0; i < removed.length; i++) table.delete(decodeKey(removed[i]))
+  }
+  if (set === undefined && plainCodecs(codecs)) {
+    table.setMany(keys as ArrayLike<K>, states)
+  } else if (set === undefined) {
+    for (let i = 0; i < keys.length; i++) table.set(decodeKey(keys[i]), decodeState(states[i]))
+  } else {
+    for (let i = 0; i < keys.length; i++) {
+      set(decodeKey(keys[i]), decodeState(states[i]), times === undefined ? undefined : times[i] as number)
+    }
+  }
+}
 
 /** Encoders/decoders of keys and states: Schema JSON codecs, or the values as they are. @internal */
 export interface Codecs<K, S> {
@@ -36,6 +166,10 @@ export interface Codecs<K, S> {
 }
 
 const identity = (u: any): any => u
+
+/** `true` when the codecs leave keys and states as they are (no Schemas). */
+const plainCodecs = (codecs: Codecs<any, any>): boolean =>
+  codecs.decodeKey === identity && codecs.decodeState === identity
 
 const codec = <A>(schema: Schema.Codec<A, any> | undefined) => {
   if (schema === undefined) return { encode: identity, decode: identity }
@@ -63,6 +197,11 @@ export abstract class KeyedStateNode<K, V, Out> extends Node<Out> implements Che
   override mustCheckpoint = true
   /** Time of the last batch folded into the state. */
   lastTime: number | undefined = undefined
+  /**
+   * While checkpointing: the keys set or removed since the last capture, each with what it holds
+   * now (the state, a frozen record, or {@link removed}); a delta capture takes this table whole.
+   */
+  protected changed: KeyMap<K, unknown> | undefined = undefined
 
   constructor(
     readonly parent: Node<readonly [K, V]>,
@@ -111,6 +250,17 @@ export abstract class KeyedStateNode<K, V, Out> extends Node<Out> implements Che
     if (!explicit) this.rememberMillis = Math.max(this.slideMillis, this.minRememberMillis ?? 0)
   }
 
+  trackChanges(): void {
+    this.changed = new KeyMap()
+  }
+
+  /** Takes the recorded changes, starting a new record. */
+  protected takeChanged(): KeyMap<K, unknown> {
+    const changed = this.changed ?? new KeyMap<K, unknown>()
+    this.changed = new KeyMap()
+    return changed
+  }
+
   /** `true` at this node's checkpoint times (Spark's full-scan batches). */
   isCheckpointTime(t: number): boolean {
     return this.checkpointMillis !== undefined && (t - this.zeroTime!) % this.checkpointMillis === 0
@@ -131,17 +281,27 @@ export class UpdateStateNode<K, V, S> extends KeyedStateNode<K, V, readonly [K, 
   constructor(
     parent: Node<readonly [K, V]>,
     readonly update: (time: number, key: K, values: ReadonlyArray<V>, state: Option.Option<S>) => Option.Option<S>,
-    readonly initial: ReadonlyArray<readonly [K, S]> | undefined,
+    initial: ReadonlyArray<readonly [K, S]> | undefined,
     readonly codecs: Codecs<K, S>,
     name: string | undefined,
   ) {
     super(parent, name)
+    this.initial = initial
   }
+
+  /** The initial state, until the first batch loads it (then released). */
+  initial: ReadonlyArray<readonly [K, S]> | undefined
 
   protected apply(t: number, input: Batch<readonly [K, V]> | undefined): Batch<readonly [K, S]> | undefined {
     if (!this.hasState) {
       if (input === undefined) return undefined
-      if (this.initial !== undefined) { for (const [k, s] of this.initial) this.state.set(k, s) }
+      if (this.initial !== undefined) {
+        for (const [k, s] of this.initial) {
+          this.state.set(k, s)
+          this.changed?.set(k, s)
+        }
+      }
+      this.initial = undefined
       this.hasState = true
     }
     const groups = new KeyMap<K, Array<V>>()
@@ -154,61 +314,94 @@ export class UpdateStateNode<K, V, S> extends KeyedStateNode<K, V, readonly [K, 
       }
     }
     const out: Array<readonly [K, S]> = []
+    const changed = this.changed
     const none: ReadonlyArray<V> = []
-    const removed: Array<K> = []
+    const gone: Array<K> = []
     this.state.forEach((s, k) => {
       const vs = groups.get(k)
       if (vs !== undefined) groups.delete(k)
       const next = this.update(t, k, vs ?? none, Option.some(s))
       if (Option.isSome(next)) {
-        if (next.value !== s) this.state.set(k, next.value)
+        if (next.value !== s) {
+          this.state.set(k, next.value)
+          changed?.set(k, next.value)
+        }
         out.push([k, next.value])
       } else {
-        removed.push(k)
+        gone.push(k)
       }
     })
-    for (let i = 0; i < removed.length; i++) this.state.delete(removed[i])
+    for (let i = 0; i < gone.length; i++) {
+      this.state.delete(gone[i])
+      changed?.set(gone[i], removed)
+    }
     groups.forEach((vs, k) => {
       const next = this.update(t, k, vs, Option.none())
       if (Option.isSome(next)) {
         this.state.set(k, next.value)
+        changed?.set(k, next.value)
         out.push([k, next.value])
       }
     })
     return out
   }
 
+  captureCheckpoint(full: boolean): () => unknown {
+    const changed = this.takeChanged()
+    const { hasState, lastTime, codecs } = this
+    if (!full) return () => encodeCaptured(capturedChanges<K, S>(changed, false), codecs, false, hasState, lastTime)
+    const { keys, values } = this.state.columns()
+    const c: Captured<K, S> = { keys, states: values, times: undefined, removed: [] }
+    return () => encodeCaptured(c, codecs, true, hasState, lastTime)
+  }
+
+  changeCount(): { readonly changed: number; readonly size: number } {
+    return { changed: this.changed?.size ?? 0, size: this.state.size }
+  }
+
   snapshotCheckpoint(): unknown {
-    const entries: Array<readonly [unknown, unknown]> = []
-    const { encodeKey, encodeState } = this.codecs
-    this.state.forEach((s, k) => entries.push([encodeKey(k), encodeState(s)]))
-    return { hasState: this.hasState, lastTime: this.lastTime, entries }
+    return this.captureCheckpoint(true)()
   }
 
   restoreCheckpoint(data: unknown, time: number): void {
+    if (isKeyedData(data)) {
+      if (data.full) this.state.clear()
+      applyKeyedData(data, this.codecs, this.state, undefined)
+      this.hasState = data.hasState === true
+      this.lastTime = typeof data.lastTime === "number" ? data.lastTime : time
+      return
+    }
     const d = data as { hasState: boolean; lastTime?: number; entries: ReadonlyArray<readonly [unknown, unknown]> }
     if (typeof d !== "object" || d === null || !Array.isArray(d.entries)) throw new Error("not updateStateByKey data")
     const { decodeKey, decodeState } = this.codecs
+    this.state.clear()
     for (const [k, s] of d.entries) this.state.set(decodeKey(k), decodeState(s))
     this.hasState = d.hasState === true
     this.lastTime = typeof d.lastTime === "number" ? d.lastTime : time
   }
 }
 
-/** A key's state in mapWithState, with the time it was last touched (for timeouts). @internal */
+/**
+ * A key's state in mapWithState with a timeout, with the time it was last touched. Frozen: an
+ * update stores a new record, so a table of changes can hold it as it was. @internal
+ */
 interface StateRecord<S> {
-  state: S
-  time: number
+  readonly state: S
+  readonly time: number
 }
 
 /**
  * mapWithState: the function is called once per record of the batch, in order, and once per
- * key timing out (on checkpoint batches). The batch is what the function emitted.
+ * key timing out (on checkpoint batches). The batch is what the function emitted. Without a
+ * timeout the table holds the states themselves (no record per key: a plain `Map`'s memory);
+ * with one, a {@link StateRecord} per key.
  * @internal
  */
 export class MapWithStateNode<K, V, S, T> extends KeyedStateNode<K, V, T> {
   readonly kind = "MapWithStateDStream"
-  readonly state = new KeyMap<K, StateRecord<S>>()
+  /** Key → state, or → {@link StateRecord} when `timed`. */
+  readonly state = new KeyMap<K, unknown>()
+  private readonly timed: boolean
   private initialized = false
   private readonly handle = new StateImpl<S>()
   private lastValue: Option.Some<V> | undefined = undefined
@@ -218,15 +411,20 @@ export class MapWithStateNode<K, V, S, T> extends KeyedStateNode<K, V, T> {
   constructor(
     parent: Node<readonly [K, V]>,
     readonly fn: MappingFunction<K, V, S, T>,
-    readonly initial: ReadonlyArray<readonly [K, S]> | undefined,
+    initial: ReadonlyArray<readonly [K, S]> | undefined,
     readonly timeoutMillis: number | undefined,
     readonly codecs: Codecs<K, S>,
     name: string | undefined,
     total?: ((key: K, value: Option.Option<V>, state: StateImpl<S>) => T) | undefined,
   ) {
     super(parent, name)
+    this.initial = initial
     this.total = total
+    this.timed = timeoutMillis !== undefined
   }
+
+  /** The initial state, until the first batch loads it (then released). */
+  initial: ReadonlyArray<readonly [K, S]> | undefined
 
   /** Spark's `DEFAULT_CHECKPOINT_DURATION_MULTIPLIER`: 10 slides. */
   override defaultCheckpointMillis(): number {
@@ -240,13 +438,21 @@ export class MapWithStateNode<K, V, S, T> extends KeyedStateNode<K, V, T> {
       if (this.total !== undefined) this.applyTotal(t, input, this.total, out)
       else this.applyPartial(t, input, out)
     }
-    if (this.timeoutMillis !== undefined && this.isCheckpointTime(t)) this.timeOut(t, out)
+    if (this.timed && this.isCheckpointTime(t)) this.timeOut(t, out)
     return out
+  }
+
+  /** Stores state `s` of key `k`, touched at `t`. */
+  private put(k: K, s: S, t: number): void {
+    const entry = this.timed ? { state: s, time: t } : s
+    this.state.set(k, entry)
+    this.changed?.set(k, entry)
   }
 
   /** Loads the initial state (first batch); a method of its own so `apply`'s loops stay small. */
   private loadInitial(t: number): void {
-    if (this.initial !== undefined) { for (const [k, s] of this.initial) this.state.set(k, { state: s, time: t }) }
+    if (this.initial !== undefined) { for (const [k, s] of this.initial) this.put(k, s, t) }
+    this.initial = undefined
     this.initialized = true
   }
 
@@ -261,18 +467,23 @@ export class MapWithStateNode<K, V, S, T> extends KeyedStateNode<K, V, T> {
     return (this.lastValue = Option.some(v) as Option.Some<V>)
   }
 
-  /** After the user's call for a record of key `k` whose state was `rec`: keeps the handle's state. */
-  private keep(t: number, k: K, rec: StateRecord<S> | undefined, withTimeout: boolean): void {
+  /** Points the handle at key `k`'s state (table entry `entry`); `true` if the key has state. */
+  private wrap(k: K, entry: unknown): boolean {
+    const exists = entry !== undefined || (!this.timed && this.state.has(k))
+    this.handle.wrapValue(exists, this.timed ? (entry as StateRecord<S> | undefined)?.state : entry as S)
+    return exists
+  }
+
+  /** After the user's call for a record of key `k` (with state if `exists`): keeps the handle's state. */
+  private keep(t: number, k: K, exists: boolean): void {
     const handle = this.handle
     if (handle.isRemoved()) {
-      if (rec !== undefined) this.state.delete(k)
-    } else if (handle.isUpdated() || (withTimeout && handle.exists())) {
-      if (rec !== undefined) {
-        rec.state = handle.current() as S
-        rec.time = t
-      } else {
-        this.state.set(k, { state: handle.current() as S, time: t })
+      if (exists) {
+        this.state.delete(k)
+        this.changed?.set(k, removed)
       }
+    } else if (handle.isUpdated() || (this.timed && handle.exists())) {
+      this.put(k, handle.current() as S, t)
     }
   }
 
@@ -285,14 +496,12 @@ export class MapWithStateNode<K, V, S, T> extends KeyedStateNode<K, V, T> {
   ): void {
     const handle = this.handle
     const state = this.state
-    const withTimeout = this.timeoutMillis !== undefined
     for (let i = 0; i < input.length; i++) {
       const kv = input[i]
       const k = kv[0]
-      const rec = state.get(k)
-      handle.wrapValue(rec !== undefined, rec?.state)
+      const exists = this.wrap(k, state.get(k))
       const mapped = f(k, this.someValue(kv[1]), handle)
-      this.keep(t, k, rec, withTimeout)
+      this.keep(t, k, exists)
       out.push(mapped)
     }
   }
@@ -300,14 +509,12 @@ export class MapWithStateNode<K, V, S, T> extends KeyedStateNode<K, V, T> {
   private applyPartial(t: number, input: Batch<readonly [K, V]>, out: Array<T>): void {
     const handle = this.handle
     const state = this.state
-    const withTimeout = this.timeoutMillis !== undefined
     for (let i = 0; i < input.length; i++) {
       const kv = input[i]
       const k = kv[0]
-      const rec = state.get(k)
-      handle.wrapValue(rec !== undefined, rec?.state)
+      const exists = this.wrap(k, state.get(k))
       const mapped = this.fn(t, k, this.someValue(kv[1]), handle)
-      this.keep(t, k, rec, withTimeout)
+      this.keep(t, k, exists)
       if (Option.isSome(mapped)) out.push(mapped.value)
     }
   }
@@ -317,13 +524,15 @@ export class MapWithStateNode<K, V, S, T> extends KeyedStateNode<K, V, T> {
     const state = this.state
     const threshold = t - this.timeoutMillis!
     const expired: Array<readonly [K, S]> = []
-    state.forEach((rec, k) => {
+    state.forEach((entry, k) => {
+      const rec = entry as StateRecord<S>
       if (rec.time < threshold) expired.push([k, rec.state])
     })
     for (let i = 0; i < expired.length; i++) {
       const [k, s] = expired[i]
       const mapped = this.fn(t, k, Option.none(), this.handle.wrapTimingOut(s))
       state.delete(k)
+      this.changed?.set(k, removed)
       if (Option.isSome(mapped)) out.push(mapped.value)
     }
   }
@@ -331,18 +540,55 @@ export class MapWithStateNode<K, V, S, T> extends KeyedStateNode<K, V, T> {
   /** The whole state, as `stateSnapshots()` emits it. */
   entries(): Array<readonly [K, S]> {
     const out: Array<readonly [K, S]> = []
-    this.state.forEach((rec, k) => out.push([k, rec.state]))
+    if (this.timed) this.state.forEach((rec, k) => out.push([k, (rec as StateRecord<S>).state]))
+    else this.state.forEach((s, k) => out.push([k, s as S]))
     return out
   }
 
+  captureCheckpoint(full: boolean): () => unknown {
+    const changed = this.takeChanged()
+    const { initialized, lastTime, codecs, timed } = this
+    if (!full) return () => encodeCaptured(capturedChanges<K, S>(changed, timed), codecs, false, initialized, lastTime)
+    // Plain references (states, frozen records), taken out of the table by native copies.
+    const { keys, values } = this.state.columns()
+    return () => {
+      const c: Captured<K, S> = { keys, states: values as Array<S>, times: undefined, removed: [] }
+      if (timed) {
+        const states = new Array<S>(values.length)
+        const times = new Array<number>(values.length)
+        for (let i = 0; i < values.length; i++) {
+          const rec = values[i] as StateRecord<S>
+          states[i] = rec.state
+          times[i] = rec.time
+        }
+        return encodeCaptured({ ...c, states, times }, codecs, true, initialized, lastTime)
+      }
+      return encodeCaptured(c, codecs, true, initialized, lastTime)
+    }
+  }
+
+  changeCount(): { readonly changed: number; readonly size: number } {
+    return { changed: this.changed?.size ?? 0, size: this.state.size }
+  }
+
   snapshotCheckpoint(): unknown {
-    const entries: Array<readonly [unknown, unknown, number]> = []
-    const { encodeKey, encodeState } = this.codecs
-    this.state.forEach((rec, k) => entries.push([encodeKey(k), encodeState(rec.state), rec.time]))
-    return { initialized: this.initialized, lastTime: this.lastTime, entries }
+    return this.captureCheckpoint(true)()
   }
 
   restoreCheckpoint(data: unknown, time: number): void {
+    const timed = this.timed
+    if (isKeyedData(data)) {
+      if (data.full) this.state.clear()
+      applyKeyedData(
+        data,
+        this.codecs,
+        this.state,
+        timed ? (k, s, at) => this.state.set(k, { state: s, time: at ?? time }) : undefined,
+      )
+      this.initialized = data.hasState === true
+      this.lastTime = typeof data.lastTime === "number" ? data.lastTime : time
+      return
+    }
     const d = data as {
       initialized: boolean
       lastTime?: number
@@ -350,7 +596,10 @@ export class MapWithStateNode<K, V, S, T> extends KeyedStateNode<K, V, T> {
     }
     if (typeof d !== "object" || d === null || !Array.isArray(d.entries)) throw new Error("not mapWithState data")
     const { decodeKey, decodeState } = this.codecs
-    for (const [k, s, at] of d.entries) this.state.set(decodeKey(k), { state: decodeState(s), time: at })
+    this.state.clear()
+    for (const [k, s, at] of d.entries) {
+      this.state.set(decodeKey(k), timed ? { state: decodeState(s), time: at } : decodeState(s))
+    }
     this.initialized = d.initialized === true
     this.lastTime = typeof d.lastTime === "number" ? d.lastTime : time
   }
