@@ -11,11 +11,12 @@ import assert from "node:assert/strict"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as nodePath from "node:path"
-import { Effect, Layer, Option, Schema } from "effect"
-import { TestClock } from "effect/testing"
+import { Effect, type Layer, Option, Schema } from "effect"
+import type { TestClock } from "effect/testing"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Checkpoint, type DStream, type State, StateSpec, StreamingContext, Testing, ValidationError } from "../mod.ts"
-import { failureOf, run, runExit, sorted } from "./_support/run.ts"
+import { failureOf, run, runExit, type sorted } from "./_support/run.ts"
+import { type Build, runFrom, withStore } from "./_support/recovery.ts"
 
 const tmpRoot = fs.mkdtempSync(nodePath.join(os.tmpdir(), "dstream-ckpt-"))
 after(() => fs.rmSync(tmpRoot, { recursive: true, force: true }))
@@ -130,36 +131,6 @@ const counting = (values: ReadonlyArray<number>, state: Option.Option<number>) =
   Option.some(values.reduce((a, b) => a + b, 0) + Option.getOrElse(state, () => 0))
 
 const input = [["a"], ["a", "b"], ["a", "b", "c"], ["a", "b"], ["a"], ["c"], ["b", "c"], [], ["a"], ["d"], ["d"], []]
-
-type Build = (ssc: StreamingContext.StreamingContext) => DStream.DStream<unknown>
-
-/**
- * Runs a context from getOrCreate under TestClock: the clock starts at `startAt` (the time the
- * process "comes back"), then advances `numBatches` batches. Returns [time, sorted batch].
- */
-const runFrom = (build: Build, options: { readonly startAt: number; readonly numBatches: number }) =>
-  Effect.gen(function* () {
-    yield* TestClock.setTime(options.startAt)
-    const out: Array<readonly [number, unknown]> = []
-    const ssc = yield* StreamingContext.getOrCreate("checkpoint", (ssc) => {
-      build(ssc).foreachBatch((batch, time) => {
-        out.push([time, sorted([batch])[0]])
-      })
-    })
-    yield* ssc.start
-    const first = (Math.floor(options.startAt / 1000) + 1) * 1000
-    yield* Effect.yieldNow
-    for (let k = 0; k < options.numBatches; k++) {
-      yield* TestClock.adjust(1000)
-      yield* ssc.awaitBatch(first + k * 1000)
-    }
-    if ((yield* ssc.state) === "STOPPED") yield* ssc.awaitTermination
-    yield* ssc.stop()
-    return out
-  }).pipe(Effect.provide(TestClock.layer()))
-
-const withStore = (store: Checkpoint.CheckpointStoreShape) =>
-  Effect.provide(Layer.succeed(Checkpoint.CheckpointStore, store))
 
 const stateful: Build = (ssc) =>
   Testing.input(ssc, input).map((w) => [w, 1] as const).updateStateByKey(counting).checkpoint("2 seconds")

@@ -9,37 +9,12 @@
 import { describe, it } from "node:test"
 import assert from "node:assert/strict"
 import * as zlib from "node:zlib"
-import { Deferred, Effect, Fiber, Layer, Option, Schema } from "effect"
+import { Deferred, Effect, Fiber, type Layer, Option, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import { BatchJobError, Checkpoint, type DStream, type State, StateSpec, StreamingContext, Testing } from "../mod.ts"
-import { failureOf, run, runExit, sorted } from "./_support/run.ts"
+import { failureOf, run, runExit, type sorted } from "./_support/run.ts"
 import { decodeColumn, encodeColumn } from "../lib/_internal/columns.ts"
-
-type Build = (ssc: StreamingContext.StreamingContext) => DStream.DStream<unknown>
-
-/** Runs a context from getOrCreate under TestClock from `startAt` for `numBatches` batches. */
-const runFrom = (build: Build, options: { readonly startAt: number; readonly numBatches: number }) =>
-  Effect.gen(function* () {
-    yield* TestClock.setTime(options.startAt)
-    const out: Array<readonly [number, unknown]> = []
-    const ssc = yield* StreamingContext.getOrCreate("checkpoint", (ssc) => {
-      build(ssc).foreachBatch((batch, time) => {
-        out.push([time, sorted([batch])[0]])
-      })
-    })
-    yield* ssc.start
-    const first = (Math.floor(options.startAt / 1000) + 1) * 1000
-    yield* Effect.yieldNow
-    for (let k = 0; k < options.numBatches; k++) {
-      yield* TestClock.adjust(1000)
-      yield* ssc.awaitBatch(first + k * 1000)
-    }
-    yield* ssc.stop()
-    return out
-  }).pipe(Effect.provide(TestClock.layer()))
-
-const withStore = (store: Checkpoint.CheckpointStoreShape) =>
-  Effect.provide(Layer.succeed(Checkpoint.CheckpointStore, store))
+import { type Build, runFrom, withStore } from "./_support/recovery.ts"
 
 // Keys come and go (timeouts remove them), some are multi-byte, one needs a surrogate pair.
 const input = [
