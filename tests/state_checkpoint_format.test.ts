@@ -9,10 +9,10 @@
 import { describe, it } from "node:test"
 import assert from "node:assert/strict"
 import * as zlib from "node:zlib"
-import { Deferred, Effect, Fiber, type Layer, Option, Schema } from "effect"
+import { Deferred, Effect, Fiber, Option, Schema } from "effect"
 import { TestClock } from "effect/testing"
-import { BatchJobError, Checkpoint, type DStream, type State, StateSpec, StreamingContext, Testing } from "../mod.ts"
-import { failureOf, run, runExit, type sorted } from "./_support/run.ts"
+import { BatchJobError, Checkpoint, type State, StateSpec, StreamingContext, Testing } from "../mod.ts"
+import { failureOf, run, runExit } from "./_support/run.ts"
 import { decodeColumn, encodeColumn } from "../lib/_internal/columns.ts"
 import { type Build, runFrom, withStore } from "./_support/recovery.ts"
 
