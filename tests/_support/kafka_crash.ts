@@ -114,8 +114,8 @@ export const crashLoop = async (options: CrashLoopOptions): Promise<CrashLoopRes
     }
     producing = false
     await producing$
-    // the last child runs until every value is counted (or, once it has caught up with the
-    // batches missed while it was down, counts nothing new for 4 s: records were lost)
+    // the last child runs until it has caught up with the batches missed while it was down, and
+    // then until every value is counted (or it counts nothing new for 4 s: records were lost)
     let keys = -1
     let changed = Date.now()
     let caughtUp: number | undefined
@@ -130,7 +130,9 @@ export const crashLoop = async (options: CrashLoopOptions): Promise<CrashLoopRes
       }
       // caught up: the last child itself wrote a batch of about now
       if (caughtUp === undefined && out !== undefined && out.time > before && out.time >= now - 1000) caughtUp = now
-      return n >= produced || (caughtUp !== undefined && now - Math.max(changed, caughtUp) > 4000)
+      // every value counted is not the end yet: until the child has caught up, it may still re-run
+      // batches (a duplicate would show then), so the caught-up check comes first
+      return caughtUp !== undefined && (n >= produced || now - Math.max(changed, caughtUp) > 4000)
     }, options.finalWaitMillis ?? 40_000)
     if (done) await sleep(1000)
     const counts = readOutput(outFile)?.counts ?? {}
