@@ -41,6 +41,10 @@ const withContext = <A>(
     yield* Effect.promise(() => body(ssc, a)).pipe(Effect.ensuring(ssc.stop()))
   }))
 
+/** Every record of `topic` as `key=value` lines, read with kcat from the beginning. */
+const readTopic = (topic: string) =>
+  kcat(["-C", "-b", cluster.bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%k=%s\n"])
+
 describe("Kafka direct stream", { timeout: 60_000 }, () => {
   it("cuts contiguous offset ranges bounded by maxRatePerPartition, gives empty batches, and commits only after outputs", async () => {
     const topic = unique("ranges")
@@ -248,38 +252,14 @@ describe("Kafka direct stream", { timeout: 60_000 }, () => {
     }, async () => {
       await eventually(
         async () => {
-          const out = await kcat([
-            "-C",
-            "-b",
-            cluster.bootstrap,
-            "-t",
-            output,
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-            "-f",
-            "%k=%s\n",
-          ])
+          const out = await readTopic(output)
           return out.trim().split("\n").length >= 5
         },
         20_000,
         "5 records in the output topic",
       )
     })
-    const out = await kcat([
-      "-C",
-      "-b",
-      cluster.bootstrap,
-      "-t",
-      output,
-      "-o",
-      "beginning",
-      "-e",
-      "-q",
-      "-f",
-      "%k=%s\n",
-    ])
+    const out = await readTopic(output)
     assert.deepEqual(out.trim().split("\n").sort(), ["=x", "=y", "hello=2", "kafka=1", "world=1"])
   })
 

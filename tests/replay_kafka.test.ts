@@ -127,6 +127,15 @@ const replayWindows = <A>(source: Replay.ReplaySource<A>, toLine: (a: A) => stri
   )
 }
 
+/** 400 records of the last ~40 s of event time before `now`, 100 per partition, keys k0…k2. */
+const recentHistory = (now: number): Array<Produced> =>
+  Array.from({ length: 400 }, (_, i) => ({
+    partition: i % 4,
+    timestamp: now - 40_000 + i * 100,
+    key: `k${i % 3}`,
+    eventTime: now - 40_000 + i * 100,
+  }))
+
 describe("replay from Kafka", () => {
   it("a bounded replay of offset ranges gives the windows of a replay of the same records from an array", {
     timeout: 60_000,
@@ -176,13 +185,7 @@ describe("replay from Kafka", () => {
   }, async () => {
     const topic = unique("replay-live")
     const now = Date.now()
-    // 400 records of the last ~40 s of event time, 100 per partition
-    const past: Array<Produced> = Array.from({ length: 400 }, (_, i) => ({
-      partition: i % 4,
-      timestamp: now - 40_000 + i * 100,
-      key: `k${i % 3}`,
-      eventTime: now - 40_000 + i * 100,
-    }))
+    const past = recentHistory(now)
     await produceAll(topic, past)
     const batches: Array<{ readonly time: number; readonly records: number; readonly wall: number }> = []
     // session windows per key (gap 10 minutes, update mode): one session spans the switch
@@ -257,12 +260,7 @@ describe("replay from Kafka", () => {
   }, async () => {
     const topic = unique("replay-resume")
     const now = Date.now()
-    const past: Array<Produced> = Array.from({ length: 400 }, (_, i) => ({
-      partition: i % 4,
-      timestamp: now - 40_000 + i * 100,
-      key: `k${i % 3}`,
-      eventTime: now - 40_000 + i * 100,
-    }))
+    const past = recentHistory(now)
     await produceAll(topic, past)
     const dir = nodePath.join(root, unique("cp"))
     const groupId = unique("g")
