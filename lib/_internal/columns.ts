@@ -66,6 +66,24 @@ const copy = (bytes: Uint8Array): Uint8Array => {
   return out
 }
 
+/**
+ * A column of strings as one string of them all, the UTF-16 length of each (no string per
+ * value) and their UTF-8 bytes; `undefined` for a column of another kind. Throws an Error when it is malformed.
+ * @internal
+ */
+export const decodeStrings = (
+  bytes: Uint8Array,
+): { readonly text: string; readonly lengths: Uint32Array; readonly utf8: Uint8Array } | undefined => {
+  if (!(bytes instanceof Uint8Array) || bytes.length < 8) throw new Error("malformed column: too short")
+  if (bytes[0] !== STRINGS) return undefined
+  const n = new DataView(bytes.buffer, bytes.byteOffset, bytes.length).getUint32(4, true)
+  const start = 8 + 4 * n
+  if (bytes.length < start) throw new Error(`malformed string column: ${bytes.length} bytes for ${n} lengths`)
+  const lengths = new Uint32Array(copy(bytes.subarray(8, start)).buffer)
+  const utf8 = bytes.subarray(start)
+  return { text: decoder.decode(utf8), lengths, utf8 }
+}
+
 /** Decodes a column written by {@link encodeColumn}; throws an Error when it is malformed. @internal */
 export const decodeColumn = (bytes: Uint8Array): ArrayLike<unknown> => {
   if (!(bytes instanceof Uint8Array) || bytes.length < 8) throw new Error("malformed column: too short")
@@ -76,10 +94,7 @@ export const decodeColumn = (bytes: Uint8Array): ArrayLike<unknown> => {
     return new Float64Array(copy(bytes.subarray(8)).buffer) // copied: the view must be 8-byte aligned
   }
   if (kind === STRINGS) {
-    const start = 8 + 4 * n
-    if (bytes.length < start) throw new Error(`malformed string column: ${bytes.length} bytes for ${n} lengths`)
-    const lengths = new Uint32Array(copy(bytes.subarray(8, start)).buffer)
-    const text = decoder.decode(bytes.subarray(start))
+    const { text, lengths } = decodeStrings(bytes)!
     const out = new Array<string>(n)
     let at = 0
     for (let i = 0; i < n; i++) {

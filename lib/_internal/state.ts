@@ -11,7 +11,7 @@ import { Effect, Option, Schema } from "effect"
 import { IllegalStateError } from "../Errors.ts"
 import { type MappingFunction, StateImpl, type StateSpecSchemas } from "../State.ts"
 import * as Time from "../Time.ts"
-import { decodeColumn, encodeColumn } from "./columns.ts"
+import { decodeColumn, decodeStrings, encodeColumn } from "./columns.ts"
 import { KeyMap } from "./keyMap.ts"
 import { type Batch, Node, type NodeEnv } from "./node.ts"
 
@@ -126,33 +126,55 @@ const isKeyedData = (d: unknown): d is KeyedData =>
 
 /**
  * Applies format-2 keyed data: a full one replaces the table, a delta removes and sets keys.
- * `set(key, state, time)` stores one decoded entry; `undefined` stores the states themselves
- * (then, without Schemas, the columns go into the table in one loop).
+ * Each table entry is the decoded state, or `record(state, time)` when given (mapWithState with
+ * a timeout). A full one of string keys without Schemas stays in its decoded columns (see
+ * `KeyMap.restoreColumns`: no `Map` insert per key).
  */
 const applyKeyedData = <K, S>(
   d: KeyedData,
   codecs: Codecs<K, S>,
   table: KeyMap<K, unknown>,
-  set: ((k: K, s: S, at: number | undefined) => void) | undefined,
+  record: ((s: S, at: number | undefined) => unknown) | undefined,
 ): void => {
   const { decodeKey, decodeState } = codecs
-  const keys = decodeColumn(d.keys)
+  const plain = plainCodecs(codecs)
+  if (d.full) table.clear()
+  const strings = plain ? decodeStrings(d.keys) : undefined
+  const keys = strings === undefined ? decodeColumn(d.keys) : undefined
   const states = decodeColumn(d.states)
   const times = d.times === undefined ? undefined : decodeColumn(d.times)
-  if (keys.length !== states.length || (times !== undefined && times.length !== keys.length)) {
-    throw new Error(`malformed keyed state: ${keys.length} keys, ${states.length} states`)
+  const n = strings !== undefined ? strings.lengths.length : keys!.length
+  if (n !== states.length || (times !== undefined && times.length !== n)) {
+    throw new Error(`malformed keyed state: ${n} keys, ${states.length} states`)
   }
   if (!d.full) {
-    const removed = decodeColumn(d.removed)
-    for (let i = 0; i < removed.length; i++) table.delete(decodeKey(removed[i]))
+    const removedStrings = plain ? decodeStrings(d.removed) : undefined
+    if (removedStrings !== undefined) table.applyColumns(removedStrings.text, removedStrings.lengths, undefined)
+    else {
+      const removed = decodeColumn(d.removed)
+      for (let i = 0; i < removed.length; i++) table.delete(decodeKey(removed[i]))
+    }
   }
-  if (set === undefined && plainCodecs(codecs)) {
+  if (strings !== undefined) {
+    let values: Float64Array | Array<unknown>
+    if (record !== undefined) {
+      values = new Array<unknown>(n)
+      for (let i = 0; i < n; i++) {
+        values[i] = record(states[i] as S, times === undefined ? undefined : times[i] as number)
+      }
+    } else values = states instanceof Float64Array ? states : Array.from(states)
+    if (d.full) table.restoreColumns(strings.text, strings.lengths, values, strings.utf8)
+    else table.applyColumns(strings.text, strings.lengths, values)
+  } else if (record === undefined && plain) {
     table.setMany(keys as ArrayLike<K>, states)
-  } else if (set === undefined) {
-    for (let i = 0; i < keys.length; i++) table.set(decodeKey(keys[i]), decodeState(states[i]))
+  } else if (record === undefined) {
+    for (let i = 0; i < n; i++) table.set(decodeKey(keys![i]), decodeState(states[i]))
   } else {
-    for (let i = 0; i < keys.length; i++) {
-      set(decodeKey(keys[i]), decodeState(states[i]), times === undefined ? undefined : times[i] as number)
+    for (let i = 0; i < n; i++) {
+      table.set(
+        decodeKey(keys![i]),
+        record(decodeState(states[i]), times === undefined ? undefined : times[i] as number),
+      )
     }
   }
 }
@@ -350,9 +372,12 @@ export class UpdateStateNode<K, V, S> extends KeyedStateNode<K, V, readonly [K, 
     const changed = this.takeChanged()
     const { hasState, lastTime, codecs } = this
     if (!full) return () => encodeCaptured(capturedChanges<K, S>(changed, false), codecs, false, hasState, lastTime)
-    const { keys, values } = this.state.columns()
-    const c: Captured<K, S> = { keys, states: values, times: undefined, removed: [] }
-    return () => encodeCaptured(c, codecs, true, hasState, lastTime)
+    // Copy-on-write: the table is copied by the writer, after the batch (see KeyMap.snapshot).
+    const take = this.state.snapshot()
+    return () => {
+      const { keys, values } = take()
+      return encodeCaptured({ keys, states: values, times: undefined, removed: [] }, codecs, true, hasState, lastTime)
+    }
   }
 
   changeCount(): { readonly changed: number; readonly size: number } {
@@ -365,8 +390,7 @@ export class UpdateStateNode<K, V, S> extends KeyedStateNode<K, V, readonly [K, 
 
   restoreCheckpoint(data: unknown, time: number): void {
     if (isKeyedData(data)) {
-      if (data.full) this.state.clear()
-      applyKeyedData(data, this.codecs, this.state, undefined)
+      applyKeyedData(data, this.codecs, this.state as KeyMap<K, unknown>, undefined)
       this.hasState = data.hasState === true
       this.lastTime = typeof data.lastTime === "number" ? data.lastTime : time
       return
@@ -549,9 +573,11 @@ export class MapWithStateNode<K, V, S, T> extends KeyedStateNode<K, V, T> {
     const changed = this.takeChanged()
     const { initialized, lastTime, codecs, timed } = this
     if (!full) return () => encodeCaptured(capturedChanges<K, S>(changed, timed), codecs, false, initialized, lastTime)
-    // Plain references (states, frozen records), taken out of the table by native copies.
-    const { keys, values } = this.state.columns()
+    // Plain references (states, frozen records), copied out of the table by the writer, after
+    // the batch (copy-on-write, see KeyMap.snapshot).
+    const take = this.state.snapshot()
     return () => {
+      const { keys, values } = take()
       const c: Captured<K, S> = { keys, states: values as Array<S>, times: undefined, removed: [] }
       if (timed) {
         const states = new Array<S>(values.length)
@@ -578,12 +604,11 @@ export class MapWithStateNode<K, V, S, T> extends KeyedStateNode<K, V, T> {
   restoreCheckpoint(data: unknown, time: number): void {
     const timed = this.timed
     if (isKeyedData(data)) {
-      if (data.full) this.state.clear()
       applyKeyedData(
         data,
         this.codecs,
         this.state,
-        timed ? (k, s, at) => this.state.set(k, { state: s, time: at ?? time }) : undefined,
+        timed ? (s: S, at): StateRecord<S> => ({ state: s, time: at ?? time }) : undefined,
       )
       this.initialized = data.hasState === true
       this.lastTime = typeof data.lastTime === "number" ? data.lastTime : time
