@@ -25,7 +25,7 @@ import * as Time from "../Time.ts"
 import type { Graph } from "./graph.ts"
 import { type InputCheckpoint, InputNode, type Node, type NodeEnv } from "./node.ts"
 import * as Lock from "./lock.ts"
-import { isCheckpointed, isIncremental } from "./state.ts"
+import { isCheckpointed, isIncremental, minChainKeys } from "./state.ts"
 
 /**
  * Keyed state is written whole every `fullEvery`-th checkpoint at the latest, and sooner once
@@ -35,8 +35,8 @@ import { isCheckpointed, isIncremental } from "./state.ts"
  */
 export const fullEvery = 10
 
-/** See {@link fullEvery}. @internal */
-export const minChainKeys = 50_000
+/** See {@link fullEvery} (defined with the state nodes, which use it too). @internal */
+export { minChainKeys }
 
 /** What one checkpoint holds. @internal */
 export interface Payload {

@@ -72,6 +72,13 @@ interface Captured<K, S> {
   readonly removed: Array<K>
 }
 
+/**
+ * Keys a delta may hold at least before the next checkpoint is a full one (checkpointing.ts
+ * writes a full one once the deltas since the last hold more than this and than half the
+ * state). @internal
+ */
+export const minChainKeys = 50_000
+
 /** A removed key in a table of changes. @internal */
 export const removed: unique symbol = Symbol("effect-dstream/state/removed")
 
@@ -224,6 +231,11 @@ export abstract class KeyedStateNode<K, V, Out> extends Node<Out> implements Che
    * now (the state, a frozen record, or {@link removed}); a delta capture takes this table whole.
    */
   protected changed: KeyMap<K, unknown> | undefined = undefined
+  /**
+   * The changes since the last capture outgrew any delta (the initial state's load, a batch
+   * touching most keys): the next checkpoint is a full one, so they are no longer recorded.
+   */
+  private overflowed = false
 
   constructor(
     readonly parent: Node<readonly [K, V]>,
@@ -236,6 +248,10 @@ export abstract class KeyedStateNode<K, V, Out> extends Node<Out> implements Che
   protected abstract apply(t: number, input: Batch<readonly [K, V]> | undefined): Batch<Out> | undefined
   abstract snapshotCheckpoint(): unknown
   abstract restoreCheckpoint(data: unknown, time: number): void
+  /** Keys in the state (infinite by default: the recorded changes are never dropped). */
+  protected stateSize(): number {
+    return Number.POSITIVE_INFINITY
+  }
 
   compute(t: number): Effect.Effect<Batch<Out> | undefined, unknown, NodeEnv> {
     return Effect.gen({ self: this }, function* () {
@@ -253,10 +269,12 @@ export abstract class KeyedStateNode<K, V, Out> extends Node<Out> implements Che
         const skipped = yield* this.parent.getOrCompute(s)
         this.apply(s, skipped)
         this.lastTime = last = s
+        this.dropOversizedChanges()
       }
       const input = yield* this.parent.getOrCompute(t)
       const out = this.apply(t, input)
       this.lastTime = t
+      this.dropOversizedChanges()
       return out
     })
   }
@@ -274,13 +292,36 @@ export abstract class KeyedStateNode<K, V, Out> extends Node<Out> implements Che
 
   trackChanges(): void {
     this.changed = new KeyMap()
+    this.overflowed = false
   }
 
-  /** Takes the recorded changes, starting a new record. */
-  protected takeChanged(): KeyMap<K, unknown> {
+  /** Stops recording changes once a delta could not hold them (see {@link overflowed}). */
+  private dropOversizedChanges(): void {
+    const changed = this.changed
+    if (changed !== undefined && changed.size > Math.max(this.stateSize() / 2, minChainKeys)) {
+      this.changed = undefined
+      this.overflowed = true
+    }
+  }
+
+  /**
+   * Takes the recorded changes, starting a new record; throws for a delta when they were
+   * dropped (the checkpoint runtime captures a full one then: {@link changeCount} is infinite).
+   */
+  protected takeChanged(full: boolean): KeyMap<K, unknown> {
+    if (this.overflowed && !full) throw new Error("the changes since the last checkpoint were not recorded")
     const changed = this.changed ?? new KeyMap<K, unknown>()
     this.changed = new KeyMap()
+    this.overflowed = false
     return changed
+  }
+
+  /** How many keys a delta captured now would hold (infinite: too many to record), and the state's. */
+  changeCount(): { readonly changed: number; readonly size: number } {
+    return {
+      changed: this.overflowed ? Number.POSITIVE_INFINITY : this.changed?.size ?? 0,
+      size: this.stateSize(),
+    }
   }
 
   /** `true` at this node's checkpoint times (Spark's full-scan batches). */
@@ -369,7 +410,7 @@ export class UpdateStateNode<K, V, S> extends KeyedStateNode<K, V, readonly [K, 
   }
 
   captureCheckpoint(full: boolean): () => unknown {
-    const changed = this.takeChanged()
+    const changed = this.takeChanged(full)
     const { hasState, lastTime, codecs } = this
     if (!full) return () => encodeCaptured(capturedChanges<K, S>(changed, false), codecs, false, hasState, lastTime)
     // Copy-on-write: the table is copied by the writer, after the batch (see KeyMap.snapshot).
@@ -380,8 +421,8 @@ export class UpdateStateNode<K, V, S> extends KeyedStateNode<K, V, readonly [K, 
     }
   }
 
-  changeCount(): { readonly changed: number; readonly size: number } {
-    return { changed: this.changed?.size ?? 0, size: this.state.size }
+  protected override stateSize(): number {
+    return this.state.size
   }
 
   snapshotCheckpoint(): unknown {
@@ -570,7 +611,7 @@ export class MapWithStateNode<K, V, S, T> extends KeyedStateNode<K, V, T> {
   }
 
   captureCheckpoint(full: boolean): () => unknown {
-    const changed = this.takeChanged()
+    const changed = this.takeChanged(full)
     const { initialized, lastTime, codecs, timed } = this
     if (!full) return () => encodeCaptured(capturedChanges<K, S>(changed, timed), codecs, false, initialized, lastTime)
     // Plain references (states, frozen records), copied out of the table by the writer, after
@@ -593,8 +634,8 @@ export class MapWithStateNode<K, V, S, T> extends KeyedStateNode<K, V, T> {
     }
   }
 
-  changeCount(): { readonly changed: number; readonly size: number } {
-    return { changed: this.changed?.size ?? 0, size: this.state.size }
+  protected override stateSize(): number {
+    return this.state.size
   }
 
   snapshotCheckpoint(): unknown {
