@@ -157,6 +157,29 @@ describe("keyed-state table: restored from columns", () => {
     assert.deepEqual(sorted(table.columns()), entriesOf(model))
   })
 
+  it("moves visited keys into the Map a few per scan, staying equal to a Map", () => {
+    const entries = Array.from({ length: 40 }, (_, i) => [`k${i}`, i] as const)
+    const table = restored(entries)
+    const model = new Map<string, number>(entries)
+    for (let scan = 0; scan < 12; scan++) {
+      const gone: Array<string> = []
+      table.forEach((v, k) => {
+        if ((v + scan) % 11 === 0) gone.push(k)
+        else table.set(k, v + 1)
+      }, 3)
+      for (const k of gone) table.delete(k)
+      for (const [k, v] of [...model]) {
+        if ((v + scan) % 11 === 0) model.delete(k)
+        else model.set(k, v + 1)
+      }
+      table.set(`new${scan}`, scan)
+      model.set(`new${scan}`, scan)
+      assert.equal(table.size, model.size, `size after scan ${scan}`)
+      assert.deepEqual(sorted(table.columns()), entriesOf(model), `after scan ${scan}`)
+      for (const k of ["k0", "k5", "k39", `new${scan}`]) assert.equal(table.get(k), model.get(k))
+    }
+  })
+
   it("moves the restored keys into the structural table when a tuple key arrives", () => {
     const table = restored<number>([["a", 1], ["b", 2]]) as KeyMap<unknown, number>
     table.set(["a", 1], 3)

@@ -365,13 +365,32 @@ export class KeyMap<K, V> {
 
   /**
    * Calls `f` for every entry. `f` may set the entry it is given and delete entries; keys it
-   * adds may or may not be visited.
+   * adds may or may not be visited. With `migrate`, up to that many restored keys visited (whose
+   * strings the visit makes anyway) move into the `Map` as they go: a scan of every key each
+   * batch (updateStateByKey) then stops re-making their strings after a few batches.
    */
-  forEach(f: (v: V, k: K) => void): void {
-    if (this.prim !== undefined) {
-      this.prim.forEach(f)
-      this.base?.forEach(f)
-    } else for (const [k, v] of this.structural!) f(v, k)
+  forEach(f: (v: V, k: K) => void, migrate = 0): void {
+    if (this.prim === undefined) {
+      for (const [k, v] of this.structural!) f(v, k)
+      return
+    }
+    this.prim.forEach(f)
+    const base = this.base
+    if (base === undefined) return
+    if (migrate <= 0) return base.forEach(f)
+    const prim = this.prim
+    const live = base.live
+    for (let i = 0; i < live.length; i++) {
+      if (live[i] !== 1) continue
+      const k = base.keyAt(i) as K
+      f(base.values[i] as V, k)
+      if (migrate > 0 && live[i] === 1 && this.base === base && this.prim === prim) {
+        prim.set(k, base.values[i] as V)
+        base.remove(i)
+        migrate--
+      }
+    }
+    if (base.alive === 0 && this.base === base) this.base = undefined
   }
 
   entries(): Array<readonly [K, V]> {
