@@ -18,7 +18,8 @@
  * Every contender must find the same number of distinct words per batch (summed over batches).
  * Rounds alternate the order (forward, then reversed); each contender's figure is the median of
  * its per-round ratios to the hand loop of the same round (throughput: loop ms / contender ms),
- * with the range.
+ * with the range, and the same ratio of process CPU time (less disturbed by other processes on
+ * a shared machine; it includes the runtime's GC threads).
  *
  *   deno run -A bench/peers.ts     bun bench/peers.ts     (optional: WORDS=2000000 BATCHES=20 ROUNDS=7)
  */
@@ -196,10 +197,14 @@ const contenders: ReadonlyArray<readonly [string, () => number | Promise<number>
   ["node:stream per word", nodePerWord],
 ]
 
-const time = async (f: () => number | Promise<number>): Promise<[number, number]> => {
+/** Wall-clock ms, CPU ms of the process (user + system) and the result of `f`. */
+const time = async (f: () => number | Promise<number>): Promise<[number, number, number]> => {
+  const cpu = process.cpuUsage()
   const start = performance.now()
   const result = await f()
-  return [performance.now() - start, result]
+  const wall = performance.now() - start
+  const used = process.cpuUsage(cpu)
+  return [wall, (used.user + used.system) / 1000, result]
 }
 
 const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
@@ -212,27 +217,32 @@ for (const [name, f] of contenders) {
     throw new Error(`Results differ: ${name} found ${got} distinct words, the hand loop ${expected}`)
   }
 }
-const millis = new Map<string, Array<number>>(contenders.map(([name]) => [name, []]))
-const ratios = new Map<string, Array<number>>(contenders.map(([name]) => [name, []]))
+const perContender = () => new Map<string, Array<number>>(contenders.map(([name]) => [name, []]))
+const millis = perContender()
+const ratios = perContender()
+const cpuRatios = perContender()
 for (let r = 0; r < rounds; r++) {
   const order = r % 2 === 0 ? contenders : [...contenders].reverse()
-  const round = new Map<string, number>()
+  const round = new Map<string, readonly [number, number]>()
   for (const [name, f] of order) {
-    const [ms, got] = await time(f)
+    const [ms, cpu, got] = await time(f)
     if (got !== expected) {
       throw new Error(`Results differ: ${name} found ${got} distinct words, the hand loop ${expected}`)
     }
-    round.set(name, ms)
+    round.set(name, [ms, cpu])
     millis.get(name)!.push(ms)
   }
-  const loop = round.get("hand loop")!
-  for (const [name, ms] of round) ratios.get(name)!.push(loop / ms)
+  const [loop, loopCpu] = round.get("hand loop")!
+  for (const [name, [ms, cpu]] of round) {
+    ratios.get(name)!.push(loop / ms)
+    cpuRatios.get(name)!.push(loopCpu / cpu)
+  }
 }
 console.log(
   `peers on ${runtimeName}: ${
     totalWords.toLocaleString("en-US")
   } words in ${numBatches} batches, ${rounds} alternating rounds; ` +
-    `ratio = hand loop time / contender time in the same round (median, range)`,
+    `ratio = hand loop time / contender time in the same round (median, range); the same with process CPU time (median)`,
 )
 for (const [name] of contenders) {
   const ms = millis.get(name)!
@@ -240,6 +250,8 @@ for (const [name] of contenders) {
   console.log(
     `  ${name.padEnd(32)} ${median(ms).toFixed(1).padStart(7)} ms (${Math.min(...ms).toFixed(0)}–${
       Math.max(...ms).toFixed(0)
-    })  ratio ${median(rs).toFixed(2)} (${Math.min(...rs).toFixed(2)}–${Math.max(...rs).toFixed(2)})`,
+    })  ratio ${median(rs).toFixed(2)} (${Math.min(...rs).toFixed(2)}–${Math.max(...rs).toFixed(2)})  CPU-time ratio ${
+      median(cpuRatios.get(name)!).toFixed(2)
+    }`,
   )
 }
