@@ -82,8 +82,17 @@ export const minChainKeys = 50_000
 /** A removed key in a table of changes. @internal */
 export const removed: unique symbol = Symbol("effect-dstream/state/removed")
 
-/** A delta from a table of changes (states, or with `timed` frozen records): run by the writer. */
-const capturedChanges = <K, S>(changed: KeyMap<K, unknown>, timed: boolean): Captured<K, S> => {
+/**
+ * A delta from the tables of changes of the batches since the last capture, oldest first (a
+ * later table's entry wins), each entry a state, a frozen record (`timed`) or {@link removed}:
+ * run by the writer.
+ */
+const capturedChanges = <K, S>(tables: ReadonlyArray<KeyMap<K, unknown>>, timed: boolean): Captured<K, S> => {
+  let changed = tables[0] ?? new KeyMap<K, unknown>()
+  if (tables.length > 1) {
+    changed = new KeyMap<K, unknown>()
+    for (const table of tables) table.forEach((v, k) => changed.set(k, v))
+  }
   const c: Captured<K, S> = { keys: [], states: [], times: timed ? [] : undefined, removed: [] }
   changed.forEach((v, k) => {
     if (v === removed) c.removed.push(k)
@@ -227,10 +236,15 @@ export abstract class KeyedStateNode<K, V, Out> extends Node<Out> implements Che
   /** Time of the last batch folded into the state. */
   lastTime: number | undefined = undefined
   /**
-   * While checkpointing: the keys set or removed since the last capture, each with what it holds
-   * now (the state, a frozen record, or {@link removed}); a delta capture takes this table whole.
+   * While checkpointing: the keys set or removed by the current batch, each with what it holds
+   * now (the state, a frozen record, or {@link removed}). One table per batch, not one since the
+   * last capture: a table of every change since then would grow (and rehash) in whichever batch
+   * crosses its next size, often the checkpoint batch itself; the writer merges them.
    */
   protected changed: KeyMap<K, unknown> | undefined = undefined
+  /** The tables of the earlier batches since the last capture, and their entries in all. */
+  private earlier: Array<KeyMap<K, unknown>> = []
+  private earlierEntries = 0
   /**
    * The changes since the last capture outgrew any delta (the initial state's load, a batch
    * touching most keys): the next checkpoint is a full one, so they are no longer recorded.
@@ -267,11 +281,13 @@ export abstract class KeyedStateNode<K, V, Out> extends Node<Out> implements Che
       }
       for (let s = last + this.slideMillis; s < t; s += this.slideMillis) {
         const skipped = yield* this.parent.getOrCompute(s)
+        this.nextChangeTable()
         this.apply(s, skipped)
         this.lastTime = last = s
         this.dropOversizedChanges()
       }
       const input = yield* this.parent.getOrCompute(t)
+      this.nextChangeTable()
       const out = this.apply(t, input)
       this.lastTime = t
       this.dropOversizedChanges()
@@ -292,34 +308,55 @@ export abstract class KeyedStateNode<K, V, Out> extends Node<Out> implements Che
 
   trackChanges(): void {
     this.changed = new KeyMap()
+    this.earlier = []
+    this.earlierEntries = 0
     this.overflowed = false
+  }
+
+  /** Before a batch is folded in: the previous batch's table of changes joins the earlier ones. */
+  private nextChangeTable(): void {
+    const changed = this.changed
+    if (changed === undefined || changed.size === 0) return
+    this.earlier.push(changed)
+    this.earlierEntries += changed.size
+    this.changed = new KeyMap()
   }
 
   /** Stops recording changes once a delta could not hold them (see {@link overflowed}). */
   private dropOversizedChanges(): void {
     const changed = this.changed
-    if (changed !== undefined && changed.size > Math.max(this.stateSize() / 2, minChainKeys)) {
+    if (changed === undefined) return
+    if (this.earlierEntries + changed.size > Math.max(this.stateSize() / 2, minChainKeys)) {
       this.changed = undefined
+      this.earlier = []
+      this.earlierEntries = 0
       this.overflowed = true
     }
   }
 
   /**
-   * Takes the recorded changes, starting a new record; throws for a delta when they were
-   * dropped (the checkpoint runtime captures a full one then: {@link changeCount} is infinite).
+   * Takes the recorded changes (the tables of the batches since the last capture, oldest
+   * first), starting a new record; throws for a delta when they were dropped (the checkpoint
+   * runtime captures a full one then: {@link changeCount} is infinite).
    */
-  protected takeChanged(full: boolean): KeyMap<K, unknown> {
+  protected takeChanged(full: boolean): ReadonlyArray<KeyMap<K, unknown>> {
     if (this.overflowed && !full) throw new Error("the changes since the last checkpoint were not recorded")
-    const changed = this.changed ?? new KeyMap<K, unknown>()
+    const tables = this.earlier
+    if (this.changed !== undefined && this.changed.size > 0) tables.push(this.changed)
     this.changed = new KeyMap()
+    this.earlier = []
+    this.earlierEntries = 0
     this.overflowed = false
-    return changed
+    return tables
   }
 
-  /** How many keys a delta captured now would hold (infinite: too many to record), and the state's. */
+  /**
+   * How many keys a delta captured now would hold at most (a key changed in several batches
+   * counts once per batch; infinite: too many to record), and the state's.
+   */
   changeCount(): { readonly changed: number; readonly size: number } {
     return {
-      changed: this.overflowed ? Number.POSITIVE_INFINITY : this.changed?.size ?? 0,
+      changed: this.overflowed ? Number.POSITIVE_INFINITY : this.earlierEntries + (this.changed?.size ?? 0),
       size: this.stateSize(),
     }
   }
