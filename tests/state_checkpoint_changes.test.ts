@@ -6,7 +6,7 @@
  */
 import { describe, it } from "node:test"
 import assert from "node:assert/strict"
-import { Effect, Option } from "effect"
+import { Option } from "effect"
 import { Checkpoint, type DStream, type State, StateSpec, type StreamingContext, Testing } from "../mod.ts"
 import { isIncremental } from "../lib/_internal/state.ts"
 import { run } from "./_support/run.ts"
