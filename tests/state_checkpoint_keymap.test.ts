@@ -180,6 +180,18 @@ describe("keyed-state table: restored from columns", () => {
     }
   })
 
+  it("forEachWhere visits the entries whose values pass, in the Map and in the restored columns", () => {
+    const table = restored(Array.from({ length: 30 }, (_, i) => [`k${i}`, i] as const))
+    table.set("fresh", 100)
+    table.set("k3", 1000)
+    table.delete("k6")
+    const seen: Array<readonly [string, number]> = []
+    table.forEachWhere((v) => v % 3 === 0 || v >= 100, (v, k) => seen.push([k, v]))
+    const expected = [...table.entries()].filter(([, v]) => v % 3 === 0 || v >= 100)
+    assert.deepEqual(seen.sort(), expected.sort())
+    assert.equal(seen.length, 10) // k0 k9 … k27 (not k3, now 1000, nor k6, removed), k3 and fresh
+  })
+
   it("moves the restored keys into the structural table when a tuple key arrives", () => {
     const table = restored<number>([["a", 1], ["b", 2]]) as KeyMap<unknown, number>
     table.set(["a", 1], 3)

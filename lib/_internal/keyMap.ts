@@ -393,6 +393,26 @@ export class KeyMap<K, V> {
     if (base.alive === 0 && this.base === base) this.base = undefined
   }
 
+  /**
+   * Calls `f` for every entry whose value passes `test` (as {@link forEach}); a restored key's
+   * string is made only when its value passes.
+   */
+  forEachWhere(test: (v: V) => boolean, f: (v: V, k: K) => void): void {
+    if (this.prim === undefined) {
+      for (const [k, v] of this.structural!) if (test(v)) f(v, k)
+      return
+    }
+    this.prim.forEach((v, k) => {
+      if (test(v)) f(v, k)
+    })
+    const base = this.base
+    if (base === undefined) return
+    const { live } = base
+    for (let i = 0; i < live.length; i++) {
+      if (live[i] === 1 && test(base.values[i] as V)) f(base.values[i] as V, base.keyAt(i) as K)
+    }
+  }
+
   entries(): Array<readonly [K, V]> {
     const out: Array<readonly [K, V]> = []
     this.forEach((v, k) => out.push([k, v]))

@@ -627,9 +627,9 @@ export class MapWithStateNode<K, V, S, T> extends KeyedStateNode<K, V, T> {
     const state = this.state
     const threshold = t - this.timeoutMillis!
     const expired: Array<readonly [K, S]> = []
-    state.forEach((entry, k) => {
-      const rec = entry as StateRecord<S>
-      if (rec.time < threshold) expired.push([k, rec.state])
+    // Restored keys' strings are made only for the expired ones.
+    state.forEachWhere((entry) => (entry as StateRecord<S>).time < threshold, (entry, k) => {
+      expired.push([k, (entry as StateRecord<S>).state])
     })
     for (let i = 0; i < expired.length; i++) {
       const [k, s] = expired[i]
