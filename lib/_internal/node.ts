@@ -109,6 +109,33 @@ const pushAll = <A>(node: Node<any>, t: number, input: Batch<A>, push: (a: A) =>
   }
 }
 
+/** Wall-clock time (`performance.now()`) when the job fiber last yielded or woke up. */
+let lastYield = 0
+
+/**
+ * The job fiber yields at a yield point once it has run this long without yielding: often enough
+ * for a stop, a timeout, the batch clock and the receivers (a CPU-bound batch gives way every
+ * few milliseconds), rarely enough that a small batch pays no scheduler round trip per node.
+ */
+const yieldAfterMillis = 2
+
+/**
+ * A yield point of the job fiber (between nodes, between outputs): yields when the fiber has run
+ * {@link yieldAfterMillis} since it last yielded or woke up, else goes on at once. Which points
+ * yield changes only when other fibers run, never what a batch computes.
+ * @internal
+ */
+export const yieldPoint: Effect.Effect<void> = Effect.suspend(() =>
+  performance.now() - lastYield < yieldAfterMillis
+    ? Effect.void
+    : Effect.andThen(Effect.yieldNow, Effect.sync(markAwake))
+)
+
+/** Tells the yield points that the job fiber just woke up (it waited for a batch). @internal */
+export const markAwake = (): void => {
+  lastYield = performance.now()
+}
+
 let nextNodeId = 0
 
 /** @internal */
@@ -183,7 +210,7 @@ export abstract class Node<A> {
       // timeouts) between them, and the clock and receivers get to run.
       return Effect.flatMap(this.compute(t), (batch) => {
         if (batch !== undefined) this.generated.set(t, batch)
-        return Effect.as(Effect.yieldNow, batch)
+        return Effect.as(yieldPoint, batch)
       })
     })
   }
