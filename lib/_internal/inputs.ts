@@ -615,6 +615,35 @@ export class ReceiverInputNode<A> extends InputNode<A> {
     this.release(inMemory)
   }
 
+  /**
+   * A batch made only of packed lines, part by part (see `Node.batchParts`), when nothing asked
+   * to remember more than one batch; `undefined` otherwise (the batch is then computed whole).
+   */
+  override batchParts(t: number): Effect.Effect<ReadonlyArray<() => Batch<A>> | undefined> {
+    return Effect.sync(() => {
+      if (!this.isTimeValid(t) || this.generated.has(t) || this.rememberMillis! > this.slideMillis) return undefined
+      let parts = this.packedBatches.get(t)
+      if (parts === undefined) {
+        const blocks = this.allocations.get(t)
+        if (blocks === undefined || blocks.length === 0) return undefined
+        const gathered: Array<Part<A>> = []
+        for (const block of blocks) {
+          if (block.records === undefined) return undefined // spilled or logged: computed whole
+          for (const part of block.records) {
+            if (!(part instanceof PackedLines)) return undefined
+            gathered.push(part)
+          }
+        }
+        parts = gathered
+        this.packedBatches.set(t, parts)
+        this.freeBlocks(t)
+      }
+      return parts.map((p) => () =>
+        (p as PackedLines).lines((p as PackedLines).runs) as ReadonlyArray<unknown> as Batch<A>
+      )
+    })
+  }
+
   override getOrCompute(t: number): Effect.Effect<Batch<A> | undefined, unknown, NodeEnv> {
     const packed = this.packedBatches.get(t)
     if (packed !== undefined && !this.generated.has(t)) return Effect.sync(() => materialise(packed))

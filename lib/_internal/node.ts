@@ -215,6 +215,17 @@ export abstract class Node<A> {
     })
   }
 
+  /**
+   * The batch at `t` as parts to read one after another, each made when read, when this node
+   * can give it so (a receiver input holding lines as bytes), else `undefined`: fused readers
+   * (pipes, folds) then never hold all of a large batch's records at once, so young
+   * collections do not copy them. A batch read this way is not memoised as an array; a later
+   * `getOrCompute` of `t` makes it again.
+   */
+  batchParts(_t: number): Effect.Effect<ReadonlyArray<() => Batch<A>> | undefined> {
+    return Effect.succeed(undefined)
+  }
+
   /** Spark's `initialize(zeroTime)`: zero time, default checkpoint interval and remember duration. */
   initialize(zero: number): void {
     if (this.zeroTime !== undefined && this.zeroTime !== zero) {
@@ -329,14 +340,24 @@ export class PipeNode<A, B> extends Node<B> {
   }
 
   compute(t: number): Effect.Effect<Batch<B> | undefined, unknown, NodeEnv> {
-    return Effect.map(this.source.getOrCompute(t), (input) => {
-      if (input === undefined) return undefined
-      const out: Array<B> = []
-      const push = this.stage((b) => {
-        out.push(b)
+    return Effect.flatMap(this.source.batchParts(t), (parts) => {
+      if (parts !== undefined) {
+        const out: Array<B> = []
+        const push = this.stage((b) => {
+          out.push(b)
+        })
+        for (const part of parts) pushAll(this, t, part(), push)
+        return Effect.succeed(out)
+      }
+      return Effect.map(this.source.getOrCompute(t), (input) => {
+        if (input === undefined) return undefined
+        const out: Array<B> = []
+        const push = this.stage((b) => {
+          out.push(b)
+        })
+        pushAll(this, t, input, push)
+        return out
       })
-      pushAll(this, t, input, push)
-      return out
     })
   }
 }
@@ -371,14 +392,20 @@ export class FoldNode<A, B> extends Node<B> {
   }
 
   compute(t: number): Effect.Effect<Batch<B> | undefined, unknown, NodeEnv> {
-    return Effect.map(this.source.getOrCompute(t), (input) => {
-      if (input === undefined) return undefined
+    const run = (inputs: ReadonlyArray<() => Batch<any>>): Batch<B> => {
       const fold = this.makeFold(t)
       const own = this.ctx.recordErrors === "deadLetter" ? guard(fold.push, this.operator) : fold.push
       const push = this.stage === undefined ? own : this.stage(own)
-      pushAll(this, t, input, push)
+      for (const input of inputs) pushAll(this, t, input(), push)
       return fold.result()
-    })
+    }
+    return Effect.flatMap(
+      this.source.batchParts(t),
+      (parts) =>
+        parts !== undefined
+          ? Effect.succeed(run(parts))
+          : Effect.map(this.source.getOrCompute(t), (input) => input === undefined ? undefined : run([() => input])),
+    )
   }
 }
 
