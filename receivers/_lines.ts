@@ -57,6 +57,43 @@ export interface LineDecoderOptions {
    * chunk held; they are replaced with U+FFFD either way.
    */
   readonly onMalformed?: ((count: number) => Effect.Effect<void>) | undefined
+  /**
+   * When given, {@link splitUtf8Lines} hands a pulled chunk's complete lines to it as their
+   * bytes (a {@link LinesText}) instead of decoding them into an array of strings, whenever they
+   * hold no `\r`. The lines of chunks it does not take this way are emitted as usual, in order:
+   * each call completes before the next chunk is pulled.
+   */
+  readonly packed?: ((lines: LinesText) => Effect.Effect<void>) | undefined
+}
+
+/**
+ * Complete lines kept as the bytes they came in: each run holds whole lines separated by `\n`
+ * (none contains `\r`), without a final terminator; `count` lines in all. {@link linesOf}
+ * gives the strings (with `malformed` counted when the bytes arrived, the decoding then is the
+ * same as it would have been).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface LinesText {
+  readonly runs: ReadonlyArray<Uint8Array>
+  readonly count: number
+}
+
+const lateDecoder = new TextDecoder("utf-8", { ignoreBOM: true })
+
+/**
+ * The lines of `runs` (see {@link LinesText}), appended to `into` when given.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const linesOf = (runs: ReadonlyArray<Uint8Array>, into?: Array<string>): Array<string> => {
+  const text = runs.length === 1 ? lateDecoder.decode(runs[0]) : runs.map((r) => lateDecoder.decode(r)).join("\n")
+  const lines = text.split("\n")
+  if (into === undefined) return lines
+  for (let i = 0; i < lines.length; i++) into.push(lines[i])
+  return into
 }
 
 /**
@@ -79,6 +116,11 @@ export interface LineDecoder {
    * returned). Over-long line: see the failure rules above.
    */
   readonly push: (bytes: Uint8Array, into?: Array<string>) => ReadonlyArray<string>
+  /**
+   * Like `push` without `into`, but when the completed lines hold no `\r` returns them as one
+   * {@link LinesText} instead of an array (the same failure rules).
+   */
+  readonly pushText: (bytes: Uint8Array) => ReadonlyArray<string> | LinesText
   /** Ends the input: returns the final unterminated line if it is non-empty. */
   readonly end: (into?: Array<string>) => ReadonlyArray<string>
   /** The error that failed the decoder, if any. */
@@ -166,19 +208,44 @@ export const makeLineDecoder = (options: LineDecoderOptions): LineDecoder => {
     pendingLen = needed
   }
 
-  /** Decodes pending bytes + `bytes[from, to)` (complete lines joined by terminators). */
-  const decodeLines = (bytes: Uint8Array, from: number, to: number, into: Array<string> | undefined) => {
+  /**
+   * Decodes pending bytes + `bytes[from, to)` (complete lines joined by terminators); `asText`:
+   * as a {@link LinesText} when the text holds no `\r`.
+   */
+  const decodeLines = (
+    bytes: Uint8Array,
+    from: number,
+    to: number,
+    into: Array<string> | undefined,
+    asText = false,
+  ): ReadonlyArray<string> | LinesText => {
     let text: string
+    /** The bytes decoded, for `asText`: the pending bytes must be copied (the buffer is reused). */
+    let run: Uint8Array | undefined
     if (pendingLen > 0) {
+      if (asText) {
+        run = new Uint8Array(pendingLen + to - from)
+        run.set(pending.subarray(0, pendingLen))
+        run.set(bytes.subarray(from, to), pendingLen)
+      }
       text = decoder.decode(pending.subarray(0, pendingLen), streaming) + decoder.decode(bytes.subarray(from, to))
       if (text.indexOf("\uFFFD") !== -1) countMalformed(text, [[pending, 0, pendingLen], [bytes, from, to]])
       pendingLen = 0
       if (pending.length > INITIAL_PENDING * 64) pending = new Uint8Array(0)
     } else {
+      if (asText) run = bytes.subarray(from, to)
       text = decoder.decode(bytes.subarray(from, to))
       if (text.indexOf("\uFFFD") !== -1) countMalformed(text, [[bytes, from, to]])
     }
-    const lines = text.indexOf("\r") === -1 ? text.split("\n") : text.split(TERMINATORS)
+    const plain = text.indexOf("\r") === -1
+    if (run !== undefined && plain && into === undefined) {
+      // the text goes now (it would be copied by every young collection while held); its bytes
+      // stay, and are decoded again when the lines are needed
+      let count = 1
+      for (let i = text.indexOf("\n"); i !== -1; i = text.indexOf("\n", i + 1)) count++
+      return { runs: [run], count }
+    }
+    const lines = plain ? text.split("\n") : text.split(TERMINATORS)
     if (into === undefined) return lines
     for (let i = 0; i < lines.length; i++) into.push(lines[i])
     return into
@@ -209,7 +276,14 @@ export const makeLineDecoder = (options: LineDecoderOptions): LineDecoder => {
     return carried + (to - lineStart) > maxLineBytes ? lastGoodEnd : to
   }
 
-  const push = (bytes: Uint8Array, into?: Array<string>): ReadonlyArray<string> => {
+  const push = (bytes: Uint8Array, into?: Array<string>): ReadonlyArray<string> =>
+    pushBytes(bytes, into, false) as ReadonlyArray<string>
+
+  const pushBytes = (
+    bytes: Uint8Array,
+    into: Array<string> | undefined,
+    asText: boolean,
+  ): ReadonlyArray<string> | LinesText => {
     if (failure !== undefined) throw failure
     const n = bytes.length
     if (n === 0) return into ?? EMPTY
@@ -240,11 +314,11 @@ export const makeLineDecoder = (options: LineDecoderOptions): LineDecoder => {
       goodEnd = firstTooLong(bytes, from, end)
     }
     if (goodEnd === end && n - next <= maxLineBytes) {
-      const lines = decodeLines(bytes, from, end, into)
+      const lines = decodeLines(bytes, from, end, into, asText)
       appendPending(bytes, next, n)
       return lines
     }
-    const lines = goodEnd >= 0 ? decodeLines(bytes, from, goodEnd, into) : into ?? EMPTY
+    const lines = goodEnd >= 0 ? decodeLines(bytes, from, goodEnd, into) as ReadonlyArray<string> : into ?? EMPTY
     return failAfter(lines, into)
   }
 
@@ -263,6 +337,7 @@ export const makeLineDecoder = (options: LineDecoderOptions): LineDecoder => {
 
   return {
     push,
+    pushText: (bytes) => pushBytes(bytes, undefined, true),
     end,
     get failure() {
       return failure
@@ -293,20 +368,23 @@ export const splitUtf8Lines = (
   return <E, R>(bytes: Stream.Stream<Uint8Array, E, R>) =>
     Stream.transformPull(
       bytes,
-      (pull) => Effect.sync(() => linesPull(makeLineDecoder(checked), pull, options.onMalformed)),
+      (pull) => Effect.sync(() => linesPull(makeLineDecoder(checked), pull, options.onMalformed, options.packed)),
     )
 }
 
-/** A pull of line arrays over a pull of byte-chunk arrays. */
+const isLinesText = (lines: ReadonlyArray<string> | LinesText): lines is LinesText => !Array.isArray(lines)
+
+/** A pull of line arrays over a pull of byte-chunk arrays (packed lines go to `packed`). */
 const linesPull = <E>(
   decoder: LineDecoder,
   pull: Pull.Pull<NonEmptyReadonlyArray<Uint8Array>, E, void>,
   onMalformed?: ((count: number) => Effect.Effect<void>) | undefined,
+  packed?: ((lines: LinesText) => Effect.Effect<void>) | undefined,
 ): Pull.Pull<NonEmptyReadonlyArray<string>, E | LineTooLongError> => {
   let failure: LineTooLongError | undefined
   let ended = false
   const endOfInput = Effect.succeed(undefined)
-  const decode = (chunk: NonEmptyReadonlyArray<Uint8Array> | undefined): ReadonlyArray<string> => {
+  const decode = (chunk: NonEmptyReadonlyArray<Uint8Array> | undefined): ReadonlyArray<string> | LinesText => {
     if (chunk === undefined) {
       ended = true
       return decoder.end()
@@ -314,7 +392,7 @@ const linesPull = <E>(
     if (chunk.length === 1) {
       // one chunk (the usual case): the decoder's own array, no copy
       try {
-        const lines = decoder.push(chunk[0])
+        const lines = packed === undefined ? decoder.push(chunk[0]) : decoder.pushText(chunk[0])
         if (decoder.failure !== undefined) failure = decoder.failure // returned the lines before it
         return lines
       } catch (error) {
@@ -322,6 +400,40 @@ const linesPull = <E>(
         failure = error // no lines completed before it
         return EMPTY
       }
+    }
+    if (packed !== undefined) {
+      // several chunks: one text when every chunk's lines come as text (the usual case), else
+      // everything as one array from the first chunk whose lines do not
+      const runs: Array<Uint8Array> = []
+      let count = 0
+      let out: Array<string> | undefined
+      try {
+        for (let i = 0; i < chunk.length; i++) {
+          if (out !== undefined) {
+            decoder.push(chunk[i], out)
+            continue
+          }
+          const lines = decoder.pushText(chunk[i])
+          if (isLinesText(lines)) {
+            for (const r of lines.runs) runs.push(r)
+            count += lines.count
+            continue
+          }
+          if (lines.length === 0 && decoder.failure === undefined) continue
+          out = runs.length === 0 ? [] : linesOf(runs)
+          for (let j = 0; j < lines.length; j++) out.push(lines[j])
+          if (decoder.failure !== undefined) {
+            failure = decoder.failure // returned the lines before it
+            return out
+          }
+        }
+      } catch (error) {
+        if (!(error instanceof LineTooLongError)) throw error
+        failure = error // after the lines completed before it
+        return out ?? (runs.length === 0 ? [] : linesOf(runs))
+      }
+      if (out !== undefined) return out
+      return runs.length === 0 ? EMPTY : { runs, count }
     }
     const out: Array<string> = []
     try {
@@ -338,7 +450,11 @@ const linesPull = <E>(
     return Effect.flatMap(Pull.catchDone(pull, () => endOfInput), (chunk) => {
       const before = decoder.malformed
       const lines = decode(chunk)
-      const emit = lines.length > 0 ? Effect.succeed(lines as NonEmptyReadonlyArray<string>) : next
+      const emit = isLinesText(lines)
+        ? Effect.andThen(packed!(lines), next)
+        : lines.length > 0
+        ? Effect.succeed(lines as NonEmptyReadonlyArray<string>)
+        : next
       const bad = decoder.malformed - before
       return bad > 0 && onMalformed !== undefined ? Effect.andThen(onMalformed(bad), emit) : emit
     })

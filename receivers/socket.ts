@@ -16,7 +16,8 @@ import {
   type SocketConnectorShape,
   type Store,
 } from "../lib/Receiver.ts"
-import { defaultMaxLineBytes, splitUtf8Lines } from "./_lines.ts"
+import { PackedLines, packedLinesOf } from "../lib/_internal/inputs.ts"
+import { defaultMaxLineBytes, linesOf, type LinesText, splitUtf8Lines } from "./_lines.ts"
 
 /**
  * Options of the socket receivers.
@@ -139,6 +140,12 @@ export const socketReceiver = <A>(
   }
 }
 
+/** Where a receiver node's store takes lines as their bytes until the batch is cut (or `undefined`). */
+const packedSink = (store: Store<string>): ((lines: LinesText) => Effect.Effect<void>) | undefined => {
+  const take = packedLinesOf(store)
+  return take === undefined ? undefined : (lines) => take(new PackedLines(lines.runs, lines.count, linesOf))
+}
+
 /**
  * Spark's `socketTextStream`: connects to `host:port` and stores the connection's UTF-8
  * lines (split on `\n`, `\r\n` or `\r`, terminators removed; invalid bytes become U+FFFD).
@@ -172,6 +179,8 @@ export const socketTextReceiver = (
           const error = new MalformedInputError({ source, count })
           return store.reportError(error.message, error)
         },
+        // a receiver node's store keeps each chunk's lines as one text until the batch is cut
+        packed: packedSink(store),
       })(bytes)
     },
     options,

@@ -2,7 +2,7 @@ import { describe, it } from "node:test"
 import assert from "node:assert/strict"
 import { Effect, Stream } from "effect"
 import { LineTooLongError } from "../lib/Errors.ts"
-import { makeLineDecoder, splitUtf8Lines } from "../receivers/_lines.ts"
+import { linesOf, type LinesText, makeLineDecoder, splitUtf8Lines } from "../receivers/_lines.ts"
 
 const utf8 = (text: string) => new TextEncoder().encode(text)
 
@@ -185,6 +185,55 @@ describe("line decoder", () => {
   })
 })
 
+describe("line decoder: lines kept as bytes (pushText)", () => {
+  /** Pushes every chunk with pushText, expanding texts with linesOf; returns all lines and how many came as text. */
+  const decodeAllText = (chunks: ReadonlyArray<Uint8Array>): [Array<string>, number] => {
+    const decoder = makeLineDecoder({ source: "test" })
+    const out: Array<string> = []
+    let texts = 0
+    for (const chunk of chunks) {
+      const lines = decoder.pushText(chunk)
+      if (Array.isArray(lines)) out.push(...lines)
+      else {
+        const text = lines as LinesText
+        texts++
+        const expanded = linesOf(text.runs)
+        assert.equal(expanded.length, text.count, "count matches the lines")
+        out.push(...expanded)
+      }
+    }
+    decoder.end(out)
+    return [out, texts]
+  }
+
+  it("gives the same lines as push however the input is cut, multi-byte characters included", () => {
+    const bytes = utf8("añb\n€ x\n\nz😀\n\nlast")
+    const expected = ["añb", "€ x", "", "z😀", "", "last"]
+    for (const [a, b] of allSplits(bytes)) {
+      const [lines, texts] = decodeAllText([a, b])
+      assert.deepEqual(lines, expected)
+      assert.ok(texts >= 1)
+    }
+  })
+
+  it("returns lines holding a \\r terminator as an array, as push does", () => {
+    const decoder = makeLineDecoder({ source: "test" })
+    assert.deepEqual(decoder.pushText(utf8("a\r\nb\n")), ["a", "b"])
+    const plain = decoder.pushText(utf8("c\nd\n"))
+    assert.ok(!Array.isArray(plain))
+    assert.deepEqual(linesOf((plain as LinesText).runs), ["c", "d"])
+  })
+
+  it("keeps the bytes it returns when its own buffer is reused for the next line", () => {
+    const decoder = makeLineDecoder({ source: "test" })
+    assert.deepEqual(decoder.pushText(utf8("partial")), [])
+    const first = decoder.pushText(utf8("-one\nnext-partial"))
+    const second = decoder.pushText(utf8("-two\n"))
+    assert.deepEqual(linesOf((first as LinesText).runs), ["partial-one"])
+    assert.deepEqual(linesOf((second as LinesText).runs), ["next-partial-two"])
+  })
+})
+
 describe("splitUtf8Lines", () => {
   const run = <E>(stream: Stream.Stream<string, E>) => Effect.runPromise(Effect.result(Stream.runCollect(stream)))
 
@@ -207,5 +256,68 @@ describe("splitUtf8Lines", () => {
     assert.equal(result._tag, "Failure")
     if (result._tag === "Failure") assert.ok(result.failure instanceof LineTooLongError)
     assert.deepEqual(collected, ["one", "two", "three"])
+  })
+
+  /** Runs `chunks` through splitUtf8Lines with `packed`; returns every line in order, and how many came packed. */
+  const runPacked = async (stream: Stream.Stream<Uint8Array>, maxLineBytes?: number) => {
+    const lines: Array<string> = []
+    let packed = 0
+    const malformed: Array<number> = []
+    const result = await Effect.runPromise(Effect.result(
+      stream.pipe(
+        splitUtf8Lines({
+          source: "test",
+          maxLineBytes,
+          onMalformed: (n) => Effect.sync(() => void malformed.push(n)),
+          packed: (text) =>
+            Effect.sync(() => {
+              packed += text.count
+              lines.push(...linesOf(text.runs))
+            }),
+        }),
+        Stream.runForEachArray((ls) => Effect.sync(() => void lines.push(...ls))),
+      ),
+    ))
+    return { result, lines, packed, malformed }
+  }
+
+  it("with `packed`, hands over lines as bytes in order, one chunk or several per pull", async () => {
+    const chunks = ["a\nb\n", "c\r\nd\n", "\u00e9", "f\ng"].map(utf8)
+    const expected = ["a", "b", "c", "d", "\u00e9f", "g"]
+    // one pull per chunk: a, b and éf packed; c, d (\r\n) and the final g emitted
+    const perChunk = await runPacked(Stream.fromIterable(chunks).pipe(Stream.rechunk(1)))
+    assert.equal(perChunk.result._tag, "Success")
+    assert.deepEqual(perChunk.lines, expected)
+    assert.equal(perChunk.packed, 3)
+    // one pull with every chunk (Stream.make): a chunk with \r\n makes the whole pull an array
+    const together = await runPacked(Stream.make(...chunks))
+    assert.deepEqual(together.lines, expected)
+    assert.equal(together.packed, 0)
+    // one pull of chunks without \r: one packed hand-over
+    const plain = await runPacked(Stream.make(utf8("a\nb"), utf8("\nc\n"), utf8("d")))
+    assert.deepEqual(plain.lines, ["a", "b", "c", "d"])
+    assert.equal(plain.packed, 3)
+  })
+
+  it("with `packed`, still reports invalid UTF-8 when it arrives", async () => {
+    const { lines, malformed } = await runPacked(
+      Stream.fromIterable([new Uint8Array([0x61, 0xff, 0x0a]), utf8("b\n")]).pipe(Stream.rechunk(1)),
+    )
+    assert.deepEqual(lines, ["a\uFFFD", "b"])
+    assert.deepEqual(malformed, [1])
+  })
+
+  it("with `packed`, keeps the lines before an over-long one, then fails with LineTooLongError", async () => {
+    for (
+      const stream of [
+        Stream.make(utf8("one\ntwo\n"), utf8("three\n0123456789\nlater\n")),
+        Stream.fromIterable([utf8("one\ntwo\n"), utf8("three\n0123456789\nlater\n")]).pipe(Stream.rechunk(1)),
+      ]
+    ) {
+      const { result, lines } = await runPacked(stream, 5)
+      assert.equal(result._tag, "Failure")
+      if (result._tag === "Failure") assert.ok(result.failure instanceof LineTooLongError)
+      assert.deepEqual(lines, ["one", "two", "three"])
+    }
   })
 })

@@ -129,14 +129,56 @@ const concatAll = <A>(parts: ReadonlyArray<ReadonlyArray<A>>): Array<A> => {
 }
 
 /**
- * A block of stored records (Spark's `ReceivedBlockInfo`): in memory, spilled to a file, or
- * (with the write-ahead log) read back from its log record.
+ * Lines held as the bytes they came in (runs of complete lines, see `LinesText` in
+ * receivers/_lines.ts, decoded by `lines`) with their count, decoded and split only when their
+ * batch is computed: until then a receiver holds a few byte views per received chunk, whose
+ * bytes live outside the JavaScript heap, instead of a string per line that young collections
+ * would copy and promote (socket text streams store lines this way).
+ * @internal
+ */
+export class PackedLines {
+  constructor(
+    readonly runs: ReadonlyArray<Uint8Array>,
+    readonly count: number,
+    readonly lines: (runs: ReadonlyArray<Uint8Array>, into?: Array<string>) => Array<string>,
+  ) {}
+}
+
+/** Part of a block: stored records, or packed lines (only in a stream of strings). */
+type Part<A> = ReadonlyArray<A> | PackedLines
+
+/**
+ * The records of `parts` as one array: a single stored array is returned as is, packed lines
+ * are split (all packed: joined and split once), anything else is joined with one native copy.
+ */
+const materialise = <A>(parts: ReadonlyArray<Part<A>>): ReadonlyArray<A> => {
+  if (parts.length === 0) return []
+  let packed = 0
+  for (const p of parts) if (p instanceof PackedLines) packed++
+  if (packed === 0) {
+    return parts.length === 1 ? parts[0] as ReadonlyArray<A> : concatAll(parts as ReadonlyArray<ReadonlyArray<A>>)
+  }
+  // packed lines only occur in streams of strings: A is string here
+  if (packed === parts.length) {
+    const first = parts[0] as PackedLines
+    const runs = parts.length === 1 ? first.runs : (parts as ReadonlyArray<PackedLines>).flatMap((p) => p.runs)
+    return first.lines(runs) as ReadonlyArray<unknown> as ReadonlyArray<A>
+  }
+  return concatAll(
+    parts.map((p) => p instanceof PackedLines ? p.lines(p.runs) as ReadonlyArray<unknown> as ReadonlyArray<A> : p),
+  )
+}
+
+/**
+ * A block of stored records (Spark's `ReceivedBlockInfo`): in memory (as the parts it was
+ * stored in, joined only when its batch is computed), spilled to a file, or (with the
+ * write-ahead log) read back from its log record.
  * @internal
  */
 interface Block<A> {
   readonly id: number
   readonly count: number
-  records: ReadonlyArray<A> | undefined
+  records: ReadonlyArray<Part<A>> | undefined
   file: string | undefined
   /** Where the write-ahead log holds the block. */
   logged: Wal.BlockLocation | undefined
@@ -216,16 +258,25 @@ export const resolveSettings = (own: ReceiverSettings, context: ReceiverSettings
 export class ReceiverInputNode<A> extends InputNode<A> {
   readonly kind = "ReceiverInputDStream"
   /**
-   * The current block, as copies of the stored arrays (joined when sealed: one native copy
-   * rather than a push per record); small stores go into `tail`, the last part.
+   * The current block, as copies of the stored arrays and packed lines (joined when the batch
+   * is computed: one native copy, or none for a single part); small stores go into `tail`, the
+   * last part.
    */
-  private current: Array<ReadonlyArray<A>> = []
+  private current: Array<Part<A>> = []
   private currentCount = 0
   private tail: Array<A> | undefined
   /** Sealed blocks not yet allocated, oldest first. */
   private blocks: Array<Block<A>> = []
   /** Spark's `ReceivedBlockTracker` allocation: the blocks of each batch time. */
   readonly allocations = new Map<number, ReadonlyArray<Block<A>>>()
+  /**
+   * Batches made only of packed lines, by time, while they are remembered: once such a batch
+   * has completed, its array of lines is dropped and a later read (`slice`) decodes them again,
+   * so a remembered batch costs its bytes, not a string per line that young collections copy
+   * and promote. Only when nothing asked to remember more than one batch (no window reads it
+   * again every batch).
+   */
+  private readonly packedBatches = new Map<number, ReadonlyArray<Part<A>>>()
   private nextBlockId = 0
   /** Records held in memory: the current block, sealed and allocated in-memory blocks. */
   private held = 0
@@ -312,7 +363,7 @@ export class ReceiverInputNode<A> extends InputNode<A> {
           // over the memory budget: the current block and this chunk go to disk
           yield* this.sealCurrent(true)
           this.held += n
-          yield* this.seal(chunk, true)
+          yield* this.seal([chunk], n, true)
           continue
         }
         while (this.held > 0 && this.held + n > s.maxBufferedRecords) {
@@ -323,12 +374,35 @@ export class ReceiverInputNode<A> extends InputNode<A> {
           // could seal that before this call's records are durable)
           this.held += n
           if (this.held > this.peakHeld) this.peakHeld = this.held
-          yield* this.seal(chunk, false)
+          yield* this.seal([chunk], n, false)
           continue
         }
         this.append(chunk)
       }
     })
+  }
+
+  /**
+   * Stores `count` lines held as one `text` (see {@link PackedLines}): as they are when the
+   * fast path applies (unlimited rate, room in memory, no write-ahead log), else split and
+   * stored as records (rate limit, spilling and the log see records as ever).
+   */
+  storePackedLines(lines: PackedLines): Effect.Effect<void> {
+    const count = lines.count
+    const s = this.settings
+    if (
+      count > 0 && !s.writeAheadLog && !Number.isFinite(this.limiter.rate) &&
+      this.held + count <= s.maxBufferedRecords
+    ) {
+      return Effect.sync(() => {
+        this.current.push(lines)
+        this.tail = undefined
+        this.currentCount += count
+        this.held += count
+        if (this.held > this.peakHeld) this.peakHeld = this.held
+      })
+    }
+    return this.storeRecords(lines.lines(lines.runs) as ReadonlyArray<unknown> as ReadonlyArray<A>)
   }
 
   private append(records: ReadonlyArray<A>): void {
@@ -362,24 +436,25 @@ export class ReceiverInputNode<A> extends InputNode<A> {
   private sealCurrent(spill: boolean): Effect.Effect<void> {
     if (this.currentCount === 0) return Effect.void
     const parts = this.current
+    const count = this.currentCount
     this.current = []
     this.currentCount = 0
     this.tail = undefined
-    return this.seal(parts.length === 1 ? parts[0] : concatAll(parts), spill)
+    return this.seal(parts, count, spill)
   }
 
-  /** Makes a block of `records` (already counted in `held`) and stores it. */
-  private seal(records: ReadonlyArray<A>, spill: boolean): Effect.Effect<void> {
+  /** Makes a block of `parts` (`count` records, already counted in `held`) and stores it. */
+  private seal(parts: ReadonlyArray<Part<A>>, count: number, spill: boolean): Effect.Effect<void> {
     const block: Block<A> = {
       id: this.nextBlockId++,
-      count: records.length,
-      records,
+      count,
+      records: parts,
       file: undefined,
       logged: undefined,
       ready: false,
     }
     this.blocks.push(block)
-    if (this.wal !== undefined) return this.log(block, records, spill)
+    if (this.wal !== undefined) return this.log(block, materialise(parts), spill)
     if (!spill) {
       block.ready = true
       return Effect.void
@@ -387,7 +462,7 @@ export class ReceiverInputNode<A> extends InputNode<A> {
     return Effect.gen({ self: this }, function* () {
       const dir = yield* this.spillDirectory()
       const file = this.path!.join(dir, `block-${this.streamId}-${block.id}`)
-      yield* Effect.orDie(this.fs!.writeFile(file, this.serializer.encode(records)))
+      yield* Effect.orDie(this.fs!.writeFile(file, this.serializer.encode(materialise(parts))))
       block.file = file
       block.records = undefined
       block.ready = true
@@ -505,9 +580,9 @@ export class ReceiverInputNode<A> extends InputNode<A> {
   compute(t: number): Effect.Effect<Batch<A>> {
     return Effect.gen({ self: this }, function* () {
       const blocks = this.allocations.get(t) ?? []
-      const parts: Array<ReadonlyArray<A>> = []
+      const parts: Array<Part<A>> = []
       for (const block of blocks) {
-        if (block.records !== undefined) parts.push(block.records)
+        if (block.records !== undefined) { for (const part of block.records) parts.push(part) }
         else if (block.file !== undefined) {
           const bytes = yield* Effect.orDie(this.fs!.readFile(block.file))
           parts.push(this.serializer.decode(bytes))
@@ -518,7 +593,12 @@ export class ReceiverInputNode<A> extends InputNode<A> {
         }
       }
       this.freeBlocks(t)
-      return parts.length === 1 ? parts[0] : parts.length === 0 ? [] : concatAll(parts)
+      if (
+        parts.length > 0 && parts.every((p) => p instanceof PackedLines) && this.rememberMillis! <= this.slideMillis
+      ) {
+        this.packedBatches.set(t, parts)
+      }
+      return materialise(parts)
     })
   }
 
@@ -535,9 +615,47 @@ export class ReceiverInputNode<A> extends InputNode<A> {
     this.release(inMemory)
   }
 
+  /**
+   * A batch made only of packed lines, part by part (see `Node.batchParts`), when nothing asked
+   * to remember more than one batch; `undefined` otherwise (the batch is then computed whole).
+   */
+  override batchParts(t: number): Effect.Effect<ReadonlyArray<() => Batch<A>> | undefined> {
+    return Effect.sync(() => {
+      if (!this.isTimeValid(t) || this.generated.has(t) || this.rememberMillis! > this.slideMillis) return undefined
+      let parts = this.packedBatches.get(t)
+      if (parts === undefined) {
+        const blocks = this.allocations.get(t)
+        if (blocks === undefined || blocks.length === 0) return undefined
+        const gathered: Array<Part<A>> = []
+        for (const block of blocks) {
+          if (block.records === undefined) return undefined // spilled or logged: computed whole
+          for (const part of block.records) {
+            if (!(part instanceof PackedLines)) return undefined
+            gathered.push(part)
+          }
+        }
+        parts = gathered
+        this.packedBatches.set(t, parts)
+        this.freeBlocks(t)
+      }
+      return parts.map((p) => () =>
+        (p as PackedLines).lines((p as PackedLines).runs) as ReadonlyArray<unknown> as Batch<A>
+      )
+    })
+  }
+
+  override getOrCompute(t: number): Effect.Effect<Batch<A> | undefined, unknown, NodeEnv> {
+    const packed = this.packedBatches.get(t)
+    if (packed !== undefined && !this.generated.has(t)) return Effect.sync(() => materialise(packed))
+    return super.getOrCompute(t)
+  }
+
   override clearMetadata(t: number): void {
     super.clearMetadata(t)
+    // batch `t` has completed: its lines stay as bytes (see `packedBatches`)
+    for (const time of this.packedBatches.keys()) if (time <= t) this.generated.delete(time)
     const limit = t - (this.rememberMillis ?? this.slideMillis)
+    for (const time of [...this.packedBatches.keys()]) if (time <= limit) this.packedBatches.delete(time)
     for (const time of [...this.allocations.keys()]) if (time <= limit) this.freeBlocks(time)
   }
 
@@ -787,6 +905,18 @@ const inRanges = (ranges: ReadonlyArray<readonly [number, number]>, id: number):
   return false
 }
 
+/** The packed-lines entry of each store a receiver node made (see {@link packedLinesOf}). */
+const packedEntries = new WeakMap<object, (lines: PackedLines) => Effect.Effect<void>>()
+
+/**
+ * How a receiver of lines stores `count` complete lines joined by `\n` in one `text` (no final
+ * terminator) without splitting them (see {@link PackedLines}); `undefined` for a store that
+ * does not come from a receiver node (a wrapper, a test double): split and `store.all` then.
+ * @internal
+ */
+export const packedLinesOf = (store: Store<string>): ((lines: PackedLines) => Effect.Effect<void>) | undefined =>
+  packedEntries.get(store)
+
 const makeStore = <A>(node: ReceiverInputNode<A>, rt: InputRuntime, stored: { count: number }): Store<A> => {
   const one = (record: A): Effect.Effect<void> => {
     stored.count++
@@ -810,6 +940,10 @@ const makeStore = <A>(node: ReceiverInputNode<A>, rt: InputRuntime, stored: { co
   // A function's own `name` is read-only: define it rather than assign it.
   Object.defineProperty(one, "name", { value: node.name })
   const store: Store<A> = Object.assign(one as typeof one & { readonly name: string }, members)
+  packedEntries.set(store, (lines) => {
+    stored.count += lines.count
+    return node.storePackedLines(lines)
+  })
   return store
 }
 

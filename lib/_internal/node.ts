@@ -109,6 +109,33 @@ const pushAll = <A>(node: Node<any>, t: number, input: Batch<A>, push: (a: A) =>
   }
 }
 
+/** Wall-clock time (`performance.now()`) when the job fiber last yielded or woke up. */
+let lastYield = 0
+
+/**
+ * The job fiber yields at a yield point once it has run this long without yielding: often enough
+ * for a stop, a timeout, the batch clock and the receivers (a CPU-bound batch gives way every
+ * few milliseconds), rarely enough that a small batch pays no scheduler round trip per node.
+ */
+const yieldAfterMillis = 2
+
+/**
+ * A yield point of the job fiber (between nodes, between outputs): yields when the fiber has run
+ * {@link yieldAfterMillis} since it last yielded or woke up, else goes on at once. Which points
+ * yield changes only when other fibers run, never what a batch computes.
+ * @internal
+ */
+export const yieldPoint: Effect.Effect<void> = Effect.suspend(() =>
+  performance.now() - lastYield < yieldAfterMillis
+    ? Effect.void
+    : Effect.andThen(Effect.yieldNow, Effect.sync(markAwake))
+)
+
+/** Tells the yield points that the job fiber just woke up (it waited for a batch). @internal */
+export const markAwake = (): void => {
+  lastYield = performance.now()
+}
+
 let nextNodeId = 0
 
 /** @internal */
@@ -183,9 +210,20 @@ export abstract class Node<A> {
       // timeouts) between them, and the clock and receivers get to run.
       return Effect.flatMap(this.compute(t), (batch) => {
         if (batch !== undefined) this.generated.set(t, batch)
-        return Effect.as(Effect.yieldNow, batch)
+        return Effect.as(yieldPoint, batch)
       })
     })
+  }
+
+  /**
+   * The batch at `t` as parts to read one after another, each made when read, when this node
+   * can give it so (a receiver input holding lines as bytes), else `undefined`: fused readers
+   * (pipes, folds) then never hold all of a large batch's records at once, so young
+   * collections do not copy them. A batch read this way is not memoised as an array; a later
+   * `getOrCompute` of `t` makes it again.
+   */
+  batchParts(_t: number): Effect.Effect<ReadonlyArray<() => Batch<A>> | undefined> {
+    return Effect.succeed(undefined)
   }
 
   /** Spark's `initialize(zeroTime)`: zero time, default checkpoint interval and remember duration. */
@@ -302,14 +340,24 @@ export class PipeNode<A, B> extends Node<B> {
   }
 
   compute(t: number): Effect.Effect<Batch<B> | undefined, unknown, NodeEnv> {
-    return Effect.map(this.source.getOrCompute(t), (input) => {
-      if (input === undefined) return undefined
-      const out: Array<B> = []
-      const push = this.stage((b) => {
-        out.push(b)
+    return Effect.flatMap(this.source.batchParts(t), (parts) => {
+      if (parts !== undefined) {
+        const out: Array<B> = []
+        const push = this.stage((b) => {
+          out.push(b)
+        })
+        for (const part of parts) pushAll(this, t, part(), push)
+        return Effect.succeed(out)
+      }
+      return Effect.map(this.source.getOrCompute(t), (input) => {
+        if (input === undefined) return undefined
+        const out: Array<B> = []
+        const push = this.stage((b) => {
+          out.push(b)
+        })
+        pushAll(this, t, input, push)
+        return out
       })
-      pushAll(this, t, input, push)
-      return out
     })
   }
 }
@@ -344,14 +392,20 @@ export class FoldNode<A, B> extends Node<B> {
   }
 
   compute(t: number): Effect.Effect<Batch<B> | undefined, unknown, NodeEnv> {
-    return Effect.map(this.source.getOrCompute(t), (input) => {
-      if (input === undefined) return undefined
+    const run = (inputs: ReadonlyArray<() => Batch<any>>): Batch<B> => {
       const fold = this.makeFold(t)
       const own = this.ctx.recordErrors === "deadLetter" ? guard(fold.push, this.operator) : fold.push
       const push = this.stage === undefined ? own : this.stage(own)
-      pushAll(this, t, input, push)
+      for (const input of inputs) pushAll(this, t, input(), push)
       return fold.result()
-    })
+    }
+    return Effect.flatMap(
+      this.source.batchParts(t),
+      (parts) =>
+        parts !== undefined
+          ? Effect.succeed(run(parts))
+          : Effect.map(this.source.getOrCompute(t), (input) => input === undefined ? undefined : run([() => input])),
+    )
   }
 }
 

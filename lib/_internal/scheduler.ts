@@ -11,7 +11,15 @@ import { BatchJobError, describeCause, OutputTimeoutError } from "../Errors.ts"
 import { type BatchInfo, makeBatchInfo, type OutputOperationInfo, type StreamInputInfo } from "../Listener.ts"
 import type { StreamingEvent } from "../Listener.ts"
 import type { Graph } from "./graph.ts"
-import { DeadLetterNode, type FailurePolicy, type Node, type NodeEnv, type OutputNode } from "./node.ts"
+import {
+  DeadLetterNode,
+  type FailurePolicy,
+  markAwake,
+  type Node,
+  type NodeEnv,
+  type OutputNode,
+  yieldPoint,
+} from "./node.ts"
 import { EventWindowNode } from "./eventTime.ts"
 import { batchSpan, outputSpan } from "./spans.ts"
 
@@ -147,8 +155,16 @@ export class JobScheduler {
   }
 
   private runJobs(): Effect.Effect<void, never, NodeEnv> {
+    // `queued` is 0 when no batch is waiting: the take then suspends the fiber, which counts as
+    // a yield for the yield points
     return Effect.forever(
-      Effect.flatMap(Queue.take(this.pending), (batch) => this.runBatch(batch)),
+      Effect.suspend(() => {
+        const waits = this.queued === 0
+        return Effect.flatMap(Queue.take(this.pending), (batch) => {
+          if (waits) markAwake()
+          return this.runBatch(batch)
+        })
+      }),
     ) as Effect.Effect<never, never, NodeEnv>
   }
 
@@ -177,7 +193,7 @@ export class JobScheduler {
         yield* this.watchDelay(time, processingStartTime - submissionTime)
         for (const [id, output] of this.ordered) {
           // a yield point between outputs: stop and timeouts can interrupt a long batch here
-          yield* Effect.yieldNow
+          yield* yieldPoint
           const outcome = yield* this.runOutput(id, output, time, outputInfos)
           if (outcome._tag === "Stop") return yield* this.fail(outcome.error)
         }
