@@ -531,7 +531,14 @@ class ContextImpl implements StreamingContext, NodeContext {
   private readonly publish = (event: StreamingEvent): Effect.Effect<void> =>
     Effect.gen({ self: this }, function* () {
       for (const listener of this.listeners) {
-        const result = listener(event)
+        // Spark's listener bus logs a listener's exception and goes on; so do we
+        let result: void | Effect.Effect<void>
+        try {
+          result = listener(event)
+        } catch (e) {
+          yield* Effect.logWarning("Streaming listener failed", e)
+          continue
+        }
         if (Effect.isEffect(result)) {
           yield* Effect.catchCause(result, (cause) => Effect.logWarning("Streaming listener failed", cause))
         }

@@ -36,6 +36,28 @@ describe("Testing.run with named streams", () => {
     )
   })
 
+  it("a listener that throws is logged and skipped (as Spark's listener bus does): the run goes on", async () => {
+    let calls = 0
+    const running = run(Testing.run((ssc) => {
+      ssc.addStreamingListener(() => {
+        calls++
+        throw new Error("listener bug")
+      })
+      return { doubled: Testing.input(ssc, [[1], [2], [3]]).map((n) => n * 2) }
+    }, { numBatches: 3 }))
+    // before the fix the throw ended the clock and job fibers and the run never finished
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const result = await Promise.race([
+      running,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error("Testing.run hung after a listener threw")), 15_000)
+      }),
+    ]).finally(() => clearTimeout(timer))
+    assert.equal(result.failure, undefined)
+    assert.deepEqual(result.outputs.doubled.map((c) => c.batch), [[2], [4], [6]])
+    assert.ok(calls >= 9, `the listener was called ${calls} times`)
+  })
+
   it("keeps the outputs collected before a failing batch and returns the failure with its batch time", async () => {
     const result = await run(Testing.run((ssc) => ({
       doubled: Testing.input(ssc, [[1], [2], [3], [4]]).map((n) => {

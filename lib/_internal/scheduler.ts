@@ -5,7 +5,7 @@
  * publishing listener events and forgetting old batches afterwards.
  * @internal
  */
-import { Clock, Deferred, Duration, Effect, Exit, Fiber, Queue, Schedule, type Scope, Stream } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, Queue, Schedule, type Scope, Stream } from "effect"
 import * as BatchClock from "../BatchClock.ts"
 import { BatchJobError, describeCause, OutputTimeoutError } from "../Errors.ts"
 import { type BatchInfo, makeBatchInfo, type OutputOperationInfo, type StreamInputInfo } from "../Listener.ts"
@@ -162,7 +162,21 @@ export class JobScheduler {
         const waits = this.queued === 0
         return Effect.flatMap(Queue.take(this.pending), (batch) => {
           if (waits) markAwake()
-          return this.runBatch(batch)
+          // A defect outside the outputs' own handling (a bug in the batch machinery, a throwing
+          // listener) fails the context with the batch's time instead of silently ending this
+          // fiber, which would leave every `awaitBatch` and `awaitTermination` waiting forever.
+          return Effect.catchCause(
+            this.runBatch(batch),
+            (cause) =>
+              Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : this.fail(
+                new BatchJobError({
+                  batchTime: batch.time,
+                  outputId: -1,
+                  cause: Cause.squash(cause),
+                  origin: "defect",
+                }),
+              ),
+          )
         })
       }),
     ) as Effect.Effect<never, never, NodeEnv>
