@@ -6,7 +6,7 @@
  */
 import { describe, it } from "node:test"
 import assert from "node:assert/strict"
-import { BatchTransactionError, BatchTransactions, transactionalIdFor } from "../lib/_internal/kafkaTransactions.ts"
+import { BatchTransactions, KafkaTransactionError, transactionalIdFor } from "../lib/_internal/kafkaTransactions.ts"
 import type { TopicPartition } from "../lib/_internal/kafkaClient.ts"
 import { InjectedFailure, KafkaModel, ProducerFencedError } from "./_support/kafka_model.ts"
 
@@ -69,7 +69,7 @@ describe("Exactly-once batch transactions on the model", () => {
     const txs = coordinator(model)
     await txs.send(1000, inputs, records("a1", "a2"))
     model.failNext("send")
-    await assert.rejects(txs.send(1000, inputs, records("a3")), BatchTransactionError)
+    await assert.rejects(txs.send(1000, inputs, records("a3")), KafkaTransactionError)
     // a retry of the output inside the same batch is refused: the first writes are gone
     await assert.rejects(txs.send(1000, inputs, records("a3")), /its transaction was aborted/)
     txs.complete(1000, inputs, [{ topic: "in", partition: 0, offset: 3 }])

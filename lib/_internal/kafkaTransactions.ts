@@ -27,6 +27,7 @@
  * were aborted, so they are read again after a restart.
  * @internal
  */
+import { Data } from "effect"
 import type {
   KafkaClient,
   OutgoingRecord,
@@ -36,6 +37,7 @@ import type {
   Transaction,
   WriteResult,
 } from "./kafkaClient.ts"
+import type { TaggedErrorClass } from "./taggedError.ts"
 
 /** What the coordinator needs of its input stream. @internal */
 export interface TransactionalInputInfo {
@@ -71,13 +73,29 @@ export const transactionalIdFor = (prefix: string, partitions: ReadonlyArray<Top
   return `${prefix}|${parts.join("|")}`
 }
 
-/** The error of a write into a batch whose transaction can no longer commit. @internal */
-export class BatchTransactionError extends Error {
-  constructor(readonly batchTime: number, readonly reason: string, override readonly cause?: unknown) {
-    super(`Cannot write batch ${batchTime} exactly once: ${reason}`)
-    this.name = "BatchTransactionError"
+/** @internal */
+export const KafkaTransactionErrorBase: TaggedErrorClass<"KafkaTransactionError", {
+  /** The batch whose transaction can no longer commit. */
+  readonly batchTime: number
+  /** Why. */
+  readonly reason: string
+  /** The client's error, when one caused it. */
+  readonly cause: unknown
+}> = Data.TaggedError("KafkaTransactionError")
+
+/**
+ * A write of an exactly-once batch failed, or the batch's transaction was aborted, fenced or
+ * failed to commit: the batch fails (and the context stops) instead of writing partially.
+ * @internal
+ */
+export class KafkaTransactionError extends KafkaTransactionErrorBase {
+  override get message(): string {
+    return `Cannot write batch ${this.batchTime} exactly once: ${this.reason}`
   }
 }
+
+const txError = (batchTime: number, reason: string, cause?: unknown) =>
+  new KafkaTransactionError({ batchTime, reason, cause })
 
 const messageOf = (e: unknown): string => e instanceof Error ? e.message : String(e)
 
@@ -119,16 +137,16 @@ export class BatchTransactions {
     const poisoned = this.poisoned.get(time)
     if (this.poisoned.has(time)) {
       return Promise.reject(
-        new BatchTransactionError(time, `its transaction was aborted: ${messageOf(poisoned)}`, poisoned),
+        txError(time, `its transaction was aborted: ${messageOf(poisoned)}`, poisoned),
       )
     }
     const b = this.batch(time, partitions)
     if (b.completed) {
-      return Promise.reject(new BatchTransactionError(time, "the batch's transaction is already committing"))
+      return Promise.reject(txError(time, "the batch's transaction is already committing"))
     }
     if (b.failure !== undefined) {
       return Promise.reject(
-        new BatchTransactionError(time, `its transaction was aborted: ${messageOf(b.failure)}`, b.failure),
+        txError(time, `its transaction was aborted: ${messageOf(b.failure)}`, b.failure),
       )
     }
     return b.tx
@@ -142,7 +160,7 @@ export class BatchTransactions {
       const tx = previous.then(() => {
         const failed = this.commitFailure
         if (failed !== undefined) {
-          throw new BatchTransactionError(
+          throw txError(
             time,
             `the transaction of batch ${failed.time} failed to commit: ${messageOf(failed.error)}`,
             failed.error,
@@ -187,7 +205,7 @@ export class BatchTransactions {
       return await tx.send(records)
     } catch (e) {
       await this.abort(time, e)
-      throw new BatchTransactionError(time, `a write failed, its transaction is aborted: ${messageOf(e)}`, e)
+      throw txError(time, `a write failed, its transaction is aborted: ${messageOf(e)}`, e)
     }
   }
 
