@@ -14,7 +14,7 @@ import process from "node:process"
 import kafkajs from "kafkajs"
 import type * as KafkaJS from "kafkajs"
 import type * as K from "../lib/_internal/kafkaClient.ts"
-import { type ClientOptions, type LogBridge, type LogLevelName } from "./kafka.ts"
+import type { ClientOptions, LogBridge, LogLevelName } from "./kafka.ts"
 
 /** kafkajs settings that have no place in the interface, given when the client is made. @internal */
 export interface KafkajsSettings {

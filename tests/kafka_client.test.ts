@@ -9,7 +9,7 @@ import assert from "node:assert/strict"
 import type * as K from "../lib/_internal/kafkaClient.ts"
 import { LogBridge } from "../receivers/kafka.ts"
 import { kafkajsClient } from "../receivers/kafkajs_client.ts"
-import { eventually, fast, kcat, produce, startCluster, type TestCluster, unique } from "./_support/kafka.ts"
+import { eventually, fast, kcat, startCluster, type TestCluster, unique } from "./_support/kafka.ts"
 
 let cluster: TestCluster
 let client: K.KafkaClient
