@@ -254,7 +254,8 @@ export class KafkaUnreachableError extends KafkaUnreachableErrorBase {
   }
 }
 
-type LogLevelName = "Error" | "Warning" | "Info" | "Debug"
+/** @internal */
+export type LogLevelName = "Error" | "Warning" | "Info" | "Debug"
 
 /** kafkajs's messages about connections that failed (not error responses of a reachable broker). */
 const connectionTrouble =
