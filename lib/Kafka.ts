@@ -49,7 +49,11 @@ import type * as KafkaJS from "kafkajs"
 import * as DStream from "./DStream.ts"
 import type { StreamingContext } from "./StreamingContext.ts"
 import * as Time from "./Time.ts"
-import { type NodeContext, OutputNode } from "./_internal/node.ts"
+import { InputNode, type Node, type NodeContext, OutputNode } from "./_internal/node.ts"
+import { ValidationError } from "./Errors.ts"
+import { BatchTransactions, KafkaTransactionError as KafkaTransactionError_ } from "./_internal/kafkaTransactions.ts"
+import type { OutgoingRecord } from "./_internal/kafkaClient.ts"
+import { kafkajsClient } from "../receivers/kafkajs_client.ts"
 import {
   type BatchMeta as BatchMeta_,
   type ClientOptions as ClientOptions_,
@@ -473,7 +477,45 @@ export interface SinkOptions extends ClientOptions {
   readonly compression?: KafkaJS.CompressionTypes | undefined
   /** Passed to `kafka.producer(...)`. */
   readonly producer?: KafkaJS.ProducerConfig | undefined
+  /**
+   * Exactly-once Kafka → Kafka (default `false`): each batch is written in one Kafka transaction
+   * together with the batch's input offsets (`sendOffsetsToTransaction` for the direct stream's
+   * group), committed once every output of the batch succeeded; the direct stream then commits
+   * nothing itself and reads `read_committed`. The stream must come from exactly one direct
+   * stream on the same brokers, without a checkpoint directory. See the README's "Exactly-once
+   * Kafka to Kafka" for what this guarantees.
+   */
+  readonly exactlyOnce?: boolean | undefined
+  /**
+   * With `exactlyOnce`: the prefix of the transactional ids (default: the direct stream's group
+   * id); each id is `<prefix>|<topic>:<partitions>` of the batch's input partitions.
+   */
+  readonly transactionalIdPrefix?: string | undefined
 }
+
+/**
+ * A batch of an exactly-once sink could not be written: a write failed (its transaction is
+ * aborted), or the transaction was fenced by a newer writer of the same input partitions, or
+ * failed to commit. Names the batch time and the reason; it is the cause of the `BatchJobError`
+ * that stops the context.
+ *
+ * @example
+ * ```ts
+ * ssc.awaitTermination.pipe(Effect.catchTag("BatchJobError", (e) =>
+ *   e.cause instanceof Kafka.KafkaTransactionError ? Effect.logError(e.cause.reason) : Effect.fail(e)))
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const KafkaTransactionError: typeof KafkaTransactionError_ = KafkaTransactionError_
+/**
+ * The error an exactly-once batch fails with (instances of {@link KafkaTransactionError}).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type KafkaTransactionError = KafkaTransactionError_
 
 /**
  * Writes every batch to a Kafka topic through a producer that connects on the first batch and
@@ -502,10 +544,11 @@ export function writeToKafka(
   self: DStream.DStream<any>,
   options: SinkOptions & { readonly key?: FormatInput<any> | undefined; readonly value: FormatInput<any> },
 ): void {
-  const ctx = self.node.ctx
-  const producer = new LazyProducer(options, options.producer ?? {}, ctx)
   const value = toFormat(options.value)
   const key = options.key === undefined ? undefined : toFormat(options.key)
+  if (options.exactlyOnce === true) return writeExactlyOnce(self, options, key, value)
+  const ctx = self.node.ctx
+  const producer = new LazyProducer(options, options.producer ?? {}, ctx)
   new OutputNode<any>(self.node, (batch) => {
     if (batch.length === 0) return Effect.void
     return Effect.flatMap(
@@ -527,6 +570,88 @@ export function writeToKafka(
         }),
     )
   }, "writeToKafka")
+}
+
+/** The inputs `node` reads from (every ancestor without parents that is an input). */
+const inputsOf = (node: Node<any>): Array<InputNode<any>> => {
+  const seen = new Set<Node<any>>()
+  const inputs: Array<InputNode<any>> = []
+  const visit = (n: Node<any>) => {
+    if (seen.has(n)) return
+    seen.add(n)
+    if (n instanceof InputNode) inputs.push(n)
+    for (const p of n.parents) visit(p)
+  }
+  visit(node)
+  return inputs
+}
+
+/**
+ * The exactly-once sink: the batch's records go into the batch's transaction of the direct
+ * stream it reads from (lib/_internal/kafkaTransactions.ts), which the stream commits with its
+ * offsets once the batch completed. Other writers of the batch may enlist in the same
+ * transaction through `source.transactions`.
+ */
+const writeExactlyOnce = (
+  self: DStream.DStream<any>,
+  options: SinkOptions,
+  key: Format<any> | undefined,
+  value: Format<any>,
+): void => {
+  const inputs = inputsOf(self.node)
+  const source = inputs[0]
+  if (inputs.length !== 1 || !(source instanceof KafkaInputNode)) {
+    throw new ValidationError({
+      message: `Cannot write to Kafka topic "${options.topic}" exactly once: the stream must come from exactly one ` +
+        `Kafka direct stream, found ${inputs.map((i) => `"${i.name}"`).join(", ") || "no input"}`,
+    })
+  }
+  const stream = source as KafkaInputNode<unknown, unknown>
+  const same = (a: ReadonlyArray<string>, b: ReadonlyArray<string>) =>
+    a.length === b.length && [...a].sort().every((x, i) => x === [...b].sort()[i])
+  if (!same(options.brokers, stream.options.client.brokers)) {
+    throw new ValidationError({
+      message: `Cannot write to Kafka topic "${options.topic}" exactly once: the sink's brokers ${
+        options.brokers.map((b) => `"${b}"`).join(", ")
+      } are not the direct stream's ${
+        stream.options.client.brokers.map((b) => `"${b}"`).join(", ")
+      } (a transaction holds the input offsets and the outputs, on one cluster)`,
+    })
+  }
+  const txs = stream.transactions ??= new BatchTransactions({
+    client: kafkajsClient(stream.options.client, stream.log, { producer: options.producer ?? {} }),
+    groupId: stream.options.groupId,
+    transactionalIdPrefix: options.transactionalIdPrefix ?? stream.options.groupId,
+    warn: (message) => stream.log.line("Warning", `exactly-once sink: ${message}`),
+  })
+  txs.writers.push(`writeToKafka "${options.topic}"`)
+  const topic = options.topic
+  new OutputNode<any>(self.node, (batch, time) => {
+    const partitions = stream.offsetRanges(time).map((r) => ({ topic: r.topic, partition: r.partition }))
+    return Effect.tryPromise({
+      try: async () => {
+        let records: Array<OutgoingRecord>
+        try {
+          records = batch.map((a): OutgoingRecord =>
+            key === undefined
+              ? { topic, key: null, value: value.encode(a) }
+              : { topic, key: key.encode(a[0]), value: value.encode(a[1]) }
+          )
+        } catch (e) {
+          await txs.abort(time, e)
+          throw new KafkaTransactionError_({
+            batchTime: time,
+            reason: `a record of topic "${topic}" failed to encode, the batch's transaction is aborted: ${
+              e instanceof Error ? e.message : String(e)
+            }`,
+            cause: e,
+          })
+        }
+        if (records.length > 0) await txs.send(time, partitions, records)
+      },
+      catch: (e) => e,
+    })
+  }, "writeToKafka (exactly once)")
 }
 
 /**

@@ -20,6 +20,7 @@ import { type InputCheckpoint, InputNode, type InputRuntime, Node, type NodeCont
 import type { BatchInfo } from "../lib/Listener.ts"
 import * as Time from "../lib/Time.ts"
 import type { TaggedErrorClass } from "../lib/_internal/taggedError.ts"
+import type { BatchTransactions } from "../lib/_internal/kafkaTransactions.ts"
 
 // ---- offset ranges --------------------------------------------------------------------------
 
@@ -482,6 +483,11 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
   readonly log: LogBridge
   /** Offsets committed to Kafka by this stream, per partition (for tests and monitoring). */
   readonly committed = new Map<string, TopicPartitionOffset>()
+  /**
+   * Set before start by an exactly-once sink (lib/Kafka.ts): each completed batch's offsets are
+   * committed in the batch's transaction (`BatchTransactions.complete`), never by this stream.
+   */
+  transactions: BatchTransactions | undefined = undefined
   readonly name: string
 
   constructor(ctx: NodeContext, readonly options: NodeOptions<K, V>) {
@@ -881,7 +887,16 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
       this.rt = rt
       this.log.services = yield* Effect.context<never>()
       this.checkpointing = this.ctx.checkpointDir() !== undefined
+      const txs = this.transactions
+      if (txs !== undefined && this.checkpointing) {
+        return yield* Effect.fail(
+          new Error(
+            `Cannot write ${this.name} exactly once with a checkpoint directory: a recovery would re-run batches whose transactions committed`,
+          ),
+        )
+      }
       yield* Effect.addFinalizer(() => Effect.promise(() => this.shutdown()))
+      if (txs !== undefined) yield* Effect.addFinalizer(() => Effect.promise(() => txs.close()))
       yield* Effect.forkScoped(this.watchdog())
       const first = yield* Effect.result(Effect.tryPromise({ try: () => this.connect(), catch: (e) => e }))
       if (Result.isFailure(first)) this.connectFailed(first.failure, 200)
@@ -1252,6 +1267,23 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
   override batchCompleted(info: BatchInfo): void {
     const t = info.batchTime
     const cut = this.cuts.get(t)
+    if (this.transactions !== undefined) {
+      // exactly once: the batch's offsets go into its transaction (commitAsync has no effect)
+      if (cut !== undefined) {
+        this.transactions.complete(
+          t,
+          cut.ranges.map((r) => ({ topic: r.topic, partition: r.partition })),
+          cut.ranges.map((r) => ({ topic: r.topic, partition: r.partition, offset: r.untilOffset })),
+          (offsets) => {
+            for (const o of offsets) mergeMax(this.committed, o.topic, o.partition, o.offset)
+          },
+        )
+      }
+      this.requested.clear()
+      this.inflight.delete(t)
+      for (const w of this.inflightWaiters.splice(0)) w()
+      return
+    }
     // with checkpoints, `written` commits what a durable checkpoint covers instead
     if (cut !== undefined && this.options.commitMode === "afterOutputs" && !this.checkpointing) {
       for (const r of cut.ranges) {

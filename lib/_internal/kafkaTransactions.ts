@@ -236,6 +236,7 @@ export class BatchTransactions {
     time: number,
     partitions: ReadonlyArray<TopicPartition>,
     offsets: ReadonlyArray<TopicPartitionOffset>,
+    onCommitted?: (offsets: ReadonlyArray<TopicPartitionOffset>) => void,
   ): void {
     if (this.poisoned.delete(time)) return
     const advanced = offsets.filter((o) =>
@@ -257,6 +258,7 @@ export class BatchTransactions {
         await tx.commit()
         this.commits++
         for (const o of advanced) this.committed.set(`${o.topic}\u0000${o.partition}`, o)
+        onCommitted?.(advanced)
       } catch (e) {
         this.commitFailure = { time, error: e }
         this.info.warn(

@@ -442,8 +442,12 @@ export class KafkaModel {
       if (m.generation !== announced) {
         announced = m.generation
         const generation = m.generation
-        await m.handlers.onAssignment([...m.assigned], generation)
-        if (m.generation === generation) m.rebalancing = false
+        const starts = await m.handlers.onAssignment([...m.assigned], generation)
+        if (m.generation === generation) {
+          m.rebalancing = false
+          // positions the handler asked for win over the group's committed offsets
+          for (const s of starts ?? []) m.positions.set(tpKey(s.topic, s.partition), s.offset)
+        }
         continue
       }
       let delivered = false
@@ -549,6 +553,14 @@ export class KafkaModel {
       watermarks: async (topic) => {
         await Promise.resolve()
         return this.log(topic).map((p, partition) => ({ topic, partition, low: 0, high: p.length }))
+      },
+      offsetsForTimestamp: async (topic, timestamp) => {
+        await Promise.resolve()
+        return this.log(topic).map((p, partition) => ({
+          topic,
+          partition,
+          offset: p.find((e) => !e.control && e.record.timestamp >= timestamp)?.record.offset ?? -1,
+        }))
       },
       committed: async (groupId, topic) => {
         await Promise.resolve()
