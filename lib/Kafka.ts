@@ -572,18 +572,37 @@ export function writeToKafka(
   }, "writeToKafka")
 }
 
-/** The inputs `node` reads from (every ancestor without parents that is an input). */
-const inputsOf = (node: Node<any>): Array<InputNode<any>> => {
+/**
+ * Operators that carry records from one batch into a later batch's output. The batch's
+ * transaction commits the batch's input offsets, so after a restart what they held is gone:
+ * refused in exactly-once mode. (State whose changes enlist in the batch's transaction, as the
+ * scale-out changelog is meant to, would make state exactly-once too; a node that does so sets
+ * `enlistsInTransactions` and is allowed.)
+ */
+const crossBatchKinds = new Set([
+  "WindowedDStream",
+  "ReducedWindowedDStream",
+  "EventTimeWindowDStream",
+  "StateDStream",
+  "MapWithStateDStream",
+])
+
+/** The inputs `node` reads from, and the operators on the way that keep records across batches. */
+const lineageOf = (node: Node<any>): { inputs: Array<InputNode<any>>; crossBatch: Array<string> } => {
   const seen = new Set<Node<any>>()
   const inputs: Array<InputNode<any>> = []
+  const crossBatch: Array<string> = []
   const visit = (n: Node<any>) => {
     if (seen.has(n)) return
     seen.add(n)
     if (n instanceof InputNode) inputs.push(n)
+    if (crossBatchKinds.has(n.kind) && (n as { enlistsInTransactions?: boolean }).enlistsInTransactions !== true) {
+      crossBatch.push(n.kind)
+    }
     for (const p of n.parents) visit(p)
   }
   visit(node)
-  return inputs
+  return { inputs, crossBatch }
 }
 
 /**
@@ -598,12 +617,18 @@ const writeExactlyOnce = (
   key: Format<any> | undefined,
   value: Format<any>,
 ): void => {
-  const inputs = inputsOf(self.node)
+  const { crossBatch, inputs } = lineageOf(self.node)
   const source = inputs[0]
   if (inputs.length !== 1 || !(source instanceof KafkaInputNode)) {
     throw new ValidationError({
       message: `Cannot write to Kafka topic "${options.topic}" exactly once: the stream must come from exactly one ` +
         `Kafka direct stream, found ${inputs.map((i) => `"${i.name}"`).join(", ") || "no input"}`,
+    })
+  }
+  if (crossBatch.length > 0) {
+    throw new ValidationError({
+      message: `Cannot write to Kafka topic "${options.topic}" exactly once: the stream keeps records across batches ` +
+        `(${[...new Set(crossBatch)].join(", ")}), which a batch's transaction does not cover`,
     })
   }
   const stream = source as KafkaInputNode<unknown, unknown>

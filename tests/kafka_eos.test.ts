@@ -84,7 +84,7 @@ describe("Exactly-once Kafka sink", { timeout: 60_000 }, () => {
     assert.equal(committed.reduce((n, c) => n + c.offset, 0), values.length)
   })
 
-  it("refuses a stream that does not come from exactly one direct stream, or other brokers", async () => {
+  it("refuses a stream that does not come from exactly one direct stream, a windowed stream, or other brokers", async () => {
     await Effect.runPromise(Effect.gen(function* () {
       const ssc = yield* StreamingContext.make({ batchInterval: "1 second" })
       const a = Kafka.directStream(ssc, {
@@ -102,6 +102,12 @@ describe("Exactly-once Kafka sink", { timeout: 60_000 }, () => {
       const both = a.map((r) => r.value).union(b.map((r) => r.value))
       const sink = Kafka.sink({ brokers: [proxy.bootstrap], topic: "o", value: Schema.String, exactlyOnce: true })
       assert.throws(() => sink(both), (e: unknown) => e instanceof ValidationError && /exactly one/.test(e.message))
+      const windowed = a.map((r) => r.value).window("2 seconds")
+      assert.throws(
+        () => sink(windowed),
+        (e: unknown) =>
+          e instanceof ValidationError && /keeps records across batches \(WindowedDStream\)/.test(e.message),
+      )
       const other = Kafka.sink({ brokers: ["127.0.0.1:1"], topic: "o", value: Schema.String, exactlyOnce: true })
       assert.throws(
         () => other(a.map((r) => r.value)),
