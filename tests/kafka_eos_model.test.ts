@@ -126,6 +126,28 @@ describe("Exactly-once batch transactions on the model", () => {
     await owner.close()
   })
 
+  it("prepare() fences the previous owner before reading the committed offsets, so a zombie's late commit cannot land after them", async () => {
+    const model = new KafkaModel()
+    const zombie = coordinator(model, [])
+    await zombie.send(1000, inputs, records("z1"))
+    zombie.complete(1000, inputs, [{ topic: "in", partition: 0, offset: 1 }])
+    await zombie.idle()
+    await zombie.send(2000, inputs, records("z2"))
+    const owner = coordinator(model)
+    const starts = await owner.prepare(inputs)
+    assert.deepEqual(starts.map((o) => `${o.topic}:${o.partition}@${o.offset}`), ["in:0@1"])
+    zombie.complete(2000, inputs, [{ topic: "in", partition: 0, offset: 2 }])
+    await zombie.idle()
+    assert.deepEqual(
+      offsetsOf(model, "g"),
+      ["in:0@1"],
+      "the zombie's commit landed after the new owner read the offsets",
+    )
+    assert.deepEqual(values(model, "out"), ["z1"])
+    await zombie.close()
+    await owner.close()
+  })
+
   it("the model fences a producer directly: send and commit of the older epoch fail with ProducerFencedError", async () => {
     const model = new KafkaModel()
     const old = await model.client.producer({ transactionalId: "same" })

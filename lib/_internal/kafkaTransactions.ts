@@ -276,6 +276,32 @@ export class BatchTransactions {
     void run()
   }
 
+  /**
+   * A new assignment: fences the previous owner of this partition set first (its producer with
+   * the same transactional id is initialised: the broker aborts what the zombie left open and
+   * rejects its later sends and commits), then reads the group's committed offsets, so that no
+   * commit of the zombie can land after them. Resolves to where the assigned partitions start
+   * (partitions without a committed offset are left out).
+   */
+  async prepare(assigned: ReadonlyArray<TopicPartition>): Promise<ReadonlyArray<TopicPartitionOffset>> {
+    if (assigned.length === 0) return []
+    await this.chain
+    await this.producer(transactionalIdFor(this.info.transactionalIdPrefix, assigned))
+    const admin = await this.info.client.admin()
+    try {
+      const wanted = new Set(assigned.map((p) => `${p.topic}\u0000${p.partition}`))
+      const out: Array<TopicPartitionOffset> = []
+      for (const topic of new Set(assigned.map((p) => p.topic))) {
+        for (const c of await admin.committed(this.info.groupId, topic)) {
+          if (c.offset >= 0 && wanted.has(`${c.topic}\u0000${c.partition}`)) out.push(c)
+        }
+      }
+      return out
+    } finally {
+      await admin.disconnect().catch(() => undefined)
+    }
+  }
+
   /** Waits for the last transaction to end, then disconnects the producers. */
   async close(): Promise<void> {
     for (const b of [...this.batches.values()]) {

@@ -141,17 +141,24 @@ export class KafkaModel {
 
   constructor(readonly options: { readonly autoCreatePartitions?: number } = {}) {}
 
-  /** Makes the next `times` calls of `operation` (on any producer or transaction) throw {@link InjectedFailure}. */
-  failNext(operation: Operation, times = 1): void {
+  /**
+   * Makes the next `times` calls of `operation` (on any producer or transaction; for `send`, only
+   * sends with a record for `topic` when given) throw {@link InjectedFailure}.
+   */
+  failNext(operation: Operation, times = 1, topic?: string): void {
     this.failures.set(operation, (this.failures.get(operation) ?? 0) + times)
+    if (topic !== undefined) this.failTopic = topic
   }
+  private failTopic: string | undefined = undefined
 
-  private maybeFail(operation: Operation): void {
+  private maybeFail(operation: Operation, records?: ReadonlyArray<OutgoingRecord>): void {
     const n = this.failures.get(operation) ?? 0
-    if (n > 0) {
-      this.failures.set(operation, n - 1)
-      throw new InjectedFailure(operation)
+    if (n === 0) return
+    if (records !== undefined && this.failTopic !== undefined && !records.some((r) => r.topic === this.failTopic)) {
+      return
     }
+    this.failures.set(operation, n - 1)
+    throw new InjectedFailure(operation)
   }
 
   createTopic(topic: string, partitions: number): boolean {
@@ -331,7 +338,7 @@ export class KafkaModel {
         if (transactionalId !== undefined) {
           throw new Error(`Producer with transactional id "${transactionalId}" can only send inside a transaction`)
         }
-        this.maybeFail("send")
+        this.maybeFail("send", records)
         return this.append(records, undefined)
       },
       transaction: async () => {
@@ -355,7 +362,7 @@ export class KafkaModel {
           send: async (records) => {
             await Promise.resolve()
             live()
-            this.maybeFail("send")
+            this.maybeFail("send", records)
             return this.append(records, txn)
           },
           sendOffsets: async (groupId, offsets) => {
