@@ -49,6 +49,7 @@ import type * as KafkaJS from "kafkajs"
 import * as DStream from "./DStream.ts"
 import type { StreamingContext } from "./StreamingContext.ts"
 import * as Time from "./Time.ts"
+import type { KafkaClient } from "./_internal/kafkaClient.ts"
 import { type NodeContext, OutputNode } from "./_internal/node.ts"
 import {
   type BatchMeta as BatchMeta_,
@@ -62,12 +63,14 @@ import {
   type KafkaRecord as KafkaRecord_,
   KafkaUnreachableError as KafkaUnreachableError_,
   LazyProducer,
+  type LogBridge,
   OffsetRange as OffsetRange_,
   type Strategy,
   textFormat,
   toFormat,
   type TopicPartitionOffset as TopicPartitionOffset_,
 } from "../receivers/kafka.ts"
+import { kafkajsClient } from "../receivers/kafkajs_client.ts"
 
 /**
  * Spark's `OffsetRange`: the offsets `[fromOffset, untilOffset)` of one topic-partition in one
@@ -362,7 +365,21 @@ const utf8Key: Format<string> = textFormat(Schema.String)
 export const directStream = <V, K = string, R = never>(
   ssc: StreamingContext<R>,
   options: DirectStreamOptions<K, V>,
+): KafkaDirectStream<K, V, R> => directStreamWith(ssc, options, (log) => kafkajsClient(options, log))
+
+/**
+ * {@link directStream} on a given Kafka client (the in-memory model of the tests, another
+ * client library); `client` may be a function of the stream's log bridge, through which the
+ * client's own log lines reach Effect's logger. The client settings of `options` (brokers, TLS)
+ * are then used only in messages.
+ * @internal
+ */
+export const directStreamWith = <V, K = string, R = never>(
+  ssc: StreamingContext<R>,
+  options: DirectStreamOptions<K, V>,
+  client: KafkaClient | ((log: LogBridge) => KafkaClient),
 ): KafkaDirectStream<K, V, R> => {
+  const kafka = typeof client === "function" ? client : () => client
   const ctx = ssc as unknown as NodeContext
   const strategy: Strategy = options.assign !== undefined
     ? { _tag: "Assign", partitions: options.assign.map((p) => ({ topic: p.topic, partition: p.partition })) }
@@ -377,7 +394,8 @@ export const directStream = <V, K = string, R = never>(
   const node = new KafkaInputNode<K, V>(
     ctx,
     {
-      client: options,
+      brokers: options.brokers,
+      kafka,
       groupId: options.groupId,
       strategy,
       autoOffsetReset: options.autoOffsetReset ?? "latest",
@@ -401,23 +419,21 @@ export const directStream = <V, K = string, R = never>(
   const deadLetters = DStream.fromNode(new DeadLetterNode(node))
   if (options.deadLetterTopic !== undefined) {
     const topic = options.deadLetterTopic
-    const producer = new LazyProducer(options, {}, ctx)
+    const producer = new LazyProducer(kafka, {}, ctx)
     new OutputNode<DeadLetter>(deadLetters.node, (batch) => {
       if (batch.length === 0) return Effect.void
-      return producer.send({
+      return producer.send(batch.map((d) => ({
         topic,
-        messages: batch.map((d) => ({
-          key: d.key === null ? null : Buffer.from(d.key),
-          value: d.value === null ? null : Buffer.from(d.value),
-          headers: {
-            "dlq.topic": d.topic,
-            "dlq.partition": String(d.partition),
-            "dlq.offset": String(d.offset),
-            "dlq.part": d.part,
-            "dlq.error": d.error.replace(/\s*\n\s*/g, " "),
-          },
-        })),
-      })
+        key: d.key === null ? null : Buffer.from(d.key),
+        value: d.value === null ? null : Buffer.from(d.value),
+        headers: {
+          "dlq.topic": d.topic,
+          "dlq.partition": String(d.partition),
+          "dlq.offset": String(d.offset),
+          "dlq.part": d.part,
+          "dlq.error": d.error.replace(/\s*\n\s*/g, " "),
+        },
+      })))
     }, "deadLetterTopic")
   }
   const withMeta = <E>(
@@ -503,9 +519,17 @@ export function writeToKafka(
   options: SinkOptions & { readonly key?: FormatInput<any> | undefined; readonly value: FormatInput<any> },
 ): void {
   const ctx = self.node.ctx
-  const producer = new LazyProducer(options, options.producer ?? {}, ctx)
+  const producer = new LazyProducer(
+    (log) => kafkajsClient(options, log, { producer: options.producer }, "effect-dstream-producer"),
+    {
+      ...(options.acks !== undefined ? { acks: options.acks === 0 || options.acks === 1 ? options.acks : -1 } : {}),
+      ...(options.compression !== undefined ? { compression: compressionNames[options.compression] } : {}),
+    },
+    ctx,
+  )
   const value = toFormat(options.value)
   const key = options.key === undefined ? undefined : toFormat(options.key)
+  const topic = options.topic
   new OutputNode<any>(self.node, (batch) => {
     if (batch.length === 0) return Effect.void
     return Effect.flatMap(
@@ -513,18 +537,12 @@ export function writeToKafka(
         try: () =>
           batch.map((a) =>
             key === undefined
-              ? { value: toBuffer(value.encode(a)) }
-              : { key: toBuffer(key.encode(a[0])), value: toBuffer(value.encode(a[1])) }
+              ? { topic, key: null, value: value.encode(a) }
+              : { topic, key: key.encode(a[0]), value: value.encode(a[1]) }
           ),
         catch: (e) => e,
       }),
-      (messages) =>
-        producer.send({
-          topic: options.topic,
-          messages,
-          ...(options.acks !== undefined ? { acks: options.acks } : {}),
-          ...(options.compression !== undefined ? { compression: options.compression } : {}),
-        }),
+      (records) => producer.send(records),
     )
   }, "writeToKafka")
 }
@@ -551,5 +569,5 @@ export function sink(options: any): (self: DStream.DStream<any>) => void {
   return (self) => writeToKafka(self, options)
 }
 
-const toBuffer = (u: Uint8Array | string | null): Buffer | string | null =>
-  u === null || typeof u === "string" ? u : Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength)
+/** kafkajs's `CompressionTypes` (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd) by name. */
+const compressionNames = ["none", "gzip", "snappy", "lz4", "zstd"] as const
