@@ -52,8 +52,7 @@ import * as Time from "./Time.ts"
 import { InputNode, type Node, type NodeContext, OutputNode } from "./_internal/node.ts"
 import { ValidationError } from "./Errors.ts"
 import { BatchTransactions, KafkaTransactionError as KafkaTransactionError_ } from "./_internal/kafkaTransactions.ts"
-import type { OutgoingRecord } from "./_internal/kafkaClient.ts"
-import { kafkajsClient } from "../receivers/kafkajs_client.ts"
+import type { KafkaClient, OutgoingRecord } from "./_internal/kafkaClient.ts"
 import {
   type BatchMeta as BatchMeta_,
   type ClientOptions as ClientOptions_,
@@ -66,12 +65,14 @@ import {
   type KafkaRecord as KafkaRecord_,
   KafkaUnreachableError as KafkaUnreachableError_,
   LazyProducer,
+  type LogBridge,
   OffsetRange as OffsetRange_,
   type Strategy,
   textFormat,
   toFormat,
   type TopicPartitionOffset as TopicPartitionOffset_,
 } from "../receivers/kafka.ts"
+import { kafkajsClient } from "../receivers/kafkajs_client.ts"
 
 /**
  * Spark's `OffsetRange`: the offsets `[fromOffset, untilOffset)` of one topic-partition in one
@@ -366,7 +367,21 @@ const utf8Key: Format<string> = textFormat(Schema.String)
 export const directStream = <V, K = string, R = never>(
   ssc: StreamingContext<R>,
   options: DirectStreamOptions<K, V>,
+): KafkaDirectStream<K, V, R> => directStreamWith(ssc, options, (log) => kafkajsClient(options, log))
+
+/**
+ * {@link directStream} on a given Kafka client (the in-memory model of the tests, another
+ * client library); `client` may be a function of the stream's log bridge, through which the
+ * client's own log lines reach Effect's logger. The client settings of `options` (brokers, TLS)
+ * are then used only in messages.
+ * @internal
+ */
+export const directStreamWith = <V, K = string, R = never>(
+  ssc: StreamingContext<R>,
+  options: DirectStreamOptions<K, V>,
+  client: KafkaClient | ((log: LogBridge) => KafkaClient),
 ): KafkaDirectStream<K, V, R> => {
+  const kafka = typeof client === "function" ? client : () => client
   const ctx = ssc as unknown as NodeContext
   const strategy: Strategy = options.assign !== undefined
     ? { _tag: "Assign", partitions: options.assign.map((p) => ({ topic: p.topic, partition: p.partition })) }
@@ -381,7 +396,8 @@ export const directStream = <V, K = string, R = never>(
   const node = new KafkaInputNode<K, V>(
     ctx,
     {
-      client: options,
+      brokers: options.brokers,
+      kafka,
       groupId: options.groupId,
       strategy,
       autoOffsetReset: options.autoOffsetReset ?? "latest",
@@ -405,23 +421,21 @@ export const directStream = <V, K = string, R = never>(
   const deadLetters = DStream.fromNode(new DeadLetterNode(node))
   if (options.deadLetterTopic !== undefined) {
     const topic = options.deadLetterTopic
-    const producer = new LazyProducer(options, {}, ctx)
+    const producer = new LazyProducer(kafka, {}, ctx)
     new OutputNode<DeadLetter>(deadLetters.node, (batch) => {
       if (batch.length === 0) return Effect.void
-      return producer.send({
+      return producer.send(batch.map((d) => ({
         topic,
-        messages: batch.map((d) => ({
-          key: d.key === null ? null : Buffer.from(d.key),
-          value: d.value === null ? null : Buffer.from(d.value),
-          headers: {
-            "dlq.topic": d.topic,
-            "dlq.partition": String(d.partition),
-            "dlq.offset": String(d.offset),
-            "dlq.part": d.part,
-            "dlq.error": d.error.replace(/\s*\n\s*/g, " "),
-          },
-        })),
-      })
+        key: d.key === null ? null : Buffer.from(d.key),
+        value: d.value === null ? null : Buffer.from(d.value),
+        headers: {
+          "dlq.topic": d.topic,
+          "dlq.partition": String(d.partition),
+          "dlq.offset": String(d.offset),
+          "dlq.part": d.part,
+          "dlq.error": d.error.replace(/\s*\n\s*/g, " "),
+        },
+      })))
     }, "deadLetterTopic")
   }
   const withMeta = <E>(
@@ -482,7 +496,9 @@ export interface SinkOptions extends ClientOptions {
    * together with the batch's input offsets (`sendOffsetsToTransaction` for the direct stream's
    * group), committed once every output of the batch succeeded; the direct stream then commits
    * nothing itself and reads `read_committed`. The stream must come from exactly one direct
-   * stream on the same brokers, without a checkpoint directory. See the README's "Exactly-once
+   * stream on the same brokers (its client writes the transactions: `producer`, `acks` and
+   * `compression` do not apply), without windows or state on the way and without a checkpoint
+   * directory. See the README's "Exactly-once
    * Kafka to Kafka" for what this guarantees.
    */
   readonly exactlyOnce?: boolean | undefined
@@ -548,7 +564,15 @@ export function writeToKafka(
   const key = options.key === undefined ? undefined : toFormat(options.key)
   if (options.exactlyOnce === true) return writeExactlyOnce(self, options, key, value)
   const ctx = self.node.ctx
-  const producer = new LazyProducer(options, options.producer ?? {}, ctx)
+  const producer = new LazyProducer(
+    (log) => kafkajsClient(options, log, { producer: options.producer }, "effect-dstream-producer"),
+    {
+      ...(options.acks !== undefined ? { acks: options.acks === 0 || options.acks === 1 ? options.acks : -1 } : {}),
+      ...(options.compression !== undefined ? { compression: compressionNames[options.compression] } : {}),
+    },
+    ctx,
+  )
+  const topic = options.topic
   new OutputNode<any>(self.node, (batch) => {
     if (batch.length === 0) return Effect.void
     return Effect.flatMap(
@@ -556,18 +580,12 @@ export function writeToKafka(
         try: () =>
           batch.map((a) =>
             key === undefined
-              ? { value: toBuffer(value.encode(a)) }
-              : { key: toBuffer(key.encode(a[0])), value: toBuffer(value.encode(a[1])) }
+              ? { topic, key: null, value: value.encode(a) }
+              : { topic, key: key.encode(a[0]), value: value.encode(a[1]) }
           ),
         catch: (e) => e,
       }),
-      (messages) =>
-        producer.send({
-          topic: options.topic,
-          messages,
-          ...(options.acks !== undefined ? { acks: options.acks } : {}),
-          ...(options.compression !== undefined ? { compression: options.compression } : {}),
-        }),
+      (records) => producer.send(records),
     )
   }, "writeToKafka")
 }
@@ -634,17 +652,17 @@ const writeExactlyOnce = (
   const stream = source as KafkaInputNode<unknown, unknown>
   const same = (a: ReadonlyArray<string>, b: ReadonlyArray<string>) =>
     a.length === b.length && [...a].sort().every((x, i) => x === [...b].sort()[i])
-  if (!same(options.brokers, stream.options.client.brokers)) {
+  if (!same(options.brokers, stream.options.brokers)) {
     throw new ValidationError({
       message: `Cannot write to Kafka topic "${options.topic}" exactly once: the sink's brokers ${
         options.brokers.map((b) => `"${b}"`).join(", ")
       } are not the direct stream's ${
-        stream.options.client.brokers.map((b) => `"${b}"`).join(", ")
+        stream.options.brokers.map((b) => `"${b}"`).join(", ")
       } (a transaction holds the input offsets and the outputs, on one cluster)`,
     })
   }
   const txs = stream.transactions ??= new BatchTransactions({
-    client: kafkajsClient(stream.options.client, stream.log, { producer: options.producer ?? {} }),
+    client: stream.kafkaClient(),
     groupId: stream.options.groupId,
     transactionalIdPrefix: options.transactionalIdPrefix ?? stream.options.groupId,
     warn: (message) => stream.log.line("Warning", `exactly-once sink: ${message}`),
@@ -701,5 +719,5 @@ export function sink(options: any): (self: DStream.DStream<any>) => void {
   return (self) => writeToKafka(self, options)
 }
 
-const toBuffer = (u: Uint8Array | string | null): Buffer | string | null =>
-  u === null || typeof u === "string" ? u : Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength)
+/** kafkajs's `CompressionTypes` (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd) by name. */
+const compressionNames = ["none", "gzip", "snappy", "lz4", "zstd"] as const

@@ -14,6 +14,7 @@ import process from "node:process"
 import kafkajs from "kafkajs"
 import type * as KafkaJS from "kafkajs"
 import type * as K from "../lib/_internal/kafkaClient.ts"
+import { isRebalanceError } from "../lib/_internal/kafkaClient.ts"
 import type { ClientOptions, LogBridge, LogLevelName } from "./kafka.ts"
 
 /** kafkajs settings that have no place in the interface, given when the client is made. @internal */
@@ -68,17 +69,6 @@ export const makeKafka = (
     logLevel: client.logLevel ?? kafkajs.logLevel.ERROR,
     logCreator: logCreatorFor(log, onTrouble),
   })
-
-/** kafkajs's error types that mean "the group is rebalancing: rejoin". @internal */
-export const isRebalancing = (e: unknown): boolean => {
-  const err = e as { type?: string; cause?: unknown } | undefined
-  if (err === undefined || err === null) return false
-  if (
-    err.type === "REBALANCE_IN_PROGRESS" || err.type === "NOT_COORDINATOR_FOR_GROUP" ||
-    err.type === "ILLEGAL_GENERATION"
-  ) return true
-  return err.cause !== undefined && err.cause !== e && isRebalancing(err.cause)
-}
 
 /**
  * Spark's `Assign` as a kafkajs partition assigner: every member gets exactly `partitions`
@@ -222,6 +212,16 @@ const sleep = (ms: number, register: (wake: () => void) => void): Promise<void> 
     register(done)
   })
 
+/** Connects `c`; when that fails, disconnects it (stopping kafkajs's retries) and rethrows. */
+const connectOrClean = async (c: { connect(): Promise<void>; disconnect(): Promise<void> }): Promise<void> => {
+  try {
+    await c.connect()
+  } catch (e) {
+    await c.disconnect().catch(() => undefined)
+    throw e
+  }
+}
+
 let readers = 0
 
 /**
@@ -321,7 +321,7 @@ export const kafkajsClient = (
         try {
           await payload.heartbeat()
         } catch (e) {
-          if (isRebalancing(e)) noteRebalancing()
+          if (isRebalanceError(e)) noteRebalancing()
           throw e
         }
       }
@@ -336,7 +336,7 @@ export const kafkajsClient = (
           try {
             await payload.heartbeat()
           } catch (e) {
-            if (isRebalancing(e)) noteRebalancing()
+            if (isRebalanceError(e)) noteRebalancing()
             throw e
           }
         },
@@ -384,7 +384,7 @@ export const kafkajsClient = (
 
   const withAdmin = async <A>(f: (admin: KafkaJS.Admin) => Promise<A>): Promise<A> => {
     const admin = makeKafka(client, `${clientId}-admin`, log).admin()
-    await admin.connect()
+    await connectOrClean(admin)
     try {
       return await f(admin)
     } finally {
@@ -493,7 +493,7 @@ export const kafkajsClient = (
       ...(o.maxInFlightRequests !== undefined ? { maxInFlightRequests: o.maxInFlightRequests } : {}),
     }
     const p = kafka.producer(config)
-    await p.connect()
+    await connectOrClean(p)
     const extra = {
       ...(o.acks !== undefined ? { acks: o.acks } : {}),
       ...(o.compression !== undefined ? { compression: compressionOf(o.compression) } : {}),
@@ -521,7 +521,7 @@ export const kafkajsClient = (
 
   const admin = async (): Promise<K.Admin> => {
     const a = makeKafka(client, `${clientId}-admin`, log).admin()
-    await a.connect()
+    await connectOrClean(a)
     const partitionCounts = async (topics: ReadonlyArray<string>): Promise<ReadonlyMap<string, number>> => {
       const out = new Map<string, number>()
       // one topic per request: kafkajs fails a whole metadata request when one topic is unknown

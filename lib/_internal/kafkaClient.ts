@@ -205,3 +205,20 @@ export interface KafkaClient {
   readonly producer: (options?: ProducerOptions) => Promise<Producer>
   readonly admin: () => Promise<Admin>
 }
+
+/**
+ * Whether `error` (or an error in its `cause` chain) is one of Kafka's "the group is
+ * rebalancing" errors (`REBALANCE_IN_PROGRESS`, `ILLEGAL_GENERATION`,
+ * `NOT_COORDINATOR_FOR_GROUP`, as a `type` property: kafkajs's spelling of the protocol's error
+ * names). A commit or heartbeat that fails with one is retried after the rejoin, not reported.
+ * @internal
+ */
+export const isRebalanceError = (error: unknown): boolean => {
+  const err = error as { type?: unknown; cause?: unknown } | undefined
+  if (err === undefined || err === null || typeof err !== "object") return false
+  if (
+    err.type === "REBALANCE_IN_PROGRESS" || err.type === "NOT_COORDINATOR_FOR_GROUP" ||
+    err.type === "ILLEGAL_GENERATION"
+  ) return true
+  return err.cause !== undefined && err.cause !== error && isRebalanceError(err.cause)
+}
