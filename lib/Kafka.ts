@@ -670,7 +670,8 @@ const writeExactlyOnce = (
   txs.writers.push(`writeToKafka "${options.topic}"`)
   const topic = options.topic
   new OutputNode<any>(self.node, (batch, time) => {
-    const partitions = stream.offsetRanges(time).map((r) => ({ topic: r.topic, partition: r.partition }))
+    // the member's assignment names the transactional id: the set `prepare` fenced when it came
+    const partitions = stream.assignment()
     return Effect.tryPromise({
       try: async () => {
         let records: Array<OutgoingRecord>

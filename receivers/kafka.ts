@@ -1237,7 +1237,7 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
       if (cut !== undefined) {
         this.transactions.complete(
           t,
-          cut.ranges.map((r) => ({ topic: r.topic, partition: r.partition })),
+          this.assignment(),
           cut.ranges.map((r) => ({ topic: r.topic, partition: r.partition, offset: r.untilOffset })),
           (offsets) => {
             for (const o of offsets) mergeMax(this.committed, o.topic, o.partition, o.offset)

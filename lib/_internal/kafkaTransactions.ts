@@ -15,10 +15,12 @@
  *
  * **Transactional ids.** kafkajs 2.2.4 has no group-metadata fencing (KIP-447: offsets sent with
  * the consumer's generation), so zombies are fenced the older way (Kafka Streams' EOS "alpha"):
- * the transactional id is derived from the batch's input partition set (`<prefix>|<topic>:<p>,…`),
- * so a member that takes over the same partitions with the same id fences the previous owner on
- * its first transaction (InitProducerId bumps the epoch and aborts what the zombie left open);
- * the zombie's later sends and commit fail. One producer per distinct partition set.
+ * the transactional id is derived from the member's input partition set, its assignment
+ * (`<prefix>|<topic>:<p>,…`), so a member that takes over the same partitions fences the previous
+ * owner: at each assignment the input calls {@link BatchTransactions.prepare}, which initialises
+ * the producer of the new set (InitProducerId bumps the epoch and aborts what the zombie left
+ * open) before the group's committed offsets are read; the zombie's later sends and commit fail.
+ * One producer per distinct partition set.
  *
  * **Failures.** A failed write aborts the batch's transaction and poisons the batch: every later
  * write or the commit of that batch fails, so the batch fails (no partial retry inside a batch)
