@@ -847,6 +847,17 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
         })
       })
     }
+    // exactly once: the completed batches' transactions commit their offsets before the rejoin
+    const txs = this.transactions
+    if (txs !== undefined) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.max(0, deadline - Date.now()))
+        txs.idle().then(() => {
+          clearTimeout(timer)
+          resolve()
+        })
+      })
+    }
     await this.flushCommits(commit)
   }
 
