@@ -661,10 +661,17 @@ const writeExactlyOnce = (
       } (a transaction holds the input offsets and the outputs, on one cluster)`,
     })
   }
+  const prefix = options.transactionalIdPrefix ?? stream.options.groupId
+  if (stream.transactions !== undefined && stream.transactions.info.transactionalIdPrefix !== prefix) {
+    throw new ValidationError({
+      message: `Cannot write to Kafka topic "${options.topic}" exactly once with transactionalIdPrefix "${prefix}": ` +
+        `the stream's other exactly-once sinks use "${stream.transactions.info.transactionalIdPrefix}" (one transaction per batch)`,
+    })
+  }
   const txs = stream.transactions ??= new BatchTransactions({
     client: stream.kafkaClient(),
     groupId: stream.options.groupId,
-    transactionalIdPrefix: options.transactionalIdPrefix ?? stream.options.groupId,
+    transactionalIdPrefix: prefix,
     warn: (message) => stream.log.line("Warning", `exactly-once sink: ${message}`),
   })
   txs.writers.push(`writeToKafka "${options.topic}"`)

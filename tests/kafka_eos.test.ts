@@ -114,6 +114,20 @@ describe("Exactly-once Kafka sink", { timeout: 60_000 }, () => {
         (e: unknown) =>
           e instanceof ValidationError && /keeps records across batches \(WindowedDStream\)/.test(e.message),
       )
+      sink(a.map((r) => r.value))
+      assert.throws(
+        () =>
+          Kafka.sink({
+            brokers: [proxy.bootstrap],
+            topic: "o2",
+            value: Schema.String,
+            exactlyOnce: true,
+            transactionalIdPrefix: "x",
+          })(
+            a.map((r) => r.value),
+          ),
+        (e: unknown) => e instanceof ValidationError && /other exactly-once sinks use "g"/.test(e.message),
+      )
       const other = Kafka.sink({ brokers: ["127.0.0.1:1"], topic: "o", value: Schema.String, exactlyOnce: true })
       assert.throws(
         () => other(a.map((r) => r.value)),
