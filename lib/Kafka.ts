@@ -674,7 +674,6 @@ const writeExactlyOnce = (
     transactionalIdPrefix: prefix,
     warn: (message) => stream.log.line("Warning", `exactly-once sink: ${message}`),
   })
-  txs.writers.push(`writeToKafka "${options.topic}"`)
   const topic = options.topic
   new OutputNode<any>(self.node, (batch, time) => {
     // the member's assignment names the transactional id: the set `prepare` fenced when it came

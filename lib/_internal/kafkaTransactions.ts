@@ -115,8 +115,6 @@ export class BatchTransactions {
   readonly committed = new Map<string, TopicPartitionOffset>()
   commits = 0
   aborts = 0
-  /** Writers enlisted by name (sinks, changelogs), for error messages. */
-  readonly writers: Array<string> = []
 
   constructor(readonly info: TransactionalInputInfo) {}
 
