@@ -49,7 +49,10 @@ import type * as KafkaJS from "kafkajs"
 import * as DStream from "./DStream.ts"
 import type { StreamingContext } from "./StreamingContext.ts"
 import * as Time from "./Time.ts"
-import { type NodeContext, OutputNode } from "./_internal/node.ts"
+import { InputNode, type Node, type NodeContext, OutputNode } from "./_internal/node.ts"
+import { ValidationError } from "./Errors.ts"
+import { BatchTransactions, KafkaTransactionError as KafkaTransactionError_ } from "./_internal/kafkaTransactions.ts"
+import type { KafkaClient, OutgoingRecord } from "./_internal/kafkaClient.ts"
 import {
   type BatchMeta as BatchMeta_,
   type ClientOptions as ClientOptions_,
@@ -62,12 +65,14 @@ import {
   type KafkaRecord as KafkaRecord_,
   KafkaUnreachableError as KafkaUnreachableError_,
   LazyProducer,
+  type LogBridge,
   OffsetRange as OffsetRange_,
   type Strategy,
   textFormat,
   toFormat,
   type TopicPartitionOffset as TopicPartitionOffset_,
 } from "../receivers/kafka.ts"
+import { kafkajsClient } from "../receivers/kafkajs_client.ts"
 
 /**
  * Spark's `OffsetRange`: the offsets `[fromOffset, untilOffset)` of one topic-partition in one
@@ -362,7 +367,21 @@ const utf8Key: Format<string> = textFormat(Schema.String)
 export const directStream = <V, K = string, R = never>(
   ssc: StreamingContext<R>,
   options: DirectStreamOptions<K, V>,
+): KafkaDirectStream<K, V, R> => directStreamWith(ssc, options, (log) => kafkajsClient(options, log))
+
+/**
+ * {@link directStream} on a given Kafka client (the in-memory model of the tests, another
+ * client library); `client` may be a function of the stream's log bridge, through which the
+ * client's own log lines reach Effect's logger. The client settings of `options` (brokers, TLS)
+ * are then used only in messages.
+ * @internal
+ */
+export const directStreamWith = <V, K = string, R = never>(
+  ssc: StreamingContext<R>,
+  options: DirectStreamOptions<K, V>,
+  client: KafkaClient | ((log: LogBridge) => KafkaClient),
 ): KafkaDirectStream<K, V, R> => {
+  const kafka = typeof client === "function" ? client : () => client
   const ctx = ssc as unknown as NodeContext
   const strategy: Strategy = options.assign !== undefined
     ? { _tag: "Assign", partitions: options.assign.map((p) => ({ topic: p.topic, partition: p.partition })) }
@@ -377,7 +396,8 @@ export const directStream = <V, K = string, R = never>(
   const node = new KafkaInputNode<K, V>(
     ctx,
     {
-      client: options,
+      brokers: options.brokers,
+      kafka,
       groupId: options.groupId,
       strategy,
       autoOffsetReset: options.autoOffsetReset ?? "latest",
@@ -401,23 +421,21 @@ export const directStream = <V, K = string, R = never>(
   const deadLetters = DStream.fromNode(new DeadLetterNode(node))
   if (options.deadLetterTopic !== undefined) {
     const topic = options.deadLetterTopic
-    const producer = new LazyProducer(options, {}, ctx)
+    const producer = new LazyProducer(kafka, {}, ctx)
     new OutputNode<DeadLetter>(deadLetters.node, (batch) => {
       if (batch.length === 0) return Effect.void
-      return producer.send({
+      return producer.send(batch.map((d) => ({
         topic,
-        messages: batch.map((d) => ({
-          key: d.key === null ? null : Buffer.from(d.key),
-          value: d.value === null ? null : Buffer.from(d.value),
-          headers: {
-            "dlq.topic": d.topic,
-            "dlq.partition": String(d.partition),
-            "dlq.offset": String(d.offset),
-            "dlq.part": d.part,
-            "dlq.error": d.error.replace(/\s*\n\s*/g, " "),
-          },
-        })),
-      })
+        key: d.key === null ? null : Buffer.from(d.key),
+        value: d.value === null ? null : Buffer.from(d.value),
+        headers: {
+          "dlq.topic": d.topic,
+          "dlq.partition": String(d.partition),
+          "dlq.offset": String(d.offset),
+          "dlq.part": d.part,
+          "dlq.error": d.error.replace(/\s*\n\s*/g, " "),
+        },
+      })))
     }, "deadLetterTopic")
   }
   const withMeta = <E>(
@@ -473,7 +491,47 @@ export interface SinkOptions extends ClientOptions {
   readonly compression?: KafkaJS.CompressionTypes | undefined
   /** Passed to `kafka.producer(...)`. */
   readonly producer?: KafkaJS.ProducerConfig | undefined
+  /**
+   * Exactly-once Kafka → Kafka (default `false`): each batch is written in one Kafka transaction
+   * together with the batch's input offsets (`sendOffsetsToTransaction` for the direct stream's
+   * group), committed once every output of the batch succeeded; the direct stream then commits
+   * nothing itself and reads `read_committed`. The stream must come from exactly one direct
+   * stream on the same brokers (its client writes the transactions: `producer`, `acks` and
+   * `compression` do not apply), without windows or state on the way and without a checkpoint
+   * directory. See the README's "Exactly-once
+   * Kafka to Kafka" for what this guarantees.
+   */
+  readonly exactlyOnce?: boolean | undefined
+  /**
+   * With `exactlyOnce`: the prefix of the transactional ids (default: the direct stream's group
+   * id); each id is `<prefix>|<topic>:<partitions>` of the batch's input partitions.
+   */
+  readonly transactionalIdPrefix?: string | undefined
 }
+
+/**
+ * A batch of an exactly-once sink could not be written: a write failed (its transaction is
+ * aborted), or the transaction was fenced by a newer writer of the same input partitions, or
+ * failed to commit. Names the batch time and the reason; it is the cause of the `BatchJobError`
+ * that stops the context.
+ *
+ * @example
+ * ```ts
+ * ssc.awaitTermination.pipe(Effect.catchTag("BatchJobError", (e) =>
+ *   e.cause instanceof Kafka.KafkaTransactionError ? Effect.logError(e.cause.reason) : Effect.fail(e)))
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const KafkaTransactionError: typeof KafkaTransactionError_ = KafkaTransactionError_
+/**
+ * The error an exactly-once batch fails with (instances of {@link KafkaTransactionError}).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type KafkaTransactionError = KafkaTransactionError_
 
 /**
  * Writes every batch to a Kafka topic through a producer that connects on the first batch and
@@ -502,10 +560,19 @@ export function writeToKafka(
   self: DStream.DStream<any>,
   options: SinkOptions & { readonly key?: FormatInput<any> | undefined; readonly value: FormatInput<any> },
 ): void {
-  const ctx = self.node.ctx
-  const producer = new LazyProducer(options, options.producer ?? {}, ctx)
   const value = toFormat(options.value)
   const key = options.key === undefined ? undefined : toFormat(options.key)
+  if (options.exactlyOnce === true) return writeExactlyOnce(self, options, key, value)
+  const ctx = self.node.ctx
+  const producer = new LazyProducer(
+    (log) => kafkajsClient(options, log, { producer: options.producer }, "effect-dstream-producer"),
+    {
+      ...(options.acks !== undefined ? { acks: options.acks === 0 || options.acks === 1 ? options.acks : -1 } : {}),
+      ...(options.compression !== undefined ? { compression: compressionNames[options.compression] } : {}),
+    },
+    ctx,
+  )
+  const topic = options.topic
   new OutputNode<any>(self.node, (batch) => {
     if (batch.length === 0) return Effect.void
     return Effect.flatMap(
@@ -513,20 +580,128 @@ export function writeToKafka(
         try: () =>
           batch.map((a) =>
             key === undefined
-              ? { value: toBuffer(value.encode(a)) }
-              : { key: toBuffer(key.encode(a[0])), value: toBuffer(value.encode(a[1])) }
+              ? { topic, key: null, value: value.encode(a) }
+              : { topic, key: key.encode(a[0]), value: value.encode(a[1]) }
           ),
         catch: (e) => e,
       }),
-      (messages) =>
-        producer.send({
-          topic: options.topic,
-          messages,
-          ...(options.acks !== undefined ? { acks: options.acks } : {}),
-          ...(options.compression !== undefined ? { compression: options.compression } : {}),
-        }),
+      (records) => producer.send(records),
     )
   }, "writeToKafka")
+}
+
+/**
+ * Operators that carry records from one batch into a later batch's output. The batch's
+ * transaction commits the batch's input offsets, so after a restart what they held is gone:
+ * refused in exactly-once mode. (State whose changes enlist in the batch's transaction, as the
+ * scale-out changelog is meant to, would make state exactly-once too; a node that does so sets
+ * `enlistsInTransactions` and is allowed.)
+ */
+const crossBatchKinds = new Set([
+  "WindowedDStream",
+  "ReducedWindowedDStream",
+  "EventTimeWindowDStream",
+  "StateDStream",
+  "MapWithStateDStream",
+])
+
+/** The inputs `node` reads from, and the operators on the way that keep records across batches. */
+const lineageOf = (node: Node<any>): { inputs: Array<InputNode<any>>; crossBatch: Array<string> } => {
+  const seen = new Set<Node<any>>()
+  const inputs: Array<InputNode<any>> = []
+  const crossBatch: Array<string> = []
+  const visit = (n: Node<any>) => {
+    if (seen.has(n)) return
+    seen.add(n)
+    if (n instanceof InputNode) inputs.push(n)
+    if (crossBatchKinds.has(n.kind) && (n as { enlistsInTransactions?: boolean }).enlistsInTransactions !== true) {
+      crossBatch.push(n.kind)
+    }
+    for (const p of n.parents) visit(p)
+  }
+  visit(node)
+  return { inputs, crossBatch }
+}
+
+/**
+ * The exactly-once sink: the batch's records go into the batch's transaction of the direct
+ * stream it reads from (lib/_internal/kafkaTransactions.ts), which the stream commits with its
+ * offsets once the batch completed. Other writers of the batch may enlist in the same
+ * transaction through `source.transactions`.
+ */
+const writeExactlyOnce = (
+  self: DStream.DStream<any>,
+  options: SinkOptions,
+  key: Format<any> | undefined,
+  value: Format<any>,
+): void => {
+  const { crossBatch, inputs } = lineageOf(self.node)
+  const source = inputs[0]
+  if (inputs.length !== 1 || !(source instanceof KafkaInputNode)) {
+    throw new ValidationError({
+      message: `Cannot write to Kafka topic "${options.topic}" exactly once: the stream must come from exactly one ` +
+        `Kafka direct stream, found ${inputs.map((i) => `"${i.name}"`).join(", ") || "no input"}`,
+    })
+  }
+  if (crossBatch.length > 0) {
+    throw new ValidationError({
+      message: `Cannot write to Kafka topic "${options.topic}" exactly once: the stream keeps records across batches ` +
+        `(${[...new Set(crossBatch)].join(", ")}), which a batch's transaction does not cover`,
+    })
+  }
+  const stream = source as KafkaInputNode<unknown, unknown>
+  const same = (a: ReadonlyArray<string>, b: ReadonlyArray<string>) =>
+    a.length === b.length && [...a].sort().every((x, i) => x === [...b].sort()[i])
+  if (!same(options.brokers, stream.options.brokers)) {
+    throw new ValidationError({
+      message: `Cannot write to Kafka topic "${options.topic}" exactly once: the sink's brokers ${
+        options.brokers.map((b) => `"${b}"`).join(", ")
+      } are not the direct stream's ${
+        stream.options.brokers.map((b) => `"${b}"`).join(", ")
+      } (a transaction holds the input offsets and the outputs, on one cluster)`,
+    })
+  }
+  const prefix = options.transactionalIdPrefix ?? stream.options.groupId
+  if (stream.transactions !== undefined && stream.transactions.info.transactionalIdPrefix !== prefix) {
+    throw new ValidationError({
+      message: `Cannot write to Kafka topic "${options.topic}" exactly once with transactionalIdPrefix "${prefix}": ` +
+        `the stream's other exactly-once sinks use "${stream.transactions.info.transactionalIdPrefix}" (one transaction per batch)`,
+    })
+  }
+  const txs = stream.transactions ??= new BatchTransactions({
+    client: stream.kafkaClient(),
+    groupId: stream.options.groupId,
+    transactionalIdPrefix: prefix,
+    warn: (message) => stream.log.line("Warning", `exactly-once sink: ${message}`),
+  })
+  const topic = options.topic
+  new OutputNode<any>(self.node, (batch, time) => {
+    // the member's assignment names the transactional id: the set `prepare` fenced when it came
+    const partitions = stream.assignment()
+    return Effect.tryPromise({
+      try: async () => {
+        let records: Array<OutgoingRecord>
+        try {
+          records = batch.map((a): OutgoingRecord =>
+            key === undefined
+              ? { topic, key: null, value: value.encode(a) }
+              : { topic, key: key.encode(a[0]), value: value.encode(a[1]) }
+          )
+        } catch (e) {
+          await txs.abort(time, e)
+          throw new KafkaTransactionError_({
+            batchTime: time,
+            reason: `a record of topic "${topic}" failed to encode, the batch's transaction is aborted: ${
+              e instanceof Error ? e.message : String(e)
+            }`,
+            cause: e,
+          })
+        }
+        if (records.length > 0) await txs.send(time, partitions, records)
+      },
+      catch: (e) => e,
+    })
+  }, "writeToKafka (exactly once)")
 }
 
 /**
@@ -551,5 +726,5 @@ export function sink(options: any): (self: DStream.DStream<any>) => void {
   return (self) => writeToKafka(self, options)
 }
 
-const toBuffer = (u: Uint8Array | string | null): Buffer | string | null =>
-  u === null || typeof u === "string" ? u : Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength)
+/** kafkajs's `CompressionTypes` (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd) by name. */
+const compressionNames = ["none", "gzip", "snappy", "lz4", "zstd"] as const

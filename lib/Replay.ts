@@ -341,7 +341,7 @@ export const kafkaThenLive = <V, K = string, R = never>(
   const node = stream.node as unknown as KafkaInputNode<K, V>
   const ctx = ssc as unknown as NodeContext
   const list = catchUpInputs.get(ctx) ?? []
-  list.push(catchUp(node, options, topics, from))
+  list.push(catchUp(node, topics, from))
   catchUpInputs.set(ctx, list)
   return stream
 }

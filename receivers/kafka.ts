@@ -1,5 +1,6 @@
 /**
- * The Kafka direct stream's machinery (Spark's `DirectKafkaInputDStream` on kafkajs): a
+ * The Kafka direct stream's machinery (Spark's `DirectKafkaInputDStream`, on the client
+ * interface of lib/_internal/kafkaClient.ts — kafkajs in receivers/kafkajs_client.ts): a
  * scoped group consumer whose `eachBatch` fills a bounded per-partition buffer (awaiting, with
  * heartbeats, while it is full: backpressure), an input node that cuts one explicit offset
  * range per topic-partition at every batch tick (bounded by `maxRatePerPartition`), typed
@@ -14,12 +15,26 @@
  */
 import { Buffer } from "node:buffer"
 import { type Context, Data, Duration, Effect, Result, Schema, type Scope } from "effect"
-import kafkajs from "kafkajs"
 import type * as KafkaJS from "kafkajs"
+import {
+  type Admin,
+  type ConsumerGroup,
+  type ConsumerGroupOptions,
+  type FetchControl,
+  type FetchedBatch,
+  isRebalanceError,
+  type KafkaClient,
+  type OutgoingRecord,
+  type Producer,
+  type ProducerOptions,
+  type RawRecord,
+  type TopicPartition,
+} from "../lib/_internal/kafkaClient.ts"
 import { type InputCheckpoint, InputNode, type InputRuntime, Node, type NodeContext } from "../lib/_internal/node.ts"
 import type { BatchInfo } from "../lib/Listener.ts"
 import * as Time from "../lib/Time.ts"
 import type { TaggedErrorClass } from "../lib/_internal/taggedError.ts"
+import type { BatchTransactions } from "../lib/_internal/kafkaTransactions.ts"
 
 // ---- offset ranges --------------------------------------------------------------------------
 
@@ -196,7 +211,10 @@ export type Strategy =
 
 /** @internal */
 export interface NodeOptions<K, V> {
-  readonly client: ClientOptions
+  /** The bootstrap brokers (for messages). */
+  readonly brokers: ReadonlyArray<string>
+  /** The client, made with the stream's log bridge (kafkajs's lines go through it). */
+  readonly kafka: (log: LogBridge) => KafkaClient
   readonly groupId: string
   readonly strategy: Strategy
   readonly autoOffsetReset: "earliest" | "latest"
@@ -214,20 +232,6 @@ export interface NodeOptions<K, V> {
   /** After a failure, how long no request may succeed before the stream fails. */
   readonly unreachableTimeout: number
 }
-
-/** @internal */
-export const makeKafka = (client: ClientOptions, id: string, log: LogBridge): KafkaJS.Kafka =>
-  new kafkajs.Kafka({
-    brokers: [...client.brokers],
-    clientId: client.clientId ?? id,
-    ...(client.ssl !== undefined ? { ssl: client.ssl } : {}),
-    ...(client.sasl !== undefined ? { sasl: client.sasl } : {}),
-    ...(client.connectionTimeout !== undefined ? { connectionTimeout: client.connectionTimeout } : {}),
-    ...(client.requestTimeout !== undefined ? { requestTimeout: client.requestTimeout } : {}),
-    ...(client.retry !== undefined ? { retry: client.retry } : {}),
-    logLevel: client.logLevel ?? kafkajs.logLevel.ERROR,
-    logCreator: log.logCreator,
-  })
 
 // ---- errors and logging ---------------------------------------------------------------------
 
@@ -254,17 +258,15 @@ export class KafkaUnreachableError extends KafkaUnreachableErrorBase {
   }
 }
 
-type LogLevelName = "Error" | "Warning" | "Info" | "Debug"
-
-/** kafkajs's messages about connections that failed (not error responses of a reachable broker). */
-const connectionTrouble =
-  /^Connection (error|timeout)|Failed to connect|Closed connection|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EHOSTUNREACH|ENETUNREACH/i
+/** @internal */
+export type LogLevelName = "Error" | "Warning" | "Info" | "Debug"
 
 /**
- * kafkajs's own log lines (its `logCreator`) routed through Effect's logger, rate-limited: a
- * burst of 5 lines, then one line per 2 s; the number of lines left out is added to the next
- * line logged. `onConnectionError` sees every kafkajs line about a failed connection (an error
- * response from a broker is not one: the broker answered).
+ * The Kafka client's own log lines (kafkajs's `logCreator`, receivers/kafkajs_client.ts) routed
+ * through Effect's logger, rate-limited: a burst of 5 lines, then one line per 2 s; the number
+ * of lines left out is added to the next line logged. `onConnectionError` sees every client
+ * line about a failed connection (an error response from a broker is not one: the broker
+ * answered).
  * @internal
  */
 export class LogBridge {
@@ -278,21 +280,6 @@ export class LogBridge {
   private suppressed = 0
 
   constructor(readonly prefix: string) {}
-
-  readonly logCreator: KafkaJS.logCreator = () => (entry) => {
-    const log = entry.log
-    const broker = typeof log.broker === "string" && !log.message.includes(log.broker) ? ` (broker ${log.broker})` : ""
-    const text = `${entry.namespace}: ${log.message}${broker}`
-    if (entry.level === kafkajs.logLevel.ERROR && connectionTrouble.test(log.message)) this.onConnectionError?.(text)
-    const level: LogLevelName = entry.level === kafkajs.logLevel.ERROR
-      ? "Error"
-      : entry.level === kafkajs.logLevel.WARN
-      ? "Warning"
-      : entry.level === kafkajs.logLevel.INFO
-      ? "Info"
-      : "Debug"
-    this.line(level, `kafkajs ${text}`)
-  }
 
   /** Logs `message` at `level` if the rate allows it. */
   line(level: LogLevelName, message: string): void {
@@ -425,16 +412,6 @@ export interface BatchMeta {
   readonly deadLetters: ReadonlyArray<DeadLetter>
 }
 
-const isRebalancing = (e: unknown): boolean => {
-  const err = e as { type?: string; name?: string; cause?: unknown } | undefined
-  if (err === undefined || err === null) return false
-  if (
-    err.type === "REBALANCE_IN_PROGRESS" || err.type === "NOT_COORDINATOR_FOR_GROUP" ||
-    err.type === "ILLEGAL_GENERATION"
-  ) return true
-  return err.cause !== undefined && err.cause !== e && isRebalancing(err.cause)
-}
-
 /**
  * The direct stream's input node.
  * @internal
@@ -463,7 +440,11 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
   private joined = false
   private fatal: unknown = undefined
   private stopped = false
-  private consumer: KafkaJS.Consumer | undefined
+  /** The running group member, once joined. */
+  private group: ConsumerGroup | undefined
+  /** Which connection attempt is current: handlers of older ones are ignored. */
+  private attempt = 0
+  private client: KafkaClient | undefined
   private commitChain: Promise<void> = Promise.resolve()
   /** With a checkpoint directory: commits follow durable checkpoints, not completed batches. */
   private checkpointing = false
@@ -481,13 +462,17 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
   readonly log: LogBridge
   /** Offsets committed to Kafka by this stream, per partition (for tests and monitoring). */
   readonly committed = new Map<string, TopicPartitionOffset>()
+  /**
+   * Set before start by an exactly-once sink (lib/Kafka.ts): each completed batch's offsets are
+   * committed in the batch's transaction (`BatchTransactions.complete`), never by this stream.
+   */
+  transactions: BatchTransactions | undefined = undefined
   readonly name: string
 
   constructor(ctx: NodeContext, readonly options: NodeOptions<K, V>) {
     super(ctx)
     this.name = `Kafka direct stream [${this.id}]`
     this.log = new LogBridge(this.name)
-    this.log.onConnectionError = (message) => this.noteFailure(message, false)
     for (const s of options.startingOffsets) this.explicitStarts.set(tpKey(s.topic, s.partition), s.offset)
   }
 
@@ -504,16 +489,21 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
   }
 
   /**
-   * A kafkajs admin client with this stream's client settings (brokers, TLS, SASL), not
-   * connected, whose log goes through Effect's logger as the stream's does: the streaming UI
-   * reads high-water marks with it (lib/_internal/ui/kafkaLag.ts), without importing this module.
+   * A connected admin client with this stream's client settings (brokers, TLS, SASL), whose log
+   * goes through Effect's logger as the stream's does: the streaming UI reads high-water marks
+   * with it (lib/_internal/ui/kafkaLag.ts), without importing this module.
    */
-  readonly lagAdmin = (): Effect.Effect<KafkaJS.Admin> =>
-    Effect.map(Effect.context<never>(), (services) => {
+  readonly lagAdmin = (): Effect.Effect<Admin, unknown> =>
+    Effect.flatMap(Effect.context<never>(), (services) => {
       const log = new LogBridge(`Kafka lag of ${this.options.groupId}`)
       log.services = services
-      return makeKafka(this.options.client, `${this.options.groupId}-ui`, log).admin()
+      return Effect.tryPromise({ try: () => this.options.kafka(log).admin(), catch: (e) => e })
     })
+
+  /** The stream's client (made on first use). */
+  kafkaClient(): KafkaClient {
+    return this.client ??= this.options.kafka(this.log)
+  }
 
   // ---- failures: receiver-style events, the unreachable timeout ----
 
@@ -563,7 +553,7 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
         const since = this.downSince
         if (since === undefined || Date.now() - since < timeout || this.stopped) continue
         const error = new KafkaUnreachableError({
-          brokers: this.options.client.brokers,
+          brokers: this.options.brokers,
           timeoutMillis: timeout,
           lastError: this.lastFailure,
         })
@@ -571,21 +561,25 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
         this.publishError(error.message, Date.now(), error)
         this.log.emit("Error", error.message)
         this.wakeRefetch()
-        // stop kafkajs retrying (and logging) for good; the next batch fails with the error
-        const consumer = this.consumer
-        this.consumer = undefined
-        if (consumer !== undefined) yield* Effect.promise(() => consumer.disconnect().catch(() => undefined))
+        // stop the client retrying (and logging) for good; the next batch fails with the error
+        const group = this.group
+        this.group = undefined
+        this.attempt++
+        if (group !== undefined) yield* Effect.promise(() => group.disconnect().catch(() => undefined))
       }
     })
   }
 
-  // ---- kafkajs side (plain promises: kafkajs calls these) ----
+  // ---- client side (plain promises: the client calls these) ----
 
-  private readonly onGroupJoin = (assignment: Record<string, ReadonlyArray<number>>): void => {
+  /**
+   * A full assignment: returns where its partitions start (this stream's positions, explicit
+   * starts, ranges that restored batches still need), applied by the client before it delivers
+   * records of the assignment.
+   */
+  private onAssignment(assigned: ReadonlyArray<TopicPartition>): ReadonlyArray<TopicPartitionOffset> {
     const next = new Map<string, { topic: string; partition: number }>()
-    for (const [topic, partitions] of Object.entries(assignment)) {
-      for (const partition of partitions) next.set(tpKey(topic, partition), { topic, partition })
-    }
+    for (const { topic, partition } of assigned) next.set(tpKey(topic, partition), { topic, partition })
     // Revoked partitions: drop their buffers and positions; pending commits are abandoned.
     for (const key of this.assigned.keys()) {
       if (!next.has(key)) {
@@ -595,33 +589,29 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
         this.requested.delete(key)
       }
     }
-    // Buffers of kept partitions are dropped too: kafkajs refetches from the committed
-    // offset after a rejoin, so seek back to our position (records already cut are not
+    // Buffers of kept partitions are dropped too: the client refetches from the committed
+    // offset after a rejoin, so start again at our position (records already cut are not
     // fetched again; buffered-but-uncut ones are fetched again).
     for (const key of next.keys()) this.dropBuffer(key)
     this.assigned.clear()
     for (const [key, tp] of next) this.assigned.set(key, tp)
     this.rebalancing = false
     this.joined = true
-    const consumer = this.consumer
+    const starts: Array<TopicPartitionOffset> = []
     for (const [key, tp] of next) {
       const explicit = this.explicitStarts.get(key)
       const pos = this.positions.get(key)
       // Restored batches still need records below the position: fetch them again first.
       const offset = this.refetchFrom(key) ?? explicit ?? pos
-      if (explicit !== undefined) this.explicitStarts.delete(key)
-      if (offset !== undefined && consumer !== undefined) {
-        if (explicit !== undefined) this.positions.set(key, explicit)
-        try {
-          consumer.seek({ topic: tp.topic, partition: tp.partition, offset: String(offset) })
-        } catch {
-          // not running yet: the explicit start stays for the next join
-          if (explicit !== undefined) this.explicitStarts.set(key, explicit)
-        }
+      if (explicit !== undefined) {
+        this.explicitStarts.delete(key)
+        this.positions.set(key, explicit)
       }
+      if (offset !== undefined) starts.push({ topic: tp.topic, partition: tp.partition, offset })
     }
     this.wakeSpace()
     this.wakeRefetch()
+    return starts
   }
 
   private dropBuffer(key: string): void {
@@ -632,14 +622,14 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     }
   }
 
-  private readonly eachBatch = async (payload: KafkaJS.EachBatchPayload): Promise<void> => {
-    const { batch, heartbeat, isRunning, isStale } = payload
-    if (!isRunning() || isStale() || this.stopped) return
-    const key = tpKey(batch.topic, batch.partition)
-    if (!this.assigned.has(key)) this.assigned.set(key, { topic: batch.topic, partition: batch.partition })
+  private async onBatch(batch: FetchedBatch, control: FetchControl): Promise<void> {
+    if (this.stopped || !control.isActive()) return
+    const { topic, partition, records } = batch
+    const key = tpKey(topic, partition)
+    if (!this.assigned.has(key)) this.assigned.set(key, { topic, partition })
     let buffer = this.buffers.get(key)
     if (buffer === undefined) {
-      buffer = { topic: batch.topic, partition: batch.partition, entries: [], head: 0, dead: 0 }
+      buffer = { topic, partition, entries: [], head: 0, dead: 0 }
       this.buffers.set(key, buffer)
     }
     // Skip what is already buffered or handed out (refetches after a rejoin).
@@ -647,35 +637,33 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     const floor = entries.length > buffer.head
       ? entries[entries.length - 1].offset + 1
       : (this.positions.get(key) ?? -1)
-    // Decode here, as kafkajs delivers (between its fetches), not at the batch cut: the cut
+    // Decode here, as the client delivers (between its fetches), not at the batch cut: the cut
     // then only hands over ready records. Failures become dead letters in offset order.
-    const { topic, partition, messages } = batch
     const keyFormat = this.options.key
     const valueFormat = this.options.value
     let added = 0
     let dead = 0
     // Records below the position that restored batches need go to their store.
-    const first = this.refetching > 0 ? this.takeRefetched(key, topic, partition, messages) : 0
-    for (let i = first; i < messages.length; i++) {
-      const message = messages[i]
-      const offset = Number(message.offset)
-      if (offset < floor) continue
-      const entry = decodeMessage(topic, partition, message, offset, keyFormat, valueFormat)
+    const first = this.refetching > 0 ? this.takeRefetched(key, records) : 0
+    for (let i = first; i < records.length; i++) {
+      const raw = records[i]
+      if (raw.offset < floor) continue
+      const entry = decodeRecord(raw, keyFormat, valueFormat)
       if (entry instanceof DeadLetterEntry) dead++
       entries.push(entry)
       added++
     }
     buffer.dead += dead
     this.buffered += added
-    // Backpressure: hold kafkajs here while the buffer is full, heartbeating.
-    while (this.buffered > this.options.maxBufferedRecords && isRunning() && !isStale() && !this.stopped) {
+    // Backpressure: hold the client here while the buffer is full, heartbeating.
+    while (this.buffered > this.options.maxBufferedRecords && control.isActive() && !this.stopped) {
       await this.waitForSpace(this.options.heartbeatInterval)
       try {
-        await heartbeat()
+        await control.heartbeat()
       } catch (e) {
-        // Commit through the batch helper (no retrier), then let kafkajs see the typed
-        // rebalance error and rejoin: never crash the runner with a wrapped commit error.
-        if (isRebalancing(e)) await this.beforeRebalance((offsets) => payload.commitOffsetsIfNecessary(offsets))
+        // A rebalance: commit through the fetch loop, then let the client rejoin (with
+        // kafkajs, a commit outside the fetch loop would crash the consumer for good).
+        if (this.rebalancing) await this.beforeRebalance(control.commit)
         throw e
       }
     }
@@ -729,14 +717,9 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
    * Keeps the messages below the position that restored batches need (decoded, in the
    * partition's store); returns the index of the first message at or after the position.
    */
-  private takeRefetched(
-    key: string,
-    topic: string,
-    partition: number,
-    messages: ReadonlyArray<KafkaJS.KafkaMessage>,
-  ): number {
+  private takeRefetched(key: string, records: ReadonlyArray<RawRecord>): number {
     const pos = this.positions.get(key)
-    if (pos === undefined || messages.length === 0) return 0
+    if (pos === undefined || records.length === 0) return 0
     let store = this.refetched.get(key)
     if (store === undefined) {
       const from = this.refetchFrom(key)
@@ -745,16 +728,16 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
       this.refetched.set(key, store)
     }
     let i = 0
-    for (; i < messages.length; i++) {
-      const message = messages[i]
-      const offset = Number(message.offset)
+    for (; i < records.length; i++) {
+      const raw = records[i]
+      const offset = raw.offset
       if (offset >= pos) break
       if (offset < store.fetched) continue
-      store.entries.push(decodeMessage(topic, partition, message, offset, this.options.key, this.options.value))
+      store.entries.push(decodeRecord(raw, this.options.key, this.options.value))
       store.fetched = offset + 1
     }
-    // a message at or after the position: everything below it has been fetched
-    if (i < messages.length) store.fetched = Math.max(store.fetched, pos)
+    // a record at or after the position: everything below it has been fetched
+    if (i < records.length) store.fetched = Math.max(store.fetched, pos)
     this.wakeRefetch()
     return i
   }
@@ -864,6 +847,17 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
         })
       })
     }
+    // exactly once: the completed batches' transactions commit their offsets before the rejoin
+    const txs = this.transactions
+    if (txs !== undefined) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.max(0, deadline - Date.now()))
+        txs.idle().then(() => {
+          clearTimeout(timer)
+          resolve()
+        })
+      })
+    }
     await this.flushCommits(commit)
   }
 
@@ -880,7 +874,16 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
       this.rt = rt
       this.log.services = yield* Effect.context<never>()
       this.checkpointing = this.ctx.checkpointDir() !== undefined
+      const txs = this.transactions
+      if (txs !== undefined && this.checkpointing) {
+        return yield* Effect.fail(
+          new Error(
+            `Cannot write ${this.name} exactly once with a checkpoint directory: a recovery would re-run batches whose transactions committed`,
+          ),
+        )
+      }
       yield* Effect.addFinalizer(() => Effect.promise(() => this.shutdown()))
+      if (txs !== undefined) yield* Effect.addFinalizer(() => Effect.promise(() => txs.close()))
       yield* Effect.forkScoped(this.watchdog())
       const first = yield* Effect.result(Effect.tryPromise({ try: () => this.connect(), catch: (e) => e }))
       if (Result.isFailure(first)) this.connectFailed(first.failure, 200)
@@ -890,81 +893,67 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
 
   private async connect(): Promise<void> {
     const o = this.options
-    const kafka = makeKafka(o.client, `effect-dstream-${o.groupId}`, this.log)
-    const assign = o.strategy._tag === "Assign" ? o.strategy.partitions : undefined
-    const consumer = kafka.consumer({
+    const attempt = ++this.attempt
+    const current = () => this.attempt === attempt && !this.stopped
+    this.joined = false
+    const strategy = o.strategy
+    const subscription: ConsumerGroupOptions["subscription"] = strategy._tag === "Subscribe"
+      ? { _tag: "Topics", topics: strategy.topics }
+      : strategy._tag === "SubscribePattern"
+      ? { _tag: "Pattern", pattern: strategy.pattern }
+      : { _tag: "Assign", partitions: strategy.partitions }
+    const group = await this.kafkaClient().consumerGroup({
       groupId: o.groupId,
+      subscription,
+      fromBeginning: o.autoOffsetReset === "earliest",
+      isolation: "read_committed",
       sessionTimeout: o.sessionTimeout,
       heartbeatInterval: o.heartbeatInterval,
       rebalanceTimeout: o.rebalanceTimeout,
       maxWaitTimeInMs: o.maxWaitTimeInMs,
-      ...(o.maxBytesPerPartition !== undefined ? { maxBytesPerPartition: o.maxBytesPerPartition } : {}),
-      ...(o.client.retry !== undefined ? { retry: o.client.retry } : {}),
-      ...(assign !== undefined ? { partitionAssigners: [fixedAssigner(assign)] } : {}),
+      maxBytesPerPartition: o.maxBytesPerPartition,
+    }, {
+      onAssignment: (assigned) =>
+        this.transactions === undefined
+          ? Promise.resolve(current() ? this.onAssignment(assigned) : undefined)
+          : this.transactions.prepare(assigned).then((fenced) => {
+            // exactly once: the previous owner is fenced, then the offsets it committed are read
+            if (!current()) return undefined
+            const starts = [...this.onAssignment(assigned)]
+            const has = new Set(starts.map((s) => tpKey(s.topic, s.partition)))
+            for (const c of fenced) if (!has.has(tpKey(c.topic, c.partition))) starts.push(c)
+            return starts
+          }),
+      onRebalancing: () => {
+        if (current()) this.rebalancing = true
+      },
+      onBatch: (batch, control) => (current() ? this.onBatch(batch, control) : Promise.resolve()),
+      onCrash: (error, restarting) => {
+        if (!current()) return
+        const message = `the Kafka consumer crashed: ${errorMessage(error)}`
+        this.noteFailure(message, false)
+        if (!restarting) this.restart(error)
+        else this.log.line("Warning", `${message}; the client restarts it`)
+      },
+      onRequest: this.onRequest,
+      onRequestFailure: (message) => {
+        if (current()) this.noteFailure(message, false)
+      },
     })
-    this.consumer = consumer
-    this.joined = false
-    consumer.on(consumer.events.REQUEST, this.onRequest)
-    consumer.on(consumer.events.REQUEST_TIMEOUT, (e) => {
-      if (this.consumer === consumer) this.noteFailure(`request to broker ${e.payload.broker} timed out`, false)
-    })
-    consumer.on(consumer.events.GROUP_JOIN, (e) => {
-      if (this.consumer === consumer) this.onGroupJoin(e.payload.memberAssignment)
-    })
-    consumer.on(consumer.events.REBALANCING, () => {
-      if (this.consumer === consumer) this.rebalancing = true
-    })
-    consumer.on(consumer.events.CRASH, (e) => {
-      if (this.consumer !== consumer || this.stopped) return
-      const message = `the Kafka consumer crashed: ${errorMessage(e.payload.error)}`
-      this.noteFailure(message, false)
-      if (!e.payload.restart) this.restart(consumer, e.payload.error)
-      else this.log.line("Warning", `${message}; kafkajs restarts it`)
-    })
-    try {
-      await consumer.connect()
-      if (o.strategy._tag === "SubscribePattern") {
-        await consumer.subscribe({ topics: [o.strategy.pattern], fromBeginning: o.autoOffsetReset === "earliest" })
-      } else {
-        const topics = o.strategy._tag === "Subscribe"
-          ? [...o.strategy.topics]
-          : [...new Set(o.strategy.partitions.map((p) => p.topic))]
-        await consumer.subscribe({ topics, fromBeginning: o.autoOffsetReset === "earliest" })
-      }
-      await consumer.run({
-        autoCommit: false,
-        eachBatchAutoResolve: true,
-        partitionsConsumedConcurrently: 1,
-        eachBatch: this.eachBatch,
-      })
-      if (this.stopped) {
-        // the context stopped while this (re)connect was under way
-        await consumer.disconnect().catch(() => undefined)
-        return
-      }
-      // Explicit starting offsets of partitions assigned at the first join.
-      for (const [key, offset] of [...this.explicitStarts]) {
-        const tp = this.assigned.get(key)
-        if (tp !== undefined) {
-          this.explicitStarts.delete(key)
-          this.positions.set(key, offset)
-          this.dropBuffer(key)
-          consumer.seek({ topic: tp.topic, partition: tp.partition, offset: String(offset) })
-        }
-      }
-    } catch (e) {
-      if (this.consumer === consumer) this.consumer = undefined
-      await consumer.disconnect().catch(() => undefined)
-      throw e
+    if (this.attempt !== attempt || this.stopped) {
+      // the context stopped (or the stream failed) while this (re)connect was under way
+      await group.disconnect().catch(() => undefined)
+      return
     }
+    this.group = group
   }
 
   /** A connection attempt failed: report it, retry after `delay` (doubling, at most 5 s). */
   private connectFailed(error: unknown, delay: number): void {
     if (this.stopped || this.fatal !== undefined) return
-    const message = `cannot connect to the Kafka brokers ${
-      this.options.client.brokers.map((b) => `"${b}"`).join(", ")
-    }: ${errorMessage(error)}`
+    const message = `cannot connect to the Kafka brokers ${this.options.brokers.map((b) => `"${b}"`).join(", ")}: ${
+      errorMessage(error)
+    }`
     this.noteFailure(message, true)
     this.log.line("Warning", `${message}; retrying in ${Time.format(delay)}`)
     this.reconnectTimer = setTimeout(() => {
@@ -979,11 +968,11 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
   private crashes: Array<number> = []
 
   /**
-   * kafkajs gave up on a consumer (a non-retriable error, e.g. a protocol error during a
-   * rebalance): replace it with a new one that rejoins the group and continues from this
-   * stream's positions. More than 5 crashes within a minute fail the stream.
+   * The client gave up on the group member (a non-retriable error, e.g. a protocol error
+   * during a rebalance): replace it with a new one that rejoins the group and continues from
+   * this stream's positions. More than 5 crashes within a minute fail the stream.
    */
-  private restart(crashed: KafkaJS.Consumer, error: unknown): void {
+  private restart(error: unknown): void {
     const now = Date.now()
     this.crashes = this.crashes.filter((t) => t > now - 60_000)
     this.crashes.push(now)
@@ -994,10 +983,12 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     }
     this.log.line("Warning", `the Kafka consumer crashed (${errorMessage(error)}); restarting it`)
     this.rebalancing = true
-    this.consumer = undefined
+    const crashed = this.group
+    this.group = undefined
+    this.attempt++
     const delay = 200 * this.crashes.length
     void (async () => {
-      await crashed.disconnect().catch(() => undefined)
+      await crashed?.disconnect().catch(() => undefined)
       await new Promise((r) => setTimeout(r, delay))
       if (this.stopped || this.fatal !== undefined) return
       try {
@@ -1014,11 +1005,12 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     this.wakeSpace()
     this.wakeRefetch()
     for (const w of this.inflightWaiters.splice(0)) w()
-    const consumer = this.consumer
-    if (consumer === undefined) return
+    const group = this.group
+    if (group === undefined) return
     await this.flushCommits().catch(() => undefined)
-    // disconnect stops the runner and leaves the group
-    await consumer.disconnect().catch(() => undefined)
+    // disconnect stops the fetch loop and leaves the group
+    this.group = undefined
+    await group.disconnect().catch(() => undefined)
   }
 
   override stopReceiving(): Effect.Effect<void> {
@@ -1251,6 +1243,23 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
   override batchCompleted(info: BatchInfo): void {
     const t = info.batchTime
     const cut = this.cuts.get(t)
+    if (this.transactions !== undefined) {
+      // exactly once: the batch's offsets go into its transaction (commitAsync has no effect)
+      if (cut !== undefined) {
+        this.transactions.complete(
+          t,
+          this.assignment(),
+          cut.ranges.map((r) => ({ topic: r.topic, partition: r.partition, offset: r.untilOffset })),
+          (offsets) => {
+            for (const o of offsets) mergeMax(this.committed, o.topic, o.partition, o.offset)
+          },
+        )
+      }
+      this.requested.clear()
+      this.inflight.delete(t)
+      for (const w of this.inflightWaiters.splice(0)) w()
+      return
+    }
     // with checkpoints, `written` commits what a durable checkpoint covers instead
     if (cut !== undefined && this.options.commitMode === "afterOutputs" && !this.checkpointing) {
       for (const r of cut.ranges) {
@@ -1290,8 +1299,8 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
   flushCommits(viaBatchHelper?: CommitFn): Promise<void> {
     const run = async () => {
       this.commitDirty = false
-      const consumer = this.consumer
-      if (consumer === undefined || this.pending.size === 0) return
+      const group = this.group
+      if ((group === undefined && viaBatchHelper === undefined) || this.pending.size === 0) return
       if (this.rebalancing && viaBatchHelper === undefined) {
         // wait for the GROUP_JOIN that ends the rebalance; the next completed batch retries
         this.commitDirty = false
@@ -1301,24 +1310,13 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
       this.pending.clear()
       if (batch.length === 0) return
       try {
-        if (viaBatchHelper !== undefined) {
-          const topics = new Map<string, Array<{ partition: number; offset: string }>>()
-          for (const c of batch) {
-            let ps = topics.get(c.topic)
-            if (ps === undefined) topics.set(c.topic, ps = [])
-            ps.push({ partition: c.partition, offset: String(c.offset) })
-          }
-          await viaBatchHelper({ topics: [...topics].map(([topic, partitions]) => ({ topic, partitions })) })
-        } else {
-          await consumer.commitOffsets(
-            batch.map((c) => ({ topic: c.topic, partition: c.partition, offset: String(c.offset) })),
-          )
-        }
+        if (viaBatchHelper !== undefined) await viaBatchHelper(batch)
+        else await group!.commit(batch)
         for (const c of batch) mergeMax(this.committed, c.topic, c.partition, c.offset)
       } catch (e) {
         // keep them for the next flush; a rebalance that revokes the partition drops them
         for (const c of batch) mergeMax(this.pending, c.topic, c.partition, c.offset)
-        if (this.stopped || isRebalancing(e)) return
+        if (this.stopped || this.rebalancing || isRebalanceError(e)) return
         this.log.line("Warning", `offset commit failed, will retry after the next batch: ${errorMessage(e)}`)
       }
     }
@@ -1333,7 +1331,7 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
   }
 }
 
-type CommitFn = (offsets: KafkaJS.Offsets) => Promise<void>
+type CommitFn = (offsets: ReadonlyArray<TopicPartitionOffset>) => Promise<void>
 
 const mergeMax = (map: Map<string, TopicPartitionOffset>, topic: string, partition: number, offset: number): void => {
   const key = tpKey(topic, partition)
@@ -1344,22 +1342,21 @@ const mergeMax = (map: Map<string, TopicPartitionOffset>, topic: string, partiti
 /** A dead letter as buffered (a class, so the cut tells it from a record). */
 /** @internal */
 export class DeadLetterEntry implements DeadLetter {
+  readonly topic: string
+  readonly partition: number
+  readonly offset: number
   readonly timestamp: number
   readonly key: Uint8Array | null
   readonly value: Uint8Array | null
   readonly headers: Headers
-  constructor(
-    readonly topic: string,
-    readonly partition: number,
-    readonly offset: number,
-    message: KafkaJS.KafkaMessage,
-    readonly part: "key" | "value",
-    readonly error: string,
-  ) {
-    this.timestamp = Number(message.timestamp)
-    this.key = (message.key as Uint8Array | null) ?? null
-    this.value = (message.value as Uint8Array | null) ?? null
-    this.headers = (message.headers ?? {}) as Headers
+  constructor(raw: RawRecord, readonly part: "key" | "value", readonly error: string) {
+    this.topic = raw.topic
+    this.partition = raw.partition
+    this.offset = raw.offset
+    this.timestamp = raw.timestamp
+    this.key = raw.key
+    this.value = raw.value
+    this.headers = raw.headers
   }
 }
 
@@ -1368,66 +1365,49 @@ const errorText = (e: unknown): string => `Decoder threw: ${errorMessage(e)}`
 const errorMessage = (e: unknown): string => (e instanceof Error ? e.message : String(e))
 
 /**
- * Decodes one message into a record, or a dead letter when its key or value does not decode
+ * Decodes one raw record into a record, or a dead letter when its key or value does not decode
  * (a throwing custom format also gives a dead letter, never a crashed consumer).
  */
 /** @internal */
-export const decodeMessage = <K, V>(
-  topic: string,
-  partition: number,
-  message: KafkaJS.KafkaMessage,
-  offset: number,
-  keyFormat: Format<K>,
-  valueFormat: Format<V>,
-): Entry<K, V> => {
-  const rawKey = message.key as Uint8Array | null | undefined
-  const rawValue = message.value as Uint8Array | null | undefined
+export const decodeRecord = <K, V>(raw: RawRecord, keyFormat: Format<K>, valueFormat: Format<V>): Entry<K, V> => {
+  const rawKey = raw.key
+  const rawValue = raw.value
   let key: K | null = null
-  if (rawKey !== null && rawKey !== undefined) {
+  if (rawKey !== null) {
     const keyDirect = keyFormat.decodeDirect
     let direct: K | undefined
     try {
       direct = keyDirect === undefined ? undefined : keyDirect(rawKey)
       if (direct === undefined) {
         const k = keyFormat.decode(rawKey)
-        if (Result.isFailure(k)) return new DeadLetterEntry(topic, partition, offset, message, "key", k.failure)
+        if (Result.isFailure(k)) return new DeadLetterEntry(raw, "key", k.failure)
         key = k.success
       } else key = direct
     } catch (e) {
-      return new DeadLetterEntry(topic, partition, offset, message, "key", errorText(e))
+      return new DeadLetterEntry(raw, "key", errorText(e))
     }
   }
   let value: V
   try {
     const valueDirect = valueFormat.decodeDirect
-    const direct = valueDirect === undefined || rawValue === null || rawValue === undefined
-      ? undefined
-      : valueDirect(rawValue)
+    const direct = valueDirect === undefined || rawValue === null ? undefined : valueDirect(rawValue)
     if (direct === undefined) {
-      const v = valueFormat.decode(rawValue ?? null)
-      if (Result.isFailure(v)) return new DeadLetterEntry(topic, partition, offset, message, "value", v.failure)
+      const v = valueFormat.decode(rawValue)
+      if (Result.isFailure(v)) return new DeadLetterEntry(raw, "value", v.failure)
       value = v.success
     } else value = direct
   } catch (e) {
-    return new DeadLetterEntry(topic, partition, offset, message, "value", errorText(e))
+    return new DeadLetterEntry(raw, "value", errorText(e))
   }
   return {
-    topic,
-    partition,
-    offset,
-    timestamp: Number(message.timestamp),
+    topic: raw.topic,
+    partition: raw.partition,
+    offset: raw.offset,
+    timestamp: raw.timestamp,
     key,
     value,
-    headers: sharedHeaders(message.headers),
+    headers: raw.headers,
   }
-}
-
-const noHeaders: Headers = Object.freeze({})
-/** The message's headers, or one shared frozen empty object when it has none (most records). */
-const sharedHeaders = (headers: KafkaJS.IHeaders | undefined): Headers => {
-  if (headers === undefined) return noHeaders
-  for (const _ in headers) return headers as Headers
-  return noHeaders
 }
 
 /** The dead letters of an input's batches. @internal */
@@ -1444,36 +1424,6 @@ export class DeadLetterNode extends Node<DeadLetter> {
   }
 }
 
-/**
- * Spark's `Assign`: every member consumes exactly the listed partitions (no sharing).
- * @internal
- */
-const fixedAssigner = (
-  partitions: ReadonlyArray<{ readonly topic: string; readonly partition: number }>,
-): KafkaJS.PartitionAssigner =>
-() => ({
-  name: "EffectDStreamAssign",
-  version: 0,
-  protocol: ({ topics }) => ({
-    name: "EffectDStreamAssign",
-    metadata: kafkajs.AssignerProtocol.MemberMetadata.encode({ version: 0, topics, userData: Buffer.alloc(0) }),
-  }),
-  // kafkajs's assigner contract returns a Promise; this one has nothing to await.
-  // deno-lint-ignore require-await
-  assign: async ({ members }) => {
-    const byTopic: Record<string, Array<number>> = {}
-    for (const p of partitions) (byTopic[p.topic] ??= []).push(p.partition)
-    return members.map(({ memberId }) => ({
-      memberId,
-      memberAssignment: kafkajs.AssignerProtocol.MemberAssignment.encode({
-        version: 0,
-        assignment: byTopic,
-        userData: Buffer.alloc(0),
-      }),
-    }))
-  },
-})
-
 // ---- producer (sink and dead-letter topic) ---------------------------------------------------
 
 /**
@@ -1481,9 +1431,13 @@ const fixedAssigner = (
  * @internal
  */
 export class LazyProducer {
-  private producer: Promise<KafkaJS.Producer> | undefined
+  private producer: Promise<Producer> | undefined
   private readonly log = new LogBridge("Kafka producer")
-  constructor(readonly client: ClientOptions, readonly config: KafkaJS.ProducerConfig, ctx: NodeContext) {
+  constructor(
+    readonly kafka: (log: LogBridge) => KafkaClient,
+    readonly producerOptions: ProducerOptions,
+    ctx: NodeContext,
+  ) {
     ctx.onStop(() =>
       Effect.promise(async () => {
         const p = this.producer
@@ -1492,24 +1446,23 @@ export class LazyProducer {
       })
     )
   }
-  send(record: KafkaJS.ProducerRecord): Effect.Effect<void, unknown> {
+  send(records: ReadonlyArray<OutgoingRecord>): Effect.Effect<void, unknown> {
     return Effect.flatMap(Effect.context<never>(), (services) => {
       this.log.services ??= services
-      return this.sendWith(record)
+      return this.sendWith(records)
     })
   }
-  private sendWith(record: KafkaJS.ProducerRecord): Effect.Effect<void, unknown> {
+  private sendWith(records: ReadonlyArray<OutgoingRecord>): Effect.Effect<void, unknown> {
     return Effect.tryPromise({
       try: async () => {
         if (this.producer === undefined) {
-          const producer = makeKafka(this.client, "effect-dstream-producer", this.log).producer(this.config)
-          this.producer = producer.connect().then(() => producer)
+          this.producer = this.kafka(this.log).producer(this.producerOptions)
           this.producer.catch(() => {
             this.producer = undefined
           })
         }
         const producer = await this.producer
-        await producer.send(record)
+        await producer.send(records)
       },
       catch: (e) => e,
     })

@@ -7,19 +7,19 @@
  * @internal
  */
 import { Cause, Effect, Stream } from "effect"
-import type * as KafkaJS from "kafkajs"
+import type { Admin, KafkaClient, RawRecord } from "../lib/_internal/kafkaClient.ts"
 import { type CatchUpInput, ReplayError } from "../lib/_internal/replay.ts"
 import {
   type ClientOptions,
   DeadLetterEntry,
-  decodeMessage,
+  decodeRecord,
   type Format,
   type KafkaInputNode,
   type KafkaRecord,
   LogBridge,
-  makeKafka,
   type TopicPartitionOffset,
 } from "./kafka.ts"
+import { kafkajsClient } from "./kafkajs_client.ts"
 
 /** Where replayed history starts. @internal */
 export type KafkaFrom =
@@ -51,7 +51,7 @@ const fail = (message: string): never => {
  * @internal
  */
 export const resolveRanges = async (
-  admin: KafkaJS.Admin,
+  admin: Admin,
   topics: ReadonlyArray<string>,
   from: KafkaFrom,
   until: KafkaUntil,
@@ -60,19 +60,18 @@ export const resolveRanges = async (
   const named = (list: ReadonlyArray<TopicPartitionOffset>, topic: string, partition: number) =>
     list.find((o) => o.topic === topic && o.partition === partition)?.offset
   for (const topic of topics) {
-    const ends = await admin.fetchTopicOffsets(topic)
+    const ends = await admin.watermarks(topic)
     const byTime = typeof from === "object" && "timestamp" in from
-      ? await admin.fetchTopicOffsetsByTimestamp(topic, from.timestamp)
+      ? await admin.offsetsForTimestamp(topic, from.timestamp)
       : undefined
     for (const p of ends) {
-      const low = Number(p.low)
-      const high = Number(p.high)
+      const { low, high } = p
       const where = `"${topic}" partition ${p.partition}`
       let start = low
       if (from !== "earliest" && "offsets" in from) start = named(from.offsets, topic, p.partition) ?? low
       else if (byTime !== undefined) {
         const o = byTime.find((x) => x.partition === p.partition)
-        start = o === undefined || Number(o.offset) < 0 ? high : Number(o.offset)
+        start = o === undefined || o.offset < 0 ? high : o.offset
       }
       const end = until === "end" ? high : named(until.offsets, topic, p.partition) ?? high
       if (start < low) {
@@ -104,13 +103,8 @@ export const resolveRanges = async (
 }
 
 /** Runs `f` with a connected admin client. */
-const withAdmin = async <A>(
-  client: ClientOptions,
-  log: LogBridge,
-  f: (admin: KafkaJS.Admin) => Promise<A>,
-): Promise<A> => {
-  const admin = makeKafka(client, "effect-dstream-replay", log).admin()
-  await admin.connect()
+const withAdmin = async <A>(client: KafkaClient, f: (admin: Admin) => Promise<A>): Promise<A> => {
+  const admin = await client.admin()
   try {
     return await f(admin)
   } finally {
@@ -124,6 +118,8 @@ const toReplayError = (what: string) => (e: unknown): ReplayError =>
 /** Options of the bounded reader. @internal */
 export interface RangeReaderOptions<K, V> {
   readonly client: ClientOptions
+  /** The client to read with (default: kafkajs with `client`'s settings). */
+  readonly kafka?: ((log: LogBridge) => KafkaClient) | undefined
   readonly topics: ReadonlyArray<string>
   readonly from: KafkaFrom
   readonly until: KafkaUntil
@@ -143,29 +139,35 @@ interface Part<K, V> {
   next: number
   buffer: Array<KafkaRecord<K, V>>
   head: number
-  paused: boolean
+  /** The partition's reader (from `next` to its end), once started. */
+  reader: AsyncIterator<ReadonlyArray<RawRecord>> | undefined
+  /** The read under way, if any. */
+  pulling: Promise<void> | undefined
 }
 
 /**
- * Reads the resolved ranges with a consumer of its own (a fresh group, nothing committed) and
- * hands out chunks merged across partitions by (timestamp, topic, partition, offset): a record
- * is handed out only once every partition that still has history has a record buffered, so the
- * order depends on the data only, not on fetch timing (a resumed replay skips the same prefix).
- * Partitions are paused while their buffer is full and once their range is read.
+ * Reads the resolved ranges with the client's partition reads (no group, nothing committed)
+ * and hands out chunks merged across partitions by (timestamp, topic, partition, offset): a
+ * record is handed out only once every partition that still has history has a record
+ * buffered, so the order depends on the data only, not on fetch timing (a resumed replay skips
+ * the same prefix). A partition is read further only while its buffer is below the bound.
  */
 class RangeReader<K, V> {
   private parts: Array<Part<K, V>> = []
-  private readonly byKey = new Map<string, Part<K, V>>()
-  private consumer: KafkaJS.Consumer | undefined
   private failure: ReplayError | undefined
-  private wake: (() => void) | undefined
+  private closed = false
+  private readonly client: KafkaClient
   readonly log = new LogBridge("Kafka replay")
 
-  constructor(readonly options: RangeReaderOptions<K, V>) {}
+  constructor(readonly options: RangeReaderOptions<K, V>) {
+    this.client = (options.kafka ?? ((log) => kafkajsClient(options.client, log, {}, "effect-dstream-replay")))(
+      this.log,
+    )
+  }
 
   async open(): Promise<void> {
     const o = this.options
-    const ranges = await withAdmin(o.client, this.log, (admin) => resolveRanges(admin, o.topics, o.from, o.until))
+    const ranges = await withAdmin(this.client, (admin) => resolveRanges(admin, o.topics, o.from, o.until))
     this.parts = ranges.map((r) => ({
       topic: r.topic,
       partition: r.partition,
@@ -173,56 +175,49 @@ class RangeReader<K, V> {
       next: r.from,
       buffer: [],
       head: 0,
-      paused: false,
+      reader: undefined,
+      pulling: undefined,
     }))
-    for (const p of this.parts) this.byKey.set(`${p.topic}\u0000${p.partition}`, p)
-    if (this.parts.every((p) => p.next >= p.until)) return
-    const consumer = makeKafka(o.client, "effect-dstream-replay", this.log).consumer({
-      groupId: o.groupId,
-      maxWaitTimeInMs: o.maxWaitTimeInMs,
-      ...(o.client.retry !== undefined ? { retry: o.client.retry } : {}),
-    })
-    this.consumer = consumer
-    await consumer.connect()
-    await consumer.subscribe({ topics: [...o.topics], fromBeginning: true })
-    await consumer.run({ autoCommit: false, eachBatchAutoResolve: true, eachBatch: this.eachBatch })
-    for (const p of this.parts) {
-      if (p.next < p.until) consumer.seek({ topic: p.topic, partition: p.partition, offset: String(p.next) })
-      else this.pause(p)
-    }
   }
 
-  private pause(p: Part<K, V>): void {
-    if (p.paused || this.consumer === undefined) return
-    p.paused = true
-    this.consumer.pause([{ topic: p.topic, partitions: [p.partition] }])
-  }
-
-  private readonly eachBatch = ({ batch }: KafkaJS.EachBatchPayload): Promise<void> => {
-    const p = this.byKey.get(`${batch.topic}\u0000${batch.partition}`)
-    if (p === undefined || this.failure !== undefined) return Promise.resolve()
+  /** Reads the next chunk of `p` into its buffer. */
+  private pull(p: Part<K, V>): Promise<void> {
     const { key, value } = this.options
-    for (const message of batch.messages) {
-      const offset = Number(message.offset)
-      if (offset < p.next) continue
-      if (offset >= p.until) break
-      const entry = decodeMessage(batch.topic, batch.partition, message, offset, key, value)
-      if (entry instanceof DeadLetterEntry) {
-        this.failure = new ReplayError({
-          message:
-            `Cannot decode the ${entry.part} of the record at offset ${offset} of "${batch.topic}" partition ${batch.partition}: ${entry.error}`,
-        })
-        break
+    p.reader ??= this.client.readPartition({ topic: p.topic, partition: p.partition }, p.next)[Symbol.asyncIterator]()
+    const reader = p.reader
+    return reader.next().then((r) => {
+      p.pulling = undefined
+      if (r.done) {
+        // the partition's end when the read started: nothing more to come below `until`
+        p.next = p.until
+        return
       }
-      p.buffer.push(entry)
-      p.next = offset + 1
-    }
-    // offsets without records (transaction markers, compaction) count as read
-    const last = Number(batch.lastOffset())
-    if (Number.isFinite(last) && last + 1 > p.next) p.next = Math.min(p.until, last + 1)
-    if (p.next >= p.until || p.buffer.length - p.head >= this.options.maxBufferedPerPartition) this.pause(p)
-    this.wake?.()
-    return Promise.resolve()
+      for (const raw of r.value) {
+        const offset = raw.offset
+        if (offset < p.next) continue
+        if (offset >= p.until) break
+        const entry = decodeRecord(raw, key, value)
+        if (entry instanceof DeadLetterEntry) {
+          this.failure ??= new ReplayError({
+            message:
+              `Cannot decode the ${entry.part} of the record at offset ${offset} of "${p.topic}" partition ${p.partition}: ${entry.error}`,
+          })
+          break
+        }
+        p.buffer.push(entry)
+        p.next = offset + 1
+      }
+      // offsets without records (transaction markers, compaction) count as read
+      const last = r.value.length > 0 ? r.value[r.value.length - 1].offset : -1
+      if (last + 1 > p.next) p.next = Math.min(p.until, last + 1)
+      if (p.next >= p.until) void reader.return?.()
+    }, (e) => {
+      p.pulling = undefined
+      this.failure ??= new ReplayError({
+        message: `Cannot read "${p.topic}" partition ${p.partition}: ${e instanceof Error ? e.message : String(e)}`,
+        cause: e,
+      })
+    })
   }
 
   /** The next merged chunk, or `undefined` once every range has been handed out. */
@@ -232,15 +227,16 @@ class RangeReader<K, V> {
       const chunk = this.take(4096)
       if (chunk.length > 0) return chunk
       if (this.parts.every((p) => p.next >= p.until && p.head >= p.buffer.length)) return undefined
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(timer)
-          this.wake = undefined
-          resolve()
+      const reads: Array<Promise<void>> = []
+      for (const p of this.parts) {
+        if (
+          p.pulling === undefined && p.next < p.until && p.buffer.length - p.head < this.options.maxBufferedPerPartition
+        ) {
+          p.pulling = this.pull(p)
         }
-        const timer = setTimeout(done, 500)
-        this.wake = done
-      })
+        if (p.pulling !== undefined) reads.push(p.pulling)
+      }
+      if (reads.length > 0) await Promise.race(reads)
     }
   }
 
@@ -269,21 +265,18 @@ class RangeReader<K, V> {
         best.head = 0
       }
     }
-    // resume paused partitions whose buffer has drained (and that have history left)
-    for (const p of parts) {
-      if (p.paused && p.next < p.until && p.buffer.length - p.head < this.options.maxBufferedPerPartition / 2) {
-        p.paused = false
-        this.consumer?.resume([{ topic: p.topic, partitions: [p.partition] }])
-      }
-    }
     return out
   }
 
   async close(): Promise<void> {
-    this.wake?.()
-    const c = this.consumer
-    this.consumer = undefined
-    if (c !== undefined) await c.disconnect().catch(() => undefined)
+    if (this.closed) return
+    this.closed = true
+    await Promise.all(this.parts.map(async (p) => {
+      const reader = p.reader
+      p.reader = undefined
+      await p.pulling?.catch(() => undefined)
+      await reader?.return?.().catch(() => undefined)
+    }))
   }
 }
 
@@ -331,7 +324,6 @@ export const rangeStream = <K, V>(options: RangeReaderOptions<K, V>): Stream.Str
  */
 export const catchUp = (
   node: KafkaInputNode<any, any>,
-  client: ClientOptions,
   topics: ReadonlyArray<string>,
   from: KafkaFrom,
 ): CatchUpInput => {
@@ -342,7 +334,7 @@ export const catchUp = (
     prepare: (resumed) =>
       Effect.tryPromise({
         try: async () => {
-          ranges = await withAdmin(client, node.log, (admin) => resolveRanges(admin, topics, from, "end"))
+          ranges = await withAdmin(node.kafkaClient(), (admin) => resolveRanges(admin, topics, from, "end"))
           // a resumed run continues from its checkpoint's offsets, not from `from`
           if (!resumed) {
             node.setStartingOffsets(ranges.map((r) => ({ topic: r.topic, partition: r.partition, offset: r.from })))

@@ -3,7 +3,10 @@
  * (every form: `import`, `import type`, `export … from`, dynamic `import()`, `import("…")` types)
  * form no cycle, `lib/_internal/` imports nothing from `receivers/`, and `@effect/platform-node`
  * appears only in the runtime file, `lib/Runtime.ts` (not in the rest of `lib/`, nor in
- * `receivers/` or `mod.ts`). Imports are read with the
+ * `receivers/` or `mod.ts`). The engine talks to Kafka through the client interface
+ * (lib/_internal/kafkaClient.ts) only: `kafkajs` is loaded by `receivers/kafkajs_client.ts`
+ * alone, and named elsewhere only in `import type` of the public option types (`lib/Kafka.ts`,
+ * `receivers/kafka.ts`: TLS, SASL, retry, producer settings). Imports are read with the
  * TypeScript parser, so comments and strings that look like imports do not count.
  */
 import { describe, it } from "node:test"
@@ -11,6 +14,10 @@ import assert from "node:assert/strict"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import ts from "typescript"
+
+/** The one module that may load kafkajs, and the modules whose option types may name its types. */
+const kafkajsClientFile = "receivers/kafkajs_client.ts"
+const kafkajsOptionTypeFiles: ReadonlySet<string> = new Set(["lib/Kafka.ts", "receivers/kafka.ts"])
 
 const root = path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), "..")
 const runtimeFile = "lib/Runtime.ts"
@@ -47,6 +54,47 @@ export const specifiersOf = (fileName: string, text: string): Array<string> => {
       ts.isStringLiteralLike(node.moduleReference.expression)
     ) {
       found.push(node.moduleReference.expression.text)
+    }
+    ts.forEachChild(node, visit)
+  }
+  visit(source)
+  return found
+}
+
+/** Whether each import of package `pkg` in `file` is type-only (`import type`, `export type`, `import("…")` types). */
+export const packageImportsOf = (
+  fileName: string,
+  text: string,
+  pkg: string,
+): Array<{ readonly typeOnly: boolean }> => {
+  const source = ts.createSourceFile(fileName, text, ts.ScriptTarget.Latest, true, ts.ScriptKind.TS)
+  const found: Array<{ typeOnly: boolean }> = []
+  const matches = (spec: string) => spec === pkg || spec.startsWith(`${pkg}/`)
+  const visit = (node: ts.Node): void => {
+    if (
+      ts.isImportDeclaration(node) && ts.isStringLiteralLike(node.moduleSpecifier) && matches(node.moduleSpecifier.text)
+    ) {
+      found.push({ typeOnly: node.importClause?.isTypeOnly === true })
+    } else if (
+      ts.isExportDeclaration(node) && node.moduleSpecifier !== undefined &&
+      ts.isStringLiteralLike(node.moduleSpecifier) && matches(node.moduleSpecifier.text)
+    ) {
+      found.push({ typeOnly: node.isTypeOnly })
+    } else if (
+      ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword &&
+      node.arguments.length > 0 && ts.isStringLiteralLike(node.arguments[0]) && matches(node.arguments[0].text)
+    ) {
+      found.push({ typeOnly: false })
+    } else if (
+      ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument) && ts.isStringLiteral(node.argument.literal) &&
+      matches(node.argument.literal.text)
+    ) {
+      found.push({ typeOnly: true })
+    } else if (
+      ts.isImportEqualsDeclaration(node) && ts.isExternalModuleReference(node.moduleReference) &&
+      ts.isStringLiteralLike(node.moduleReference.expression) && matches(node.moduleReference.expression.text)
+    ) {
+      found.push({ typeOnly: node.isTypeOnly })
     }
     ts.forEachChild(node, visit)
   }
@@ -126,6 +174,17 @@ export const violations = (files: Record<string, string>): Array<string> => {
     }
   }
   for (const component of cyclesOf(edges)) found.push(`import cycle: ${component.map((f) => `"${f}"`).join(", ")}`)
+  for (const [file, text] of Object.entries(files)) {
+    if (file === kafkajsClientFile) continue
+    for (const { typeOnly } of packageImportsOf(file, text, "kafkajs")) {
+      if (typeOnly && kafkajsOptionTypeFiles.has(file)) continue
+      found.push(
+        typeOnly
+          ? `"${file}" names kafkajs types: only "${kafkajsClientFile}" and the option types may`
+          : `"${file}" loads kafkajs: only "${kafkajsClientFile}" may (the engine uses lib/_internal/kafkaClient.ts)`,
+      )
+    }
+  }
   for (const [file, bare] of packages) {
     if (file === runtimeFile) continue
     for (const spec of bare) {
@@ -143,7 +202,7 @@ const tree = (): Record<string, string> =>
   )
 
 describe("module layering", () => {
-  it("mod.ts, lib/ and receivers/ have no import cycle, lib/_internal never imports receivers/, only lib/Runtime.ts uses the platform", () => {
+  it("mod.ts, lib/ and receivers/ have no import cycle, lib/_internal never imports receivers/, only lib/Runtime.ts uses the platform, only the kafkajs client loads kafkajs", () => {
     assert.deepEqual(violations(tree()), [])
   })
 
@@ -159,9 +218,19 @@ describe("module layering", () => {
       "lib/Runtime.ts": `import * as NodeRuntime from "@effect/platform-node/NodeRuntime"`,
       "receivers/r.ts":
         `import { x } from "../lib/F.ts"\nimport * as NodeSocket from "@effect/platform-node/NodeSocket"`,
+      "receivers/kafkajs_client.ts": `import kafkajs from "kafkajs"`,
+      "receivers/kafka.ts": `import type * as KafkaJS from "kafkajs"\nconst k = await import("kafkajs")`,
+      "lib/Kafka.ts": `import type { ProducerConfig } from "kafkajs"`,
+      "lib/_internal/ui/lag.ts": `import type { Admin } from "kafkajs"\ntype T = import("kafkajs").Admin`,
+      "lib/G.ts": `import { Kafka } from "kafkajs"\nexport { logLevel } from "kafkajs"`,
     })
     assert.deepEqual(found.sort(), [
       `"lib/F.ts" imports "@effect/platform-node/NodeFileSystem": only "lib/Runtime.ts" may use the platform`,
+      `"lib/G.ts" loads kafkajs: only "receivers/kafkajs_client.ts" may (the engine uses lib/_internal/kafkaClient.ts)`,
+      `"lib/G.ts" loads kafkajs: only "receivers/kafkajs_client.ts" may (the engine uses lib/_internal/kafkaClient.ts)`,
+      `"lib/_internal/ui/lag.ts" names kafkajs types: only "receivers/kafkajs_client.ts" and the option types may`,
+      `"lib/_internal/ui/lag.ts" names kafkajs types: only "receivers/kafkajs_client.ts" and the option types may`,
+      `"receivers/kafka.ts" loads kafkajs: only "receivers/kafkajs_client.ts" may (the engine uses lib/_internal/kafkaClient.ts)`,
       `"receivers/r.ts" imports "@effect/platform-node/NodeSocket": only "lib/Runtime.ts" may use the platform`,
       `import cycle: "lib/A.ts", "lib/B.ts"`,
       `import cycle: "lib/C.ts", "lib/E.ts", "lib/_internal/d.ts"`,

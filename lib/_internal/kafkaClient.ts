@@ -63,7 +63,11 @@ export interface FetchedBatch extends TopicPartition {
 
 /** What a fetch handler may do while it holds a batch (backpressure). @internal */
 export interface FetchControl {
-  /** Keeps the membership alive while the handler waits; rejects when a rebalance started. */
+  /**
+   * Keeps the membership alive while the handler waits; rejects when a rebalance started (the
+   * client has then called `onRebalancing`, and `isActive()` is false). A handler that lets
+   * the rejection propagate lets the client rejoin the group.
+   */
   readonly heartbeat: () => Promise<void>
   /** False once the consumer stops or the batch's partition is being revoked. */
   readonly isActive: () => boolean
@@ -75,10 +79,18 @@ export interface FetchControl {
 export interface ConsumerGroupHandlers {
   /**
    * The member now owns exactly `assigned` (a full assignment, not a delta) in generation
-   * `generation`. The client delivers no records until the returned promise settles, so a
-   * handler can restore the state of new partitions first.
+   * `generation` (increasing with every assignment this member gets; the group's generation id
+   * where the client exposes it — kafkajs 2.2.4 does not, so its implementation counts the
+   * member's joins). The client delivers no records until the returned promise settles (it
+   * keeps the membership alive meanwhile), so a handler can restore the state of new partitions
+   * first. The handler may resolve to positions where assigned partitions start instead of their
+   * committed offsets (applied before any record of the assignment is delivered); a rejection
+   * is reported through `onCrash` (not restarting).
    */
-  readonly onAssignment: (assigned: ReadonlyArray<TopicPartition>, generation: number) => Promise<void>
+  readonly onAssignment: (
+    assigned: ReadonlyArray<TopicPartition>,
+    generation: number,
+  ) => Promise<void | ReadonlyArray<TopicPartitionOffset>>
   /** A rebalance started: the current assignment may be revoked. */
   readonly onRebalancing: () => void
   /** Records of one partition, in order; the next fetch waits until the returned promise settles. */
@@ -128,6 +140,8 @@ export interface ProducerOptions {
   /** 1 keeps records of one partition in send order across retries. */
   readonly maxInFlightRequests?: number | undefined
   readonly acks?: -1 | 0 | 1 | undefined
+  /** Compression of produced record batches (default none). */
+  readonly compression?: "none" | "gzip" | "snappy" | "lz4" | "zstd" | undefined
 }
 
 /** One open transaction. @internal */
@@ -165,6 +179,11 @@ export interface Admin {
   readonly watermarks: (
     topic: string,
   ) => Promise<ReadonlyArray<TopicPartition & { readonly low: number; readonly high: number }>>
+  /**
+   * Per partition of `topic`, the first offset whose record has a timestamp at or after
+   * `timestamp` (-1: none, every record is older).
+   */
+  readonly offsetsForTimestamp: (topic: string, timestamp: number) => Promise<ReadonlyArray<TopicPartitionOffset>>
   /** A group's committed offsets for a topic (-1: none). */
   readonly committed: (groupId: string, topic: string) => Promise<ReadonlyArray<TopicPartitionOffset>>
   readonly disconnect: () => Promise<void>
@@ -185,4 +204,21 @@ export interface KafkaClient {
   ) => AsyncIterable<ReadonlyArray<RawRecord>>
   readonly producer: (options?: ProducerOptions) => Promise<Producer>
   readonly admin: () => Promise<Admin>
+}
+
+/**
+ * Whether `error` (or an error in its `cause` chain) is one of Kafka's "the group is
+ * rebalancing" errors (`REBALANCE_IN_PROGRESS`, `ILLEGAL_GENERATION`,
+ * `NOT_COORDINATOR_FOR_GROUP`, as a `type` property: kafkajs's spelling of the protocol's error
+ * names). A commit or heartbeat that fails with one is retried after the rejoin, not reported.
+ * @internal
+ */
+export const isRebalanceError = (error: unknown): boolean => {
+  const err = error as { type?: unknown; cause?: unknown } | undefined
+  if (err === undefined || err === null || typeof err !== "object") return false
+  if (
+    err.type === "REBALANCE_IN_PROGRESS" || err.type === "NOT_COORDINATOR_FOR_GROUP" ||
+    err.type === "ILLEGAL_GENERATION"
+  ) return true
+  return err.cause !== undefined && err.cause !== error && isRebalanceError(err.cause)
 }

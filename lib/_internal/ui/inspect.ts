@@ -5,7 +5,7 @@
  * @internal
  */
 import type { Effect } from "effect"
-import type * as KafkaJS from "kafkajs"
+import type { Admin } from "../kafkaClient.ts"
 import type { StreamingContext } from "../../StreamingContext.ts"
 import { Graph } from "../graph.ts"
 import type { KeyMap } from "../keyMap.ts"
@@ -120,11 +120,11 @@ export interface KafkaInputView extends InputNode<unknown> {
     { readonly topic: string; readonly partition: number; readonly offset: number }
   >
   readonly assignment: () => ReadonlyArray<{ readonly topic: string; readonly partition: number }>
-  /** A kafkajs admin client with the stream's own settings, not connected, for the lag poller. */
-  readonly lagAdmin: () => Effect.Effect<KafkaJS.Admin>
+  /** A connected admin client with the stream's own settings, for the lag poller. */
+  readonly lagAdmin: () => Effect.Effect<Admin, unknown>
 }
 
-/** The direct Kafka inputs (by kind and shape, so the UI does not load kafkajs). @internal */
+/** The direct Kafka inputs (by kind and shape, so the UI does not load a Kafka client). @internal */
 export const kafkaInputs = (graph: Graph): Array<KafkaInputView> => graph.inputs.filter(isKafkaInput)
 
 const isKafkaInput = (n: InputNode<any>): n is KafkaInputView =>

@@ -1,13 +1,14 @@
 /**
  * Kafka consumer lag for the UI and the metrics: a scoped fiber that, every `interval`, asks
- * Kafka (one kafkajs admin client per direct stream, made from the stream's own client settings)
+ * Kafka (one admin client of the Kafka client interface per direct stream, made from the
+ * stream's own client settings)
  * for the high-water mark of every assigned partition. Lag = high-water mark − committed offset
  * (what `kafka-consumer-groups` shows). The admin client comes from the Kafka input node
- * (`lagAdmin`), so kafkajs is loaded only when a direct stream exists.
+ * (`lagAdmin`), so no Kafka client is loaded unless a direct stream exists.
  * @internal
  */
 import { Effect, Metric } from "effect"
-import type * as KafkaJS from "kafkajs"
+import type { Admin } from "../kafkaClient.ts"
 import { kafkaLag } from "../../Metrics.ts"
 import type { Graph } from "../graph.ts"
 import type { Collector } from "./collector.ts"
@@ -16,7 +17,7 @@ import { kafkaInputs, type KafkaInputView } from "./inspect.ts"
 /** Polls high-water marks into `collector` until the scope closes. @internal */
 export const pollKafkaLag = (graph: Graph, collector: Collector, intervalMillis: number) =>
   Effect.gen(function* () {
-    const admins = new Map<KafkaInputView, KafkaJS.Admin>()
+    const admins = new Map<KafkaInputView, Admin>()
     yield* Effect.addFinalizer(() =>
       Effect.promise(() =>
         Promise.all([...admins.values()].map((a) => a.disconnect().catch(() => undefined))).then(() => undefined)
@@ -32,10 +33,9 @@ export const pollKafkaLag = (graph: Graph, collector: Collector, intervalMillis:
       Effect.gen(function* () {
         const known = admins.get(input)
         if (known !== undefined) return known
-        // the stream's own client settings; kafkajs's log goes through Effect's logger, rate-limited
+        // the stream's own client settings; the client's log goes through Effect's logger, rate-limited
         const admin = yield* input.lagAdmin()
         admins.set(input, admin)
-        yield* Effect.tryPromise(() => admin.connect())
         return admin
       })
     const poll = Effect.gen(function* () {
@@ -44,7 +44,7 @@ export const pollKafkaLag = (graph: Graph, collector: Collector, intervalMillis:
         if (topics.length === 0) continue
         const admin = yield* adminOf(input)
         for (const topic of topics) {
-          const offsets = yield* Effect.tryPromise(() => admin.fetchTopicOffsets(topic)).pipe(
+          const offsets = yield* Effect.tryPromise(() => admin.watermarks(topic)).pipe(
             Effect.timeout(Math.max(1000, intervalMillis * 4)),
             Effect.catch((e) =>
               Effect.as(
@@ -57,7 +57,7 @@ export const pollKafkaLag = (graph: Graph, collector: Collector, intervalMillis:
           )
           if (offsets === undefined) continue
           for (const o of offsets) {
-            const lag = collector.setHighWatermark(input.streamId, topic, o.partition, Number(o.high))
+            const lag = collector.setHighWatermark(input.streamId, topic, o.partition, o.high)
             if (lag !== undefined) {
               yield* Metric.update(
                 Metric.withAttributes(kafkaLag, { topic, partition: String(o.partition) }),
