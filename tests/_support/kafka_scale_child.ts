@@ -1,0 +1,62 @@
+/**
+ * The scale-out tests' member process: lines from a topic → words repartitioned by word →
+ * a running count per word, sharded over the consumer group (updateStateByKey, or mapWithState
+ * with a timeout). After every batch it writes the state it owns, its shards and its restores
+ * to `out` (temp + rename). Prints `started` once the context runs.
+ * Usage: kafka_scale_child.ts <brokers> <topic> <applicationId> <out file> <update|mapWithState>
+ */
+import process from "node:process"
+import { renameSync, writeFileSync } from "node:fs"
+import { Effect, Option, Schema } from "effect"
+import { KafkaScale, type State, StateSpec, StreamingContext } from "../../mod.ts"
+import { Runtime } from "../../mod.ts"
+
+const [brokers, topic, applicationId, outFile, mode] = process.argv.slice(2)
+
+Runtime.runMain(Effect.gen(function* () {
+  const ssc = yield* StreamingContext.make({ batchInterval: "200 millis" })
+  const lines = KafkaScale.scaleOut(ssc, {
+    brokers: brokers.split(","),
+    applicationId,
+    topic,
+    value: Schema.String,
+    sessionTimeout: 3000,
+    heartbeatInterval: 300,
+    maxWaitTimeInMs: 100,
+    retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 1000 },
+  })
+  const words = lines.repartitionByKey({
+    name: "words",
+    by: (r) => r.value.split(" ").filter((w) => w.length > 0).map((w) => [w, 1] as const),
+    key: Schema.String,
+    value: Schema.NumberFromString,
+  })
+  const state = mode === "mapWithState"
+    ? words.mapWithState(
+      StateSpec.function((word: string, one: Option.Option<number>, s: State.State<number>) => {
+        const n = Option.getOrElse(one, () => 0) + Option.getOrElse(s.getOption(), () => 0)
+        if (!s.isTimingOut()) s.update(n)
+        return [word, n] as const
+      }).timeout("1 hour").withSchemas({ state: Schema.Number }),
+    ).stateSnapshots()
+    : words.updateStateByKey(
+      (ones: ReadonlyArray<number>, s: Option.Option<number>) =>
+        Option.some(ones.reduce((a, b) => a + b, Option.getOrElse(s, () => 0))),
+      { schemas: { state: Schema.Number } },
+    )
+  state.foreachBatch((counts, time) =>
+    Effect.gen(function* () {
+      const shards = yield* lines.shards
+      const restores = yield* lines.restores
+      const tmp = `${outFile}.tmp`
+      writeFileSync(
+        tmp,
+        JSON.stringify({ time, pid: process.pid, counts: Object.fromEntries(counts), shards, restores }),
+      )
+      renameSync(tmp, outFile)
+    })
+  )
+  yield* ssc.start
+  process.stdout.write("started\n")
+  yield* ssc.awaitTermination
+}))
