@@ -259,63 +259,124 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
         try: () => client.producer({ maxInFlightRequests: 1, acks: -1 }),
         catch: (e) => e,
       })
-      const o = this.options
-      const topics = [
-        o.topic,
-        ...this.stages.flatMap((s) => s.repartitionTopic === undefined ? [] : [s.repartitionTopic]),
-      ]
-      this.group = yield* Effect.tryPromise({
-        try: () =>
-          client.consumerGroup({
-            groupId: o.groupId,
-            subscription: { _tag: "Topics", topics },
-            fromBeginning: o.fromBeginning,
-            isolation: "read_uncommitted",
-            sessionTimeout: o.sessionTimeout,
-            heartbeatInterval: o.heartbeatInterval,
-            rebalanceTimeout: o.rebalanceTimeout,
-            maxWaitTimeInMs: o.maxWaitTimeInMs,
-          }, {
-            onAssignment: (assigned, generation) => this.onAssignment(assigned, generation),
-            onRebalancing: () => {},
-            onBatch: async (batch, control) => {
-              const key = tpKey(batch.topic, batch.partition)
-              if (!this.assigned.has(key) || this.stopped) return
-              let b = this.buffers.get(key)
-              if (b === undefined) {
-                this.buffers.set(key, b = { topic: batch.topic, partition: batch.partition, records: [] })
-              }
-              // records before the position were cut already (a refetch after a rejoin)
-              const from = this.positions.get(key) ?? -1
-              let next = from
-              for (const r of batch.records) {
-                if (r.offset >= next) {
-                  b.records.push(r)
-                  this.buffered++
-                  next = r.offset + 1
-                }
-              }
-              this.positions.set(key, next)
-              while (this.buffered > o.maxBufferedRecords && control.isActive() && !this.stopped) {
-                await new Promise<void>((resolve) => {
-                  const timer = setTimeout(resolve, o.heartbeatInterval)
-                  this.spaceWaiters.push(() => {
-                    clearTimeout(timer)
-                    resolve()
-                  })
-                })
-                await control.heartbeat()
-              }
-            },
-            onCrash: (error, restarting) => {
-              if (!restarting && !this.stopped) {
-                this.fatal = error
-              }
-              this.log("Warning", `the consumer crashed${restarting ? " (restarting)" : ""}: ${errorMessage(error)}`)
-            },
-          }),
-        catch: (e) => e,
-      })
+      yield* Effect.promise(() => this.connectGroup())
+    })
+  }
+
+  private crashes: Array<number> = []
+
+  /**
+   * Joins the group; a failed attempt (a broker error during the join) is retried with backoff,
+   * in the background after the first one. More than 5 failures or crashes within a minute
+   * fail the stream.
+   */
+  private async connectGroup(delay = 200): Promise<void> {
+    if (this.stopped || this.fatal !== undefined) return
+    try {
+      this.group = await this.joinGroup()
+    } catch (e) {
+      if (this.stopped || this.tooManyFailures(e)) return
+      this.log("Warning", `cannot join group "${this.options.groupId}" (${errorMessage(e)}); retrying`)
+      setTimeout(() => void this.connectGroup(Math.min(5000, delay * 2)), delay)
+    }
+  }
+
+  private tooManyFailures(e: unknown): boolean {
+    const now = Date.now()
+    this.crashes = this.crashes.filter((t) => t > now - 60_000)
+    this.crashes.push(now)
+    if (this.crashes.length <= 5) return false
+    this.fatal = e
+    return true
+  }
+
+  /**
+   * The consumer gave up for good: start a new one. The shards are dropped (the next assignment
+   * restores them from the changelog), as are the buffers (the new consumer starts from the
+   * shards' positions and the committed offsets).
+   */
+  private rejoin(crashed: ConsumerGroup | undefined, error: unknown): void {
+    if (this.stopped || this.tooManyFailures(error)) return
+    this.log("Warning", `the consumer crashed (${errorMessage(error)}); rejoining the group`)
+    this.group = undefined
+    this.assigned = new Map()
+    this.buffers.clear()
+    this.positions.clear()
+    this.buffered = 0
+    for (const s of this.stages) s.state?.shards.clear()
+    void (async () => {
+      await crashed?.disconnect().catch(() => undefined)
+      await new Promise((r) => setTimeout(r, 200 * this.crashes.length))
+      await this.connectGroup()
+    })()
+  }
+
+  private joinGroup(): Promise<ConsumerGroup> {
+    const o = this.options
+    const client = this.client!
+    const topics = [
+      o.topic,
+      ...this.stages.flatMap((s) => s.repartitionTopic === undefined ? [] : [s.repartitionTopic]),
+    ]
+    let group: ConsumerGroup | undefined
+    let crashed: unknown = undefined
+    const joined = client.consumerGroup({
+      groupId: o.groupId,
+      subscription: { _tag: "Topics", topics },
+      fromBeginning: o.fromBeginning,
+      isolation: "read_uncommitted",
+      sessionTimeout: o.sessionTimeout,
+      heartbeatInterval: o.heartbeatInterval,
+      rebalanceTimeout: o.rebalanceTimeout,
+      maxWaitTimeInMs: o.maxWaitTimeInMs,
+    }, {
+      onAssignment: (assigned, generation) => this.onAssignment(assigned, generation),
+      onRebalancing: () => {},
+      onBatch: async (batch, control) => {
+        const key = tpKey(batch.topic, batch.partition)
+        if (!this.assigned.has(key) || this.stopped) return
+        let b = this.buffers.get(key)
+        if (b === undefined) {
+          this.buffers.set(key, b = { topic: batch.topic, partition: batch.partition, records: [] })
+        }
+        // records before the position were cut already (a refetch after a rejoin)
+        const from = this.positions.get(key) ?? -1
+        let next = from
+        for (const r of batch.records) {
+          if (r.offset >= next) {
+            b.records.push(r)
+            this.buffered++
+            next = r.offset + 1
+          }
+        }
+        this.positions.set(key, next)
+        while (this.buffered > o.maxBufferedRecords && control.isActive() && !this.stopped) {
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, o.heartbeatInterval)
+            this.spaceWaiters.push(() => {
+              clearTimeout(timer)
+              resolve()
+            })
+          })
+          await control.heartbeat()
+        }
+      },
+      onCrash: (error, restarting) => {
+        if (this.stopped) return
+        if (restarting) {
+          this.log("Warning", `the consumer crashed (restarting): ${errorMessage(error)}`)
+          return
+        }
+        if (crashed !== undefined) return
+        crashed = error
+        if (group !== undefined) this.rejoin(group, error)
+      },
+    })
+    return joined.then((g) => {
+      group = g
+      // crashed while joining: the join itself succeeded, start over
+      if (crashed !== undefined) this.rejoin(g, crashed)
+      return g
     })
   }
 

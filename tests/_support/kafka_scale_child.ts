@@ -2,16 +2,17 @@
  * The scale-out tests' member process: lines from a topic → words repartitioned by word →
  * a running count per word, sharded over the consumer group (updateStateByKey, or mapWithState
  * with a timeout). After every batch it writes the state it owns, its shards and its restores
- * to `out` (temp + rename). Prints `started` once the context runs.
- * Usage: kafka_scale_child.ts <brokers> <topic> <applicationId> <out file> <update|mapWithState>
+ * to `out` (temp + rename), and appends that line to `out.history` whenever the shards it owns
+ * change (so a test sees the first batch after a takeover). Prints `started` once the context runs.
+ * Usage: kafka_scale_child.ts <brokers> <topic> <applicationId> <update|mapWithState> <out file>
  */
 import process from "node:process"
-import { renameSync, writeFileSync } from "node:fs"
+import { appendFileSync, renameSync, writeFileSync } from "node:fs"
 import { Effect, Option, Schema } from "effect"
 import { KafkaScale, type State, StateSpec, StreamingContext } from "../../mod.ts"
 import { Runtime } from "../../mod.ts"
 
-const [brokers, topic, applicationId, outFile, mode] = process.argv.slice(2)
+const [brokers, topic, applicationId, mode, outFile] = process.argv.slice(2)
 
 Runtime.runMain(Effect.gen(function* () {
   const ssc = yield* StreamingContext.make({ batchInterval: "200 millis" })
@@ -44,16 +45,20 @@ Runtime.runMain(Effect.gen(function* () {
         Option.some(ones.reduce((a, b) => a + b, Option.getOrElse(s, () => 0))),
       { schemas: { state: Schema.Number } },
     )
+  let owned = ""
   state.foreachBatch((counts, time) =>
     Effect.gen(function* () {
       const shards = yield* lines.shards
       const restores = yield* lines.restores
+      const line = JSON.stringify({ time, pid: process.pid, counts: Object.fromEntries(counts), shards, restores })
       const tmp = `${outFile}.tmp`
-      writeFileSync(
-        tmp,
-        JSON.stringify({ time, pid: process.pid, counts: Object.fromEntries(counts), shards, restores }),
-      )
+      writeFileSync(tmp, line)
       renameSync(tmp, outFile)
+      const now = shards.map((s) => s.partition).join(",")
+      if (now !== owned) {
+        owned = now
+        appendFileSync(`${outFile}.history`, line + "\n")
+      }
     })
   )
   yield* ssc.start
