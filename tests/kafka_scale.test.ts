@@ -259,6 +259,13 @@ describe("Kafka scale-out (real processes, SIGKILL, rebalances)", () => {
       for (const w of words) assert.equal(firstWithShards.counts[w], before[w], `word ${w} in the first batch`)
       const restored = firstWithShards.restores.filter((r) => r.keys > 0)
       assert.ok(restored.length > 0, "the second member restored no keys from the changelog")
+      // and said so in listener events: a restore with its speed, then its assignment and shards
+      const events = fs.readFileSync(`${second.out}.events`, "utf8").trim().split("\n").map((l) => JSON.parse(l))
+      const done = events.filter((e) => e.kind === "restored" && e.restore.records > 0)
+      assert.ok(done.length > 0, `no restored event: ${JSON.stringify(events)}`)
+      assert.ok(done.every((e) => e.restore.recordsPerSecond > 0 && e.restore.remaining === 0))
+      const assigned = events.filter((e) => e.kind === "assigned").at(-1)
+      assert.ok(assigned !== undefined && assigned.shards.length > 0, `no assigned event: ${JSON.stringify(events)}`)
       // and counting goes on across both members
       for (let k = 0; k < 10; k++) await producer.batch(25)
       const end = await settle([first, second], producer.expected, 30_000)

@@ -244,6 +244,36 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     )
   }
 
+  /** Publishes a `KafkaShards` listener event. */
+  private publishShards(
+    kind: "assigned" | "restoring" | "restored",
+    restore: {
+      readonly stage: string
+      readonly partition: number
+      readonly records: number
+      readonly recordsPerSecond: number
+      readonly remaining: number
+    } | undefined,
+  ): void {
+    const rt = this.rt
+    const services = this.services
+    if (rt === undefined || services === undefined) return
+    Effect.runForkWith(services)(rt.publish({
+      _tag: "KafkaShards",
+      kind,
+      stream: this.name,
+      partitions: this.assignment(),
+      shards: this.shardInfo().map((s) => ({ stage: s.stage, partition: s.partition, keys: s.keys })),
+      restore: restore === undefined ? undefined : {
+        stage: restore.stage,
+        partition: restore.partition,
+        records: restore.records,
+        recordsPerSecond: restore.recordsPerSecond,
+        remaining: restore.remaining,
+      },
+    }))
+  }
+
   // ---- start: topics, producer, group ----
 
   override start(rt: InputRuntime): Effect.Effect<void, unknown, Scope.Scope | NodeEnv> {
@@ -520,8 +550,9 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
         "Info",
         `generation ${generation}: owns ${
           [...next.values()].map((tp) => `${tp.topic}[${tp.partition}]`).join(", ") || "no partitions"
-        }`,
+        }; shards ${this.shardInfo().map((s) => `${s.stage}[${s.partition}] (${s.keys} keys)`).join(", ") || "none"}`,
       )
+      this.publishShards("assigned", undefined)
     } catch (e) {
       this.fatal = e
       this.log("Error", `cannot take over the assigned partitions: ${errorMessage(e)}`)
@@ -543,18 +574,25 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     const topic = stage.changelogTopic
     const started = Date.now()
     const restorer: RestorerT = new Restorer()
+    const end = (await this.admin!.watermarks(topic)).find((w) => w.partition === partition)?.high ?? 0
     let lastReport = started
     for await (const chunk of client.readPartition({ topic, partition }, 0)) {
       restorer.add(chunk)
       const now = Date.now()
       if (now - lastReport >= 1000) {
         lastReport = now
+        const progress = {
+          stage: stage.name,
+          partition,
+          records: restorer.records,
+          recordsPerSecond: Math.round(restorer.records / ((now - started) / 1000)),
+          remaining: Math.max(0, end - restorer.next),
+        }
         this.log(
           "Info",
-          `restoring shard ${stage.name}[${partition}]: ${restorer.records} records, ${
-            Math.round(restorer.records / ((now - started) / 1000))
-          } records/s`,
+          `restoring shard ${stage.name}[${partition}]: ${progress.records} records read, ${progress.recordsPerSecond} records/s, ${progress.remaining} remaining`,
         )
+        this.publishShards("restoring", progress)
       }
     }
     restorer.finish()
@@ -598,6 +636,7 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
       ignored: restorer.zombies + restorer.dropped,
     }
     this.restores.push(info)
+    this.publishShards("restored", { ...info, remaining: 0 })
     this.log(
       "Info",
       `restored shard ${stage.name}[${partition}]: ${info.records} changelog records, ${info.keys} keys in ${millis} ms (${info.recordsPerSecond} records/s${

@@ -3,7 +3,8 @@
  * a running count per word, sharded over the consumer group (updateStateByKey, or mapWithState
  * with a timeout). After every batch it writes the state it owns, its shards and its restores
  * to `out` (temp + rename), and appends that line to `out.history` whenever the shards it owns
- * change (so a test sees the first batch after a takeover). Prints `started` once the context runs.
+ * change (so a test sees the first batch after a takeover), and its `KafkaShards` listener
+ * events to `out.events`. Prints `started` once the context runs.
  * Usage: kafka_scale_child.ts <brokers> <topic> <applicationId> <update|mapWithState> <out file>
  */
 import process from "node:process"
@@ -61,6 +62,10 @@ Runtime.runMain(Effect.gen(function* () {
       }
     })
   )
+  // the shard events, one JSON line each
+  ssc.addStreamingListener((e) => {
+    if (e._tag === "KafkaShards") appendFileSync(`${outFile}.events`, JSON.stringify(e) + "\n")
+  })
   yield* ssc.start
   process.stdout.write("started\n")
   yield* ssc.awaitTermination
