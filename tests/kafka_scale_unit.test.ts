@@ -267,6 +267,25 @@ describe("Kafka scale-out: changelog restore", () => {
   })
 })
 
+describe("Kafka scale-out: shard codecs", () => {
+  it("round-trips states through their Schema's JSON form, non-finite numbers and structs included", () => {
+    const c = shardCodec<string, number>(Schema.String, Schema.Number)
+    for (const n of [0, -1.5, 1e300, NaN, Infinity, -Infinity]) {
+      assert.ok(Object.is(c.decodeState(JSON.parse(JSON.stringify(c.encodeState(n)))), n), String(n))
+    }
+    assert.equal(c.parseKey(c.keyText('é "q"')), 'é "q"')
+    const Point = Schema.Struct({ x: Schema.Number, at: Schema.Date })
+    const p = shardCodec<readonly [string, number], typeof Point.Type>(
+      Schema.Tuple([Schema.String, Schema.Number]),
+      Point,
+    )
+    const at = new Date(5)
+    assert.deepEqual(p.decodeState(JSON.parse(JSON.stringify(p.encodeState({ x: 1, at })))), { x: 1, at })
+    assert.deepEqual(p.parseKey(p.keyText(["a", 2])), ["a", 2])
+    assert.throws(() => c.decodeState("not a number"))
+  })
+})
+
 describe("Kafka scale-out: mapWithState shards", () => {
   const spec = StateSpec.function((k: string, v: Option.Option<number>, s: State.State<number>) => {
     if (s.isTimingOut()) return [k, -1] as const

@@ -24,6 +24,7 @@
  *   the end of its read and its claim), so the log converges on the restored state.
  * @internal
  */
+import { Buffer } from "node:buffer"
 import type { OutgoingRecord, RawRecord } from "./kafkaClient.ts"
 
 /** The key of control records (claims and markers). @internal */
@@ -69,8 +70,10 @@ export interface Control {
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
-const text = (b: Uint8Array | string | null): string | null =>
-  b === null ? null : typeof b === "string" ? b : decoder.decode(b)
+/** UTF-8 text of bytes: kafkajs hands out Buffers, whose native decoder is several times faster. */
+const utf8 = (b: Uint8Array): string => Buffer.isBuffer(b) ? b.toString("utf8") : decoder.decode(b)
+
+const text = (b: Uint8Array | string | null): string | null => b === null ? null : typeof b === "string" ? b : utf8(b)
 
 /** A control record for partition `partition` of `topic`. @internal */
 export const controlRecord = (
@@ -132,7 +135,7 @@ const header = (record: RawRecord, name: string): number | undefined => {
   const h = record.headers[name]
   const v = Array.isArray(h) ? h[0] : h
   if (v === undefined) return undefined
-  const n = Number(typeof v === "string" ? v : decoder.decode(v as Uint8Array))
+  const n = Number(typeof v === "string" ? v : utf8(v as Uint8Array))
   return Number.isSafeInteger(n) ? n : undefined
 }
 
@@ -242,4 +245,4 @@ export class Restorer {
 }
 
 /** JSON text of a key or state from bytes. @internal */
-export const jsonText = (u: Uint8Array | string): string => typeof u === "string" ? u : decoder.decode(u)
+export const jsonText = (u: Uint8Array | string): string => typeof u === "string" ? u : utf8(u)

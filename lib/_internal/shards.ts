@@ -37,9 +37,19 @@ export const shardCodec = <K, S>(
   const side = <A>(schema: Schema.Codec<A, any> | undefined) => {
     if (schema === undefined) return { encode: (a: A): unknown => a, decode: (u: unknown) => u as A }
     const json = Schema.toCodecJson(schema as Schema.Codec<A, any, never, never>)
+    const encode = Schema.encodeUnknownSync(json) as (a: A) => unknown
+    const decode = Schema.decodeUnknownSync(json) as (u: unknown) => A
+    // the common primitives: a string, or a finite number, is its own JSON form (no Schema parse)
+    const primitive = (schema as unknown) === Schema.String
+      ? "string"
+      : (schema as unknown) === Schema.Number
+      ? "number"
+      : undefined
+    if (primitive === undefined) return { encode, decode }
+    const plain = (u: unknown) => typeof u === primitive && (primitive === "string" || Number.isFinite(u))
     return {
-      encode: Schema.encodeUnknownSync(json) as (a: A) => unknown,
-      decode: Schema.decodeUnknownSync(json) as (u: unknown) => A,
+      encode: (a: A): unknown => (plain(a) ? a : encode(a)),
+      decode: (u: unknown): A => (plain(u) ? u as A : decode(u)),
     }
   }
   const k = side(key)
