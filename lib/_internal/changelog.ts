@@ -150,13 +150,6 @@ const isControl = (record: RawRecord): boolean => {
 }
 const controlKeyBytes = encoder.encode(controlKey)
 
-/** An unconfirmed change: its value (`null`: removal), offset and writer's token. */
-interface Pending {
-  readonly value: Uint8Array | string | null
-  readonly offset: number
-  readonly token: number
-}
-
 /**
  * Replays a changelog partition, chunk by chunk, into the raw state of a shard: JSON key text →
  * JSON value text. Values stay undecoded (only the last value of a key is ever decoded).
@@ -167,8 +160,11 @@ export class Restorer {
   readonly state = new Map<string, Uint8Array | string>()
   /** The newest token read so far (a claim's offset, or a token seen on a later record). */
   latest = -1
-  /** Change records not yet confirmed, the last one per key. */
-  private readonly pending = new Map<string, Pending>()
+  /** Change records not yet confirmed, in offset order (columns: no object per record). */
+  private pendingKeys: Array<string> = []
+  private pendingValues: Array<Uint8Array | string | null> = []
+  private pendingOffsets: Array<number> = []
+  private pendingTokens: Array<number> = []
   /** Keys of ignored records (zombies', and pending ones dropped): they need corrections. */
   readonly corrections = new Set<string>()
   position: Position = emptyPosition
@@ -181,6 +177,9 @@ export class Restorer {
   dropped = 0
   /** Offset after the last record read. */
   next = 0
+  /** The last token header read, as bytes and as a number (consecutive records share it). */
+  private tokenBytes: Uint8Array | undefined = undefined
+  private tokenValue = -1
 
   /** Reads the next records of the partition, in offset order. */
   add(records: ReadonlyArray<RawRecord>): void {
@@ -194,15 +193,41 @@ export class Restorer {
       }
       const key = text(r.key)
       if (key === null) continue
-      const token = header(r, tokenHeader) ?? -1
+      const token = this.token(r)
       if (token < this.latest) {
         this.zombies++
         this.corrections.add(key)
         continue
       }
       if (token > this.latest) this.latest = token // its claim is gone (compaction)
-      this.pending.set(key, { value: r.value, offset: r.offset, token })
+      this.pendingKeys.push(key)
+      this.pendingValues.push(r.value)
+      this.pendingOffsets.push(r.offset)
+      this.pendingTokens.push(token)
     }
+  }
+
+  /** The record's token header (`-1` without), parsed once for a run of records that share it. */
+  private token(r: RawRecord): number {
+    const h = r.headers[tokenHeader]
+    const v = Array.isArray(h) ? h[0] : h
+    if (v === undefined) return -1
+    if (typeof v === "string") return header(r, tokenHeader) ?? -1
+    const last = this.tokenBytes
+    const bytes = v as Uint8Array
+    if (last !== undefined && last.length === bytes.length) {
+      let same = true
+      for (let j = 0; j < bytes.length; j++) {
+        if (bytes[j] !== last[j]) {
+          same = false
+          break
+        }
+      }
+      if (same) return this.tokenValue
+    }
+    this.tokenBytes = bytes
+    this.tokenValue = header(r, tokenHeader) ?? -1
+    return this.tokenValue
   }
 
   private control(r: RawRecord): void {
@@ -216,16 +241,22 @@ export class Restorer {
     // up to the last control record the newer owner read before its claim (`base`; below it,
     // their own markers may be gone to compaction); after it they are an append cut by a crash
     // (or a zombie's), which the claimer corrected after its claim.
-    for (const [k, p] of this.pending) {
-      if (p.token === token || p.offset <= c.base) {
-        if (p.value === null) this.state.delete(k)
-        else this.state.set(k, p.value)
+    const keys = this.pendingKeys
+    const values = this.pendingValues
+    const offsets = this.pendingOffsets
+    const tokens = this.pendingTokens
+    const state = this.state
+    for (let i = 0; i < keys.length; i++) {
+      if (tokens[i] === token || offsets[i] <= c.base) {
+        const v = values[i]
+        if (v === null) state.delete(keys[i])
+        else state.set(keys[i], v)
       } else {
         this.dropped++
-        this.corrections.add(k)
+        this.corrections.add(keys[i])
       }
     }
-    this.pending.clear()
+    this.clearPending()
     this.latest = token
     this.position = {
       applied: c.applied,
@@ -236,11 +267,18 @@ export class Restorer {
     this.lastControl = r.offset
   }
 
+  private clearPending(): void {
+    this.pendingKeys = []
+    this.pendingValues = []
+    this.pendingOffsets = []
+    this.pendingTokens = []
+  }
+
   /** The log has ended: an unconfirmed tail is dropped (the new claim corrects its keys). */
   finish(): void {
-    for (const k of this.pending.keys()) this.corrections.add(k)
-    this.dropped += this.pending.size
-    this.pending.clear()
+    for (const k of this.pendingKeys) this.corrections.add(k)
+    this.dropped += this.pendingKeys.length
+    this.clearPending()
   }
 }
 
