@@ -133,6 +133,11 @@ export interface ScaleOutOptions<K, V> extends ClientOptions {
   readonly createTopics?: boolean | undefined
   /** Records buffered before the consumer is held (default 100 000). */
   readonly maxBufferedRecords?: number | undefined
+  /**
+   * Records of one partition a batch takes at most (default 10 000): after a stall, batches stay
+   * short, so the member keeps heartbeating and its changelog appends stay small.
+   */
+  readonly maxRecordsPerPartition?: number | undefined
   readonly sessionTimeout?: number | undefined
   readonly heartbeatInterval?: number | undefined
   readonly rebalanceTimeout?: number | undefined
@@ -251,6 +256,7 @@ export const scaleOut = <V, K = string, R = never>(
     rebalanceTimeout: options.rebalanceTimeout ?? Math.max(60_000, sessionTimeout),
     maxWaitTimeInMs: options.maxWaitTimeInMs ?? 500,
     maxBufferedRecords: options.maxBufferedRecords ?? 100_000,
+    maxRecordsPerPartition: options.maxRecordsPerPartition ?? 10_000,
     createTopics: options.createTopics ?? true,
   })
   const base = DStream.fromNode(node)

@@ -189,6 +189,8 @@ export interface ScaleNodeOptions<K, V> {
   readonly rebalanceTimeout: number
   readonly maxWaitTimeInMs: number
   readonly maxBufferedRecords: number
+  /** Records of one partition a batch takes at most. */
+  readonly maxRecordsPerPartition: number
   /** Create missing internal topics with the input's partition count (default true). */
   readonly createTopics: boolean
 }
@@ -658,8 +660,13 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
       if (!this.assigning) {
         for (const [key, b] of this.buffers) {
           if (b.records.length === 0 || !this.assigned.has(key)) continue
-          const records = b.records
-          b.records = []
+          // at most `maxRecordsPerPartition` a batch: batches stay short after a stall
+          const limit = this.options.maxRecordsPerPartition
+          let records = b.records
+          if (records.length > limit) {
+            b.records = records.slice(limit)
+            records = records.slice(0, limit)
+          } else b.records = []
           parts.set(key, records)
           count += records.length
           until.push({ topic: b.topic, partition: b.partition, offset: records[records.length - 1].offset + 1 })
@@ -733,13 +740,27 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     for (const time of this.cuts.keys()) if (time < t - 10 * this.slideMillis) this.cuts.delete(time)
   }
 
-  /** Sends records and waits for the acknowledgements. */
+  /**
+   * Sends records and waits for the acknowledgements, in requests of at most `sendChunk` records
+   * one after the other (the order of each partition is kept; kafkajs takes superlinear time on
+   * very large requests: 120 000 small records in one request took 25 s on the mock, in
+   * requests of 10 000 about 3 s).
+   */
   send(records: ReadonlyArray<OutgoingRecord>): Effect.Effect<void, unknown> {
     return Effect.tryPromise({
-      try: () => this.producer!.send(records),
+      try: async () => {
+        const n = ScaleInputNode.sendChunk
+        if (records.length <= n) {
+          await this.producer!.send(records)
+          return
+        }
+        for (let i = 0; i < records.length; i += n) await this.producer!.send(records.slice(i, i + n))
+      },
       catch: (e) => e,
-    }).pipe(Effect.asVoid)
+    })
   }
+
+  static readonly sendChunk = 10_000
 
   /** Every shard this process owns. */
   shardInfo(): ReadonlyArray<ShardInfo> {
