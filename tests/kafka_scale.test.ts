@@ -7,7 +7,8 @@
  * the members' states must equal the count of every word produced, with no word held by two
  * members — for updateStateByKey and for mapWithState with a timeout. A second test starts one
  * member, lets it count, then starts another: the newcomer restores the shards it is given from
- * the changelog before its first batch with them.
+ * the changelog before its first batch with them. A third declares the input partitioned by the
+ * key (no repartition topic) and kills a member.
  */
 import { after, before, describe, it } from "node:test"
 import assert from "node:assert/strict"
@@ -226,6 +227,56 @@ describe("Kafka scale-out (real processes, SIGKILL, rebalances)", () => {
     timeout: 90_000,
   }, async () => {
     check(await trial("mapWithState", 0), "trial 0")
+  })
+
+  it("an input declared partitioned by the key needs no repartition topic and counts exactly once across a kill", {
+    timeout: 60_000,
+  }, async () => {
+    const topic = unique("scale-keyed")
+    const app = unique("app-keyed")
+    await ensureTopic(cluster.bootstrap, topic)
+    const dir = nodePath.join(root, "keyed")
+    fs.mkdirSync(dir)
+    const kafka = new kafkajs.Kafka({ brokers: [...cluster.brokers], logLevel: kafkajs.logLevel.NOTHING })
+    // kafkajs's default partitioner is Kafka's (murmur2): a word keyed by itself is on its state partition
+    const producer = kafka.producer({ createPartitioner: kafkajs.Partitioners.DefaultPartitioner })
+    await producer.connect()
+    const expected: Record<string, number> = {}
+    const send = async (n: number) => {
+      const ws = Array.from({ length: n }, () => vocabulary[Math.floor(Math.random() * vocabulary.length)])
+      await producer.send({ topic, messages: ws.map((w) => ({ key: w, value: w })) })
+      for (const w of ws) expected[w] = (expected[w] ?? 0) + 1
+    }
+    let n = 0
+    const member = () =>
+      new Member([cluster.brokers.join(","), topic, app, "partitioned"], nodePath.join(dir, `m${n++}.json`))
+    const members = [member(), member()]
+    try {
+      await Promise.all(members.map((m) => waitForLog(m.child, /started\n/, 30_000)))
+      for (let k = 0; k < 10; k++) {
+        await send(50)
+        await sleep(100)
+      }
+      await kill(members[0].child)
+      for (let k = 0; k < 10; k++) {
+        await send(50)
+        await sleep(100)
+      }
+      members[0] = member()
+      const u = await settle(members, expected, 40_000)
+      const logs = members.map((m) => m.log.slice(-1500)).join("\n---\n")
+      assert.deepEqual(sorted(u.total), sorted(expected), logs)
+      assert.deepEqual(u.shared, [])
+      const admin = kafka.admin()
+      await admin.connect()
+      const topics = await admin.listTopics()
+      await admin.disconnect()
+      assert.ok(topics.includes(`${app}-words-changelog`))
+      assert.ok(!topics.some((t) => t.startsWith(app) && t.endsWith("-repartition")), topics.join(", "))
+    } finally {
+      await producer.disconnect().catch(() => undefined)
+      await Promise.all(members.map((m) => kill(m.child)))
+    }
   })
 
   it("a member that joins a running group restores a moved shard before its first batch with it", {

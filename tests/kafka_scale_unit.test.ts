@@ -10,7 +10,7 @@ import { Option, Schema } from "effect"
 import kafkajs from "kafkajs"
 import { controlKey, controlRecord, Restorer } from "../lib/_internal/changelog.ts"
 import type { OutgoingRecord, RawRecord } from "../lib/_internal/kafkaClient.ts"
-import { murmur2, partitionFor } from "../lib/_internal/repartition.ts"
+import { murmur2, partitionFor, readSource, withSource } from "../lib/_internal/repartition.ts"
 import {
   admit,
   appendRecords,
@@ -127,6 +127,25 @@ describe("Kafka scale-out: partitioning", () => {
     assert.equal(murmur2(Buffer.from("a-little-bit-long-string")), -985981536)
     assert.equal(murmur2(Buffer.from("a-little-bit-longer-string")), -1486304829)
     assert.equal(murmur2(Buffer.from("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8")), -58897971)
+  })
+})
+
+describe("Kafka scale-out: provenance of repartitioned records", () => {
+  it("withSource() and readSource() round-trip the source and the value (text, bytes, null)", () => {
+    const bytes = (u: Uint8Array | string) => (typeof u === "string" ? Buffer.from(u) : u)
+    const text = readSource(bytes(withSource(3, 123456789012, 7, "é|x:1")))
+    assert.deepEqual(text?.source, { partition: 3, offset: 123456789012, index: 7 })
+    assert.equal(Buffer.from(text!.value!).toString(), "é|x:1")
+    const raw = readSource(bytes(withSource(0, 0, 0, new Uint8Array([0, 124, 255]))))
+    assert.deepEqual([...raw!.value!], [0, 124, 255])
+    assert.deepEqual(readSource(bytes(withSource(1, 2, 3, null))), {
+      source: { partition: 1, offset: 2, index: 3 },
+      value: null,
+    })
+    for (const bad of ["", "1:2|x", "1:2:|x", "a:1:2|x", "1:2:3", "1:2:3:4|x"]) {
+      assert.equal(readSource(Buffer.from(bad)), undefined, JSON.stringify(bad))
+    }
+    assert.equal(readSource(null), undefined)
   })
 })
 

@@ -13,6 +13,7 @@
  * Written against the small client interface (kafkaClient.ts), so nothing here knows kafkajs.
  * @internal
  */
+import { Buffer } from "node:buffer"
 import { type Context, Data, Effect, Result, type Scope } from "effect"
 import type { BatchInfo } from "../Listener.ts"
 import type { MappingFunction } from "../State.ts"
@@ -37,6 +38,7 @@ import {
   shardEntries,
   ShardMapper,
   type ShardRecord,
+  type Source,
   updateShard,
 } from "./shards.ts"
 import type { TaggedErrorClass } from "./taggedError.ts"
@@ -162,7 +164,7 @@ export interface RestoreInfo {
 
 const tpKey = (topic: string, partition: number): string => `${topic}\u0000${partition}`
 
-interface Buffer {
+interface PartitionBuffer {
   readonly topic: string
   readonly partition: number
   records: Array<RawRecord>
@@ -205,7 +207,7 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
   readonly kind = "KafkaScaleOutInputDStream"
   readonly name: string
   readonly stages: Array<Stage<any, any>> = []
-  private readonly buffers = new Map<string, Buffer>()
+  private readonly buffers = new Map<string, PartitionBuffer>()
   private readonly cuts = new Map<number, Cut>()
   /** Per assigned partition, the offset after the last record buffered. */
   private readonly positions = new Map<string, number>()
@@ -793,11 +795,55 @@ export interface Keyed<K, V> extends ShardRecord<K, V> {
   readonly partition: number
 }
 
-const sourceHeader = "dstream.source"
+/**
+ * A repartition record's value: its provenance `<source partition>:<source offset>:<index>`,
+ * then `|` and the encoded value (or `!` for a `null` value). In the value rather than in a
+ * header: kafkajs encodes headers at about half the speed (measured on the mock).
+ * @internal
+ */
+export const withSource = (
+  partition: number,
+  offset: number,
+  index: number,
+  value: Uint8Array | string | null,
+): Uint8Array | string => {
+  const prefix = `${partition}:${offset}:${index}`
+  if (value === null) return `${prefix}!`
+  if (typeof value === "string") return `${prefix}|${value}`
+  const head = Buffer.from(`${prefix}|`, "latin1")
+  return Buffer.concat([head, value])
+}
 
-const headerText = (h: RawRecord["headers"][string]): string | undefined => {
-  const v = Array.isArray(h) ? h[0] : h
-  return v === undefined ? undefined : typeof v === "string" ? v : new TextDecoder().decode(v as Uint8Array)
+const COLON = 0x3a
+const BAR = 0x7c
+const BANG = 0x21
+
+/**
+ * Reads a repartition record's value: the source and the value's bytes (`null` for a null
+ * value), or `undefined` when the value has no provenance.
+ * @internal
+ */
+export const readSource = (
+  bytes: Uint8Array | null,
+): { readonly source: Source; readonly value: Uint8Array | null } | undefined => {
+  if (bytes === null) return undefined
+  const nums = [0, 0, 0]
+  let field = 0
+  let digits = 0
+  for (let i = 0; i < bytes.length && i < 48; i++) {
+    const c = bytes[i]
+    if (c >= 0x30 && c <= 0x39) {
+      nums[field] = nums[field] * 10 + (c - 0x30)
+      digits++
+    } else if (c === COLON && field < 2 && digits > 0) {
+      field++
+      digits = 0
+    } else if ((c === BAR || c === BANG) && field === 2 && digits > 0) {
+      const source = { partition: nums[0], offset: nums[1], index: nums[2] }
+      return { source, value: c === BANG ? null : bytes.subarray(i + 1) }
+    } else return undefined
+  }
+  return undefined
 }
 
 /**
@@ -868,8 +914,7 @@ export class RepartitionNode<K0, V0, K, V> extends Node<Keyed<K, V>> {
             topic,
             partition: partitionFor(key, n),
             key,
-            value: stage.value!.encode(v),
-            headers: { [sourceHeader]: `${r.partition}:${r.offset}:${index++}` },
+            value: withSource(r.partition, r.offset, index++, stage.value!.encode(v)),
           })
         }
       }
@@ -886,10 +931,9 @@ export class RepartitionNode<K0, V0, K, V> extends Node<Keyed<K, V>> {
     for (const records of this.input.recordsOf(t, topic)) {
       for (const r of records) {
         const k = key.decode(r.key)
-        const v = value.decode(r.value)
-        const src = headerText(r.headers[sourceHeader])
-        const parts = src === undefined ? [] : src.split(":").map(Number)
-        if (Result.isFailure(k) || Result.isFailure(v) || parts.length !== 3 || !parts.every(Number.isSafeInteger)) {
+        const sourced = readSource(r.value)
+        const v = sourced === undefined ? undefined : value.decode(sourced.value)
+        if (Result.isFailure(k) || v === undefined || Result.isFailure(v)) {
           this.input.log("Warning", `skipped a malformed record at offset ${r.offset} of "${topic}" [${r.partition}]`)
           continue
         }
@@ -898,7 +942,7 @@ export class RepartitionNode<K0, V0, K, V> extends Node<Keyed<K, V>> {
           offset: r.offset,
           key: k.success,
           value: v.success,
-          source: { partition: parts[0], offset: parts[1], index: parts[2] },
+          source: sourced!.source,
         })
       }
     }

@@ -5,7 +5,7 @@
  * to `out` (temp + rename), and appends that line to `out.history` whenever the shards it owns
  * change (so a test sees the first batch after a takeover), and its `KafkaShards` listener
  * events to `out.events`. Prints `started` once the context runs.
- * Usage: kafka_scale_child.ts <brokers> <topic> <applicationId> <update|mapWithState> <out file>
+ * Usage: kafka_scale_child.ts <brokers> <topic> <applicationId> <update|mapWithState|partitioned> <out file>
  */
 import process from "node:process"
 import { appendFileSync, renameSync, writeFileSync } from "node:fs"
@@ -27,12 +27,20 @@ Runtime.runMain(Effect.gen(function* () {
     maxWaitTimeInMs: 100,
     retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 1000 },
   })
-  const words = lines.repartitionByKey({
-    name: "words",
-    by: (r) => r.value.split(" ").filter((w) => w.length > 0).map((w) => [w, 1] as const),
-    key: Schema.String,
-    value: Schema.NumberFromString,
-  })
+  // `partitioned`: every record is one word keyed by itself (the input is partitioned by the word)
+  const words = mode === "partitioned"
+    ? lines.repartitionByKey({
+      name: "words",
+      by: (r) => [[r.value, 1] as const],
+      key: Schema.String,
+      partitionedByKey: true,
+    })
+    : lines.repartitionByKey({
+      name: "words",
+      by: (r) => r.value.split(" ").filter((w) => w.length > 0).map((w) => [w, 1] as const),
+      key: Schema.String,
+      value: Schema.NumberFromString,
+    })
   const state = mode === "mapWithState"
     ? words.mapWithState(
       StateSpec.function((word: string, one: Option.Option<number>, s: State.State<number>) => {
