@@ -578,9 +578,11 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     const topic = stage.changelogTopic
     const started = Date.now()
     const restorer: RestorerT = new Restorer()
-    const end = (await this.admin!.watermarks(topic)).find((w) => w.partition === partition)?.high ?? 0
+    // from the log start (retention or a broker's log start offset may have moved it) to its end
+    const marks = (await this.admin!.watermarks(topic)).find((w) => w.partition === partition)
+    const end = marks?.high ?? 0
     let lastReport = started
-    for await (const chunk of client.readPartition({ topic, partition }, 0)) {
+    for await (const chunk of client.readPartition({ topic, partition }, marks?.low ?? 0)) {
       restorer.add(chunk)
       const now = Date.now()
       if (now - lastReport >= 1000) {
@@ -600,7 +602,8 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
       }
     }
     restorer.finish()
-    const readEnd = restorer.next
+    // everything below this was read (offsets without records too: a gap, a deleted head)
+    const readEnd = Math.max(restorer.next, end, marks?.low ?? 0)
     const shard = restoredShard(partition, restorer, state.codec, state.timed)
     // the claim: its offset is this owner's token
     const [claimed] = await producer.send([controlRecord(topic, partition, {
