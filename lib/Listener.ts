@@ -175,6 +175,29 @@ export type StreamingEvent =
   }
   | {
     /**
+     * A scale-out stream's state shards (lib/KafkaScale.ts): `assigned` after every assignment
+     * (the partitions and shards this process owns, with their sizes), `restoring` about once a
+     * second during a shard's restore (records read, records/s, records remaining), `restored`
+     * when it is done.
+     */
+    readonly _tag: "KafkaShards"
+    readonly kind: "assigned" | "restoring" | "restored"
+    readonly stream: string
+    /** Owned partitions (`assigned`). */
+    readonly partitions: ReadonlyArray<{ readonly topic: string; readonly partition: number }>
+    /** Owned shards: stage, partition, keys (`assigned`, `restored`). */
+    readonly shards: ReadonlyArray<{ readonly stage: string; readonly partition: number; readonly keys: number }>
+    /** The shard being restored (`restoring`, `restored`). */
+    readonly restore?: {
+      readonly stage: string
+      readonly partition: number
+      readonly records: number
+      readonly recordsPerSecond: number
+      readonly remaining: number
+    } | undefined
+  }
+  | {
+    /**
      * The scheduling delay has grown for `batches` consecutive batches (the context's
      * `schedulingDelayWarning`, default 10): batches take longer than the batch interval and the
      * job falls further behind. Published again every `batches` more batches while it grows.
