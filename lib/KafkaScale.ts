@@ -138,9 +138,13 @@ export interface ScaleOutOptions<K, V> extends ClientOptions {
    * short, so the member keeps heartbeating and its changelog appends stay small.
    */
   readonly maxRecordsPerPartition?: number | undefined
+  /** The group session timeout in ms: a member silent this long loses its partitions (default 30 000). */
   readonly sessionTimeout?: number | undefined
+  /** How often the member heartbeats, in ms (default a tenth of the session timeout). */
   readonly heartbeatInterval?: number | undefined
+  /** How long a rebalance waits for members to rejoin, in ms (default 60 000, at least the session timeout). */
   readonly rebalanceTimeout?: number | undefined
+  /** How long a fetch waits for records on the broker, in ms (default 500). */
   readonly maxWaitTimeInMs?: number | undefined
 }
 
@@ -198,6 +202,7 @@ export interface ShardedStream<K, V, in R = never> {
     update: (values: ReadonlyArray<V>, state: Option.Option<S>) => Option.Option<S>,
     options?: UpdateStateOptions<K, S>,
   ): DStream.DStream<readonly [K, S], R>
+  /** The form whose update also sees the key and the batch time (`UpdateStateWithTime`). */
   updateStateByKey<S>(options: UpdateStateWithTime<K, V, S>): DStream.DStream<readonly [K, S], R>
   /** Spark's `mapWithState`, per shard (a timeout is checked every 10 batches). */
   mapWithState<S, T>(spec: StateSpec<K, V, S, T>): ShardedMapWithState<K, S, T, R>
@@ -210,6 +215,7 @@ export interface ShardedStream<K, V, in R = never> {
  * @category models
  */
 export interface ShardedMapWithState<K, S, T, in R = never> extends DStream.DStream<T, R> {
+  /** Every batch, the state of the shards this process owns (Spark's `stateSnapshots`). */
   stateSnapshots(): DStream.DStream<readonly [K, S], R>
 }
 
