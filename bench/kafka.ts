@@ -47,7 +47,7 @@ const consumerTuning = {
   sessionTimeout: 6000,
   heartbeatInterval: 500,
   maxWaitTimeInMs: 100,
-  maxBytesPerPartition: 4 << 20,
+  maxBytesPerPartition: Number(process.env.MAX_BYTES ?? 4 << 20),
 }
 
 // ---- produce ----
