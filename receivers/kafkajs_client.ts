@@ -479,6 +479,8 @@ export const kafkajsClient = (
   ): AsyncIterable<ReadonlyArray<K.RawRecord>> => ({
     async *[Symbol.asyncIterator]() {
       const { topic, partition } = tp
+      // the end: kafkajs's ListOffsets asks for the last stable offset (the high-water mark when no
+      // transaction is open), so under read_uncommitted records of open transactions are left out too
       const marks = await withAdmin((admin) => admin.fetchTopicOffsets(topic))
       const mark = marks.find((m) => m.partition === partition)
       if (mark === undefined) {
