@@ -200,35 +200,60 @@ describe("write-ahead log recovery (real processes, SIGKILL)", () => {
         fs.existsSync(checkpointDir)
           ? fs.readdirSync(checkpointDir).filter((n) => /^checkpoint-\d+$/.test(n)).map((n) => Number(n.slice(11)))
           : []
-      const deadline = Date.now() + 40_000
-      // at least two segments (rolled every second) and a checkpoint
-      while (!(segments().length >= 2 && checkpoints().length > 0)) {
-        assert.ok(Date.now() < deadline, `no second segment; child log:\n${child.log.join("")}`)
-        await sleep(50)
+      // What to damage: an allocation record of an older segment (or a block a checkpoint covers) and a covered block
+      // (or an allocation) of the last one; the newest checkpoint decides what is covered.
+      const targetsIn = (records: ReturnType<typeof recordsInLog>) => {
+        const newest = Math.max(...checkpoints())
+        const coveredBlocks = new Set(
+          records.flatMap((r) => r.record._tag === "Allocation" && r.record.time <= newest ? r.record.blocks : []),
+        )
+        const names = [...new Set(records.map((r) => r.segment))]
+        const last = names[names.length - 1]
+        const isCoveredBlock = (r: (typeof records)[number]) =>
+          r.record._tag === "Block" && coveredBlocks.has(r.record.id)
+        const older = records.filter((r) => r.segment !== last && r.record._tag === "Allocation")
+        const inLast = records.filter((r) => r.segment === last && isCoveredBlock(r))
+        const lastAllocations = records.filter((r) => r.segment === last && r.record._tag === "Allocation")
+        return [
+          older[Math.floor(older.length / 2)] ?? records.find((r) => r.segment !== last && isCoveredBlock(r)),
+          inLast[Math.floor(inLast.length / 2)] ?? lastAllocations[Math.floor(lastAllocations.length / 2)],
+        ].filter((t) => t !== undefined)
       }
-      await sleep(300 + Math.floor(Math.random() * 500))
-      await kill(child)
-
-      // what the log holds, and what the newest checkpoint covers (allocated to batches up to it)
-      const records = recordsInLog(checkpointDir)
+      // Wait until the log holds both (segments roll every second; a checkpoint lets the writer delete older ones, so
+      // on a loaded machine an older segment may live only briefly), then SIGKILL at once; when the kill still came
+      // too late, the child is restarted (it recovers) and the next attempt waits again.
+      // the child may delete a segment while it is read
+      const recordsWhileRunning = () => {
+        try {
+          return recordsInLog(checkpointDir)
+        } catch {
+          return []
+        }
+      }
+      let records: ReturnType<typeof recordsInLog> = []
+      let targets: ReturnType<typeof targetsIn> = []
+      for (let attempt = 1;; attempt++) {
+        await sleep(300 + Math.floor(Math.random() * 500))
+        const deadline = Date.now() + 40_000
+        while (
+          !(segments().length >= 2 && checkpoints().length > 0 && targetsIn(recordsWhileRunning()).length === 2)
+        ) {
+          assert.ok(Date.now() < deadline, `no second segment to damage; child log:\n${child.log.join("")}`)
+          await sleep(20)
+        }
+        await kill(child)
+        records = recordsInLog(checkpointDir)
+        targets = targetsIn(records)
+        if (targets.length === 2) break
+        const names = [...new Set(records.map((r) => r.segment))]
+        assert.ok(
+          attempt < 5,
+          `no record to damage in ${names.join(", ")} at a kill; child log:\n${child.log.join("")}`,
+        )
+        child = startChild(args)
+        await waitForLog(child, /Recovered from checkpoint checkpoint-\d+/)
+      }
       const stored = new Set(records.flatMap((r) => linesOf(r.record)))
-      const newest = Math.max(...checkpoints())
-      const coveredBlocks = new Set(
-        records.flatMap((r) => r.record._tag === "Allocation" && r.record.time <= newest ? r.record.blocks : []),
-      )
-      const names = [...new Set(records.map((r) => r.segment))]
-      const last = names[names.length - 1]
-      const isCoveredBlock = (r: (typeof records)[number]) =>
-        r.record._tag === "Block" && coveredBlocks.has(r.record.id)
-      // an older segment: an allocation record; the last segment: a processed block (or an allocation)
-      const older = records.filter((r) => r.segment !== last && r.record._tag === "Allocation")
-      const inLast = records.filter((r) => r.segment === last && isCoveredBlock(r))
-      const lastAllocations = records.filter((r) => r.segment === last && r.record._tag === "Allocation")
-      const targets = [
-        older[Math.floor(older.length / 2)] ?? records.find((r) => r.segment !== last && isCoveredBlock(r)),
-        inLast[Math.floor(inLast.length / 2)] ?? lastAllocations[Math.floor(lastAllocations.length / 2)],
-      ].filter((t) => t !== undefined)
-      assert.equal(targets.length, 2, `no record to damage in ${names.join(", ")}`)
       for (const target of targets) {
         const data = fs.readFileSync(target.file)
         data[target.offset + 12 + Math.floor(Math.random() * (target.length - 12))] ^= 1 <<
