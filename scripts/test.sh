@@ -28,7 +28,8 @@ mapfile -t files < <(find tests -type f \( -name '*.test.ts' -o -name '*_test.ts
 smoke=(tests/basic_operations.test.ts tests/window_operations.test.ts tests/state_operations.test.ts
   tests/state_checkpoint.test.ts tests/streaming_context.test.ts tests/socket_stream.test.ts tests/lines.test.ts
   tests/pid_rate_estimator.test.ts tests/services.test.ts tests/testing_kit.test.ts tests/from_stream.test.ts
-  tests/layering.test.ts tests/platform.test.ts tests/state_checkpoint_format.test.ts)
+  tests/layering.test.ts tests/platform.test.ts tests/state_checkpoint_format.test.ts
+  tests/state_checkpoint_keymap.test.ts tests/kafka_scale_unit.test.ts tests/kafka_eos_model.test.ts)
 failed=0
 
 echo "== deno test"
