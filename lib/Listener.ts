@@ -187,6 +187,18 @@ export type StreamingEvent =
     readonly partitions: ReadonlyArray<{ readonly topic: string; readonly partition: number }>
     /** Owned shards: stage, partition, keys (`assigned`, `restored`). */
     readonly shards: ReadonlyArray<{ readonly stage: string; readonly partition: number; readonly keys: number }>
+    /** Standby shards (changelog partitions tailed without owning them): keys, offset read, records behind. */
+    readonly standbys?:
+      | ReadonlyArray<
+        {
+          readonly stage: string
+          readonly partition: number
+          readonly keys: number
+          readonly offset: number
+          readonly lag: number
+        }
+      >
+      | undefined
     /** The shard being restored (`restoring`, `restored`). */
     readonly restore?: {
       readonly stage: string
