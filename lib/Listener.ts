@@ -181,7 +181,8 @@ export type StreamingEvent =
      * when it is done.
      */
     readonly _tag: "KafkaShards"
-    readonly kind: "assigned" | "restoring" | "restored"
+    /** `standby`: the standby shards changed (one started, or was taken over or dropped). */
+    readonly kind: "assigned" | "restoring" | "restored" | "standby"
     readonly stream: string
     /** Owned partitions (`assigned`). */
     readonly partitions: ReadonlyArray<{ readonly topic: string; readonly partition: number }>

@@ -313,7 +313,7 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
 
   /** Publishes a `KafkaShards` listener event. */
   private publishShards(
-    kind: "assigned" | "restoring" | "restored",
+    kind: "assigned" | "restoring" | "restored" | "standby",
     restore: {
       readonly stage: string
       readonly partition: number
@@ -932,7 +932,9 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
           for (const m of marks) {
             const key = `${stage.name}\u0000${m.partition}`
             if (!this.standbyWanted(m.partition) || state.shards.has(m.partition) || this.restoring.has(key)) {
-              if (state.shards.has(m.partition)) this.standbyShards.delete(key)
+              if (state.shards.has(m.partition) && this.standbyShards.delete(key)) {
+                this.publishShards("standby", undefined)
+              }
               continue
             }
             let sb = this.standbyShards.get(key)
@@ -941,6 +943,11 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
               restorer.next = m.low
               sb = { stage, partition: m.partition, restorer, reading: undefined, high: m.high }
               this.standbyShards.set(key, sb)
+              this.log(
+                "Info",
+                `standby of shard ${stage.name}[${m.partition}]: tailing its changelog from offset ${m.low}`,
+              )
+              this.publishShards("standby", undefined)
             }
             sb.high = m.high
             if (m.high <= sb.restorer.next) continue
