@@ -141,10 +141,14 @@ describe("Kafka scale-out: restore shortcuts (real processes)", () => {
         await a.stop()
         const cached = fs.readdirSync(cacheA).filter((f) => f.endsWith(".cache"))
         assert.equal(cached.length, 4, `caches written: ${cached.join(", ")}`)
-        const b = await start("b", "update")
+        // B keeps its caches under the context's checkpoint directory
+        const checkpointB = nodePath.join(dir, "b-checkpoint")
+        const b = await start("b", `update+checkpoint=${checkpointB}`)
         for (let k = 0; k < 10; k++) await producer.batch(25)
         assert.ok((await settle([b], producer.expected, 30_000)).exact, `B did not count everything\n${logs()}`)
         await b.stop()
+        const cachedB = fs.readdirSync(nodePath.join(checkpointB, "kafka-scale", app))
+        assert.equal(cachedB.filter((f) => f.endsWith(".cache")).length, 4, `B's caches: ${cachedB.join(", ")}`)
         // A again: each shard from its cache (of A's era) and the changelog B wrote after it
         for (let k = 0; k < 4; k++) await producer.batch(25)
         a = await start("a2", `update+cache=${cacheA}`)

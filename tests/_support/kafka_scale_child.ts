@@ -7,7 +7,8 @@
  * events to `out.events`. Prints `started` once the context runs.
  * Usage: kafka_scale_child.ts <brokers> <topic> <applicationId> <mode> <out file>, where mode is
  * `update`, `mapWithState` or `partitioned`, optionally followed by `+cache=<directory>` (shard
- * caches there) and `+standbys` (standby shards of every partition not owned).
+ * caches there), `+checkpoint=<directory>` (the context's checkpoint directory: shard caches in its
+ * `kafka-scale/<applicationId>`) and `+standbys` (standby shards of every partition not owned).
  */
 import process from "node:process"
 import { appendFileSync, renameSync, writeFileSync } from "node:fs"
@@ -19,9 +20,11 @@ const [brokers, topic, applicationId, modeArg, outFile] = process.argv.slice(2)
 const [mode, ...flags] = modeArg.split("+")
 const cacheDir = flags.find((f) => f.startsWith("cache="))?.slice("cache=".length)
 const standbys = flags.includes("standbys")
+const checkpointDir = flags.find((f) => f.startsWith("checkpoint="))?.slice("checkpoint=".length)
 
 Runtime.runMain(Effect.gen(function* () {
   const ssc = yield* StreamingContext.make({ batchInterval: "200 millis" })
+  if (checkpointDir !== undefined) ssc.checkpoint(checkpointDir)
   const lines = KafkaScale.scaleOut(ssc, {
     brokers: brokers.split(","),
     applicationId,
