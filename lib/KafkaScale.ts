@@ -60,6 +60,7 @@ import {
   type StandbyInfo as StandbyInfo_,
 } from "./_internal/repartition.ts"
 import { shardCodec } from "./_internal/shards.ts"
+import type { KafkaClient } from "./_internal/kafkaClient.ts"
 import {
   type ClientOptions,
   type Format,
@@ -267,6 +268,16 @@ const utf8Key: Format<string> = textFormat(Schema.String)
 export const scaleOut = <V, K = string, R = never>(
   ssc: StreamingContext<R>,
   options: ScaleOutOptions<K, V>,
+): ScaleOutStream<K, V, R> => scaleOutWith(ssc, options, undefined)
+
+/**
+ * {@link scaleOut} on a given client (the tests' in-memory model of Kafka); `undefined`: kafkajs.
+ * @internal
+ */
+export const scaleOutWith = <V, K = string, R = never>(
+  ssc: StreamingContext<R>,
+  options: ScaleOutOptions<K, V>,
+  kafkaClient: KafkaClient | undefined,
 ): ScaleOutStream<K, V, R> => {
   if (!/^[A-Za-z0-9._-]+$/.test(options.applicationId)) {
     throw new ScaleOutError({
@@ -275,13 +286,15 @@ export const scaleOut = <V, K = string, R = never>(
     })
   }
   const ctx = ssc as unknown as NodeContext
+  const log = new LogBridge(`Kafka scale-out [${options.applicationId}]`)
+  let client: KafkaClient | undefined = undefined
   const sessionTimeout = options.sessionTimeout ?? 30_000
   const node = new ScaleInputNode<K, V>(ctx, {
     client: (services) => {
-      const log = new LogBridge(`Kafka scale-out [${options.applicationId}]`)
-      log.services = services
-      return kafkajsClient(options, log, {}, `effect-dstream-${options.applicationId}`)
+      if (services !== undefined) log.services = services
+      return client ??= kafkaClient ?? kafkajsClient(options, log, {}, `effect-dstream-${options.applicationId}`)
     },
+    brokers: options.brokers,
     applicationId: options.applicationId,
     groupId: options.groupId ?? options.applicationId,
     topic: options.topic,

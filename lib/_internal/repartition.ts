@@ -55,6 +55,7 @@ import {
   type Source,
   updateShard,
 } from "./shards.ts"
+import type { BatchTransactions } from "./kafkaTransactions.ts"
 import type { TaggedErrorClass } from "./taggedError.ts"
 import type { Option } from "effect"
 
@@ -226,7 +227,10 @@ interface Cut {
 
 /** @internal */
 export interface ScaleNodeOptions<K, V> {
-  readonly client: (services: Context.Context<never>) => KafkaClient
+  /** The client (the same one every call); `services` for its log, once the stream starts. */
+  readonly client: (services: Context.Context<never> | undefined) => KafkaClient
+  /** The brokers (an exactly-once sink must name the same). */
+  readonly brokers: ReadonlyArray<string>
   readonly applicationId: string
   readonly groupId: string
   readonly topic: string
@@ -294,6 +298,17 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
   private readonly standbyShards = new Map<string, Standby>()
   /** Shards being restored (`stage\0partition`): no standby read starts for them. */
   private readonly restoring = new Set<string>()
+  /**
+   * Exactly once (set up by the first exactly-once sink of the stream): the changelog appends
+   * and the input and repartition offsets go into each batch's transaction with the sinks'
+   * records; the consumer and the restores read `read_committed`.
+   */
+  transactions: BatchTransactions | undefined = undefined
+
+  /** The stream's client (created on first use). */
+  kafkaClient(): KafkaClient {
+    return this.client ??= this.options.client(this.services)
+  }
 
   constructor(ctx: NodeContext, readonly options: ScaleNodeOptions<K, V>) {
     super(ctx)
@@ -352,6 +367,16 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
       const client = this.options.client(this.services)
       this.client = client
       const checkpointDir = this.ctx.checkpointDir()
+      const txs = this.transactions
+      if (txs !== undefined && checkpointDir !== undefined) {
+        return yield* Effect.fail(
+          new ScaleOutError({
+            message:
+              `Cannot write ${this.name} exactly once with a checkpoint directory: a recovery would re-run batches whose transactions committed (use stateDirectory for shard caches)`,
+          }),
+        )
+      }
+      if (txs !== undefined) yield* Effect.addFinalizer(() => Effect.promise(() => txs.close()))
       this.cacheDirectory = this.options.stateDirectory ??
         (checkpointDir === undefined
           ? undefined
@@ -429,7 +454,7 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
       groupId: o.groupId,
       subscription: { _tag: "Topics", topics },
       fromBeginning: o.fromBeginning,
-      isolation: "read_uncommitted",
+      isolation: this.transactions === undefined ? "read_uncommitted" : "read_committed",
       sessionTimeout: o.sessionTimeout,
       heartbeatInterval: o.heartbeatInterval,
       rebalanceTimeout: o.rebalanceTimeout,
@@ -579,6 +604,15 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
           })
         })
       }
+      // exactly once: the completed batches' transactions commit before the partitions move,
+      // then the previous owners of the new partition set are fenced (their open transactions
+      // aborted), then the group's offsets are read
+      let fenced: ReadonlyArray<TopicPartitionOffset> = []
+      const txs = this.transactions
+      if (txs !== undefined) {
+        await Promise.race([txs.idle(), new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())))])
+        fenced = await txs.prepare(assigned)
+      }
       this.generation = generation
       const next = new Map<string, TopicPartition>()
       for (const tp of assigned) next.set(tpKey(tp.topic, tp.partition), tp)
@@ -629,6 +663,8 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
         if (old.has(key) && pos !== undefined && !shardSources.has(key)) starts.push({ ...tp, offset: pos })
       }
       await Promise.all(restores)
+      const has = new Set(starts.map((s) => tpKey(s.topic, s.partition)))
+      for (const c of fenced) if (!has.has(tpKey(c.topic, c.partition))) starts.push(c)
       this.log(
         "Info",
         `generation ${generation}: owns ${
@@ -731,7 +767,7 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
         } else {
           const check = Restorer.fromPoint(cached, "cache")
           let verified: boolean | undefined = undefined
-          for await (const chunk of client.readPartition({ topic, partition }, cached.lastControl)) {
+          for await (const chunk of client.readPartition({ topic, partition }, cached.lastControl, this.isolation())) {
             if (verified === undefined) {
               const first = chunk[0]
               verified = first !== undefined && first.offset === cached.lastControl &&
@@ -763,7 +799,7 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
       readFrom = low
     }
     if (restorer.from !== "cache") {
-      for await (const chunk of client.readPartition({ topic, partition }, readFrom)) {
+      for await (const chunk of client.readPartition({ topic, partition }, readFrom, this.isolation())) {
         restorer.add(chunk)
         progress()
       }
@@ -806,7 +842,7 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     // records that landed between the end of the read and the claim are not in the shard
     const corrections = new Set(restorer.corrections)
     if (claimed.baseOffset > readEnd) {
-      for await (const chunk of client.readPartition({ topic, partition }, readEnd)) {
+      for await (const chunk of client.readPartition({ topic, partition }, readEnd, this.isolation())) {
         for (const r of chunk) {
           if (r.offset >= claimed.baseOffset || r.key === null) continue
           const k = typeof r.key === "string" ? r.key : new TextDecoder().decode(r.key)
@@ -846,6 +882,11 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     )
     // continue after what the shard has applied, whatever the group committed
     return { topic: source, partition, offset: shard.applied + 1 }
+  }
+
+  /** How changelogs are read: `read_committed` when the appends are transactional. */
+  private isolation(): { readonly isolation: "read_committed" | "read_uncommitted" } {
+    return { isolation: this.transactions === undefined ? "read_uncommitted" : "read_committed" }
   }
 
   // ---- local caches of shards ----
@@ -966,7 +1007,9 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
   }
 
   private async tail(sb: Standby, topic: string): Promise<void> {
-    for await (const chunk of this.client!.readPartition({ topic, partition: sb.partition }, sb.restorer.next)) {
+    for await (
+      const chunk of this.client!.readPartition({ topic, partition: sb.partition }, sb.restorer.next, this.isolation())
+    ) {
       sb.restorer.add(chunk)
       if (this.stopped) break
     }
@@ -1061,6 +1104,13 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     const cut = this.cuts.get(t)
     this.cuts.delete(t)
     const group = this.group
+    if (this.transactions !== undefined) {
+      // exactly once: the offsets go into the batch's transaction, committed with its records
+      if (cut === undefined) return
+      const mine = cut.until.filter((u) => this.assigned.has(tpKey(u.topic, u.partition)))
+      this.transactions.complete(t, this.assignment(), mine)
+      return
+    }
     if (cut === undefined || group === undefined || cut.until.length === 0) return
     const mine = cut.until.filter((u) => this.assigned.has(tpKey(u.topic, u.partition)))
     if (mine.length === 0) return
@@ -1351,6 +1401,8 @@ export type StateOperator<K, V, S, T> =
  */
 export class ShardedStateNode<K, V, S, T> extends Node<T> {
   readonly kind = "KafkaShardedStateDStream"
+  /** Its changelog appends join the batch's transaction under an exactly-once sink. */
+  readonly enlistsInTransactions = true
   readonly shards = new Map<number, Shard<K, unknown>>()
   readonly timed: boolean
   private readonly mapper: ShardMapper<K, V, S, T> | undefined
@@ -1420,7 +1472,10 @@ export class ShardedStateNode<K, V, S, T> extends Node<T> {
       const input = this.parent.input
       return Effect.tryPromise({
         try: async () => {
-          const sent = await input.sendTracked(appends)
+          const txs = input.transactions
+          const sent = txs === undefined
+            ? await input.sendTracked(appends)
+            : [{ records: appends, results: await txs.send(t, input.assignment(), appends) }]
           for (const [shard, rs] of appended) {
             noteAppend(shard, this.stage.changelogTopic, rs, sent)
             input.writeCache(this.stage, shard, false)
