@@ -923,7 +923,8 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
   writeCache(stage: Stage<any, any>, shard: Shard<any, unknown>, now: boolean): void {
     const file = this.cacheFile(stage, shard.partition)
     const state = stage.state
-    if (file === undefined || state === undefined) return
+    // exactly once: an acknowledged append may still be aborted with its transaction
+    if (file === undefined || state === undefined || this.transactions !== undefined) return
     if (!now && Date.now() - shard.cachedAt < this.options.cacheIntervalMillis) return
     const point = shardPoint(shard, stage.changelogTopic, state.codec, state.timed, this.generation)
     if (point === undefined) return
@@ -947,7 +948,7 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
   /** A revoked shard that is a restore point becomes a standby (when standbys are on for it). */
   private keepAsStandby(stage: Stage<any, any>, shard: Shard<any, unknown>): boolean {
     const state = stage.state
-    if (state === undefined || !this.standbyWanted(shard.partition)) return false
+    if (state === undefined || !this.standbyWanted(shard.partition) || this.transactions !== undefined) return false
     const point = shardPoint(shard, stage.changelogTopic, state.codec, state.timed, this.generation)
     if (point === undefined) return false
     this.standbyShards.set(`${stage.name}\u0000${shard.partition}`, {
