@@ -219,6 +219,8 @@ export const bytes: Format<Uint8Array | null> = {
   name: "bytes",
   decode: (b) => Result.succeed(b),
   encode: (b) => b,
+  // no `Result` per record: bytes always "decode"
+  decodeDirect: (b) => b,
 }
 
 /**

@@ -212,9 +212,12 @@ export interface KafkaHistoryOptions<K, V> extends Kafka.ClientOptions {
    * listed end at their end offset at start).
    */
   readonly until?: "end" | { readonly offsets: ReadonlyArray<Kafka.TopicPartitionOffset> } | undefined
-  /** The consumer group the reader joins (nothing is committed; default: a fresh one per run). */
+  /**
+   * Not used any more: the reader sends Fetch requests to each partition's leader and joins no
+   * group (it used to join this one; nothing was committed). Kept so existing options still type-check.
+   */
   readonly groupId?: string | undefined
-  /** kafkajs `maxWaitTimeInMs` of the reader's fetches (default 100). */
+  /** Not used any more (the reader's fetches wait at most 100 ms for data). Kept so existing options still type-check. */
   readonly maxWaitTimeInMs?: number | undefined
   /** Records buffered per partition before its fetching pauses (default 10 000). */
   readonly maxBufferedPerPartition?: number | undefined
@@ -239,11 +242,12 @@ const checkStart = (from: unknown, what: string): KafkaStart => {
 
 /**
  * Replays a bounded range of Kafka topics: for each partition the records from `from` up to
- * `until`, read by a consumer of the replay's own, merged across partitions in timestamp order
- * (ties: topic and partition in the order read, then offset), so a replay gives the same
- * batches every time. Elements are `Kafka.KafkaRecord`s, as the direct stream gives. A record
- * that does not decode, an offset outside what a partition holds, or unreachable brokers fail
- * the replay with a {@link ReplayError}.
+ * `until`, read partition by partition (Fetch requests to each leader, no consumer group),
+ * merged across partitions in timestamp order (ties: topic and partition in the order read,
+ * then offset), so a replay gives the same batches every time. Elements are
+ * `Kafka.KafkaRecord`s, as the direct stream gives. A record that does not decode, an offset
+ * outside what a partition holds, or unreachable brokers fail the replay with a
+ * {@link ReplayError}.
  *
  * @example
  * ```ts

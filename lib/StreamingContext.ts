@@ -637,7 +637,10 @@ class ContextImpl implements StreamingContext, NodeContext {
       yield* this.runStopFinalizers()
       if (unprocessed.kept > 0) {
         yield* Effect.logWarning(
-          `Stopped with ${unprocessed.kept} received records not processed; the write-ahead log keeps them and the next run from checkpoint "${this.checkpointPath}" processes them`,
+          this.checkpointPath === undefined
+            // without a checkpoint directory there is no write-ahead log: only Kafka inputs keep records
+            ? `Stopped with ${unprocessed.kept} received records not processed; their Kafka offsets are not committed, so the next run reads them again`
+            : `Stopped with ${unprocessed.kept} received records not processed; the write-ahead log (or, for Kafka inputs, the uncommitted offsets) keeps them and the next run from checkpoint "${this.checkpointPath}" processes them`,
         )
       }
       if (unprocessed.lost > 0 && cutShort !== undefined) {

@@ -1282,15 +1282,33 @@ export class KafkaInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     }
   }
 
+  /**
+   * Sends pending commits as batches complete, at most one commit per
+   * {@link KafkaInputNode.commitSpacingMillis} (offsets of the batches completed meanwhile are
+   * merged into the next one): with short batch intervals a commit per batch costs the client
+   * a request per batch for nothing, since a later commit covers the earlier ones. The stream
+   * flushes every pending commit when it stops.
+   */
   private commitLoop(): Effect.Effect<never> {
     const waitDirty = Effect.callback<void>((resume) => {
       if (this.commitDirty) resume(Effect.void)
       else this.wakeCommitter = () => resume(Effect.void)
     })
+    // real time, whatever clock the batches run on (a replay's virtual clock)
+    const spacing = Effect.callback<void>((resume) => {
+      const timer = setTimeout(() => resume(Effect.void), KafkaInputNode.commitSpacingMillis)
+      return Effect.sync(() => clearTimeout(timer))
+    })
     return Effect.forever(
-      Effect.flatMap(waitDirty, () => Effect.promise(() => this.flushCommits().catch(() => undefined))),
+      Effect.flatMap(
+        waitDirty,
+        () => Effect.andThen(Effect.promise(() => this.flushCommits().catch(() => undefined)), spacing),
+      ),
     )
   }
+
+  /** The shortest time between two commits of completed batches. */
+  static readonly commitSpacingMillis = 100
 
   /**
    * Sends the pending commits of partitions still assigned (serialised). Commits of revoked

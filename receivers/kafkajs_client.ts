@@ -10,6 +10,7 @@
  * @internal
  */
 import { Buffer } from "node:buffer"
+import { createRequire } from "node:module"
 import process from "node:process"
 import kafkajs from "kafkajs"
 import type * as KafkaJS from "kafkajs"
@@ -21,6 +22,14 @@ import type { ClientOptions, LogBridge, LogLevelName } from "./kafka.ts"
 export interface KafkajsSettings {
   /** Passed to `kafka.producer(...)` under the interface's own options. */
   readonly producer?: KafkaJS.ProducerConfig | undefined
+  /**
+   * How `readPartition` reads: `"fetch"` (default) sends Fetch requests to the partition's
+   * leader through kafkajs's own cluster client, with no group; `"group"` uses a consumer in a
+   * throwaway group (kafkajs's public API only, but the first join of a group waits the broker's
+   * initial rebalance delay, 3 s by default). `"fetch"` falls back to `"group"` when this kafkajs
+   * does not have the internals it needs.
+   */
+  readonly partitionReads?: "fetch" | "group" | undefined
 }
 
 /** kafkajs's messages about connections that failed (not error responses of a reachable broker). */
@@ -120,6 +129,7 @@ const rawRecords = (
   messages: ReadonlyArray<KafkaJS.KafkaMessage>,
   from: number,
   until: number,
+  skipControl = false,
 ): Array<K.RawRecord> => {
   const out: Array<K.RawRecord> = new Array(messages.length)
   let n = 0
@@ -128,6 +138,7 @@ const rawRecords = (
     const offset = +m.offset
     if (offset < from) continue
     if (offset >= until) break
+    if (skipControl && (m as { isControlRecord?: boolean }).isControlRecord === true) continue
     const h = m.headers
     let headers = noHeaders
     if (h !== undefined) {
@@ -223,6 +234,75 @@ const connectOrClean = async (c: { connect(): Promise<void>; disconnect(): Promi
 }
 
 let readers = 0
+
+/** What `readPartition` uses of kafkajs's cluster client (src/cluster/index.js, 2.2.4). */
+interface KafkajsCluster {
+  connect(): Promise<void>
+  disconnect(): Promise<void>
+  addTargetTopic(topic: string): Promise<void>
+  refreshMetadata(): Promise<void>
+  findLeaderForPartitions(topic: string, partitions: Array<number>): Record<string, Array<number>>
+  findBroker(args: { nodeId: string }): Promise<KafkajsBroker>
+}
+
+interface KafkajsPartitionData {
+  readonly partition: number
+  readonly abortedTransactions: ReadonlyArray<unknown>
+  readonly messages: ReadonlyArray<KafkaJS.KafkaMessage>
+}
+
+/** kafkajs's broker client's Fetch (src/broker/index.js, 2.2.4); it throws on error codes. */
+interface KafkajsBroker {
+  fetch(args: {
+    replicaId: number
+    isolationLevel: number
+    maxWaitTime: number
+    minBytes: number
+    maxBytes: number
+    topics: Array<{ topic: string; partitions: Array<{ partition: number; fetchOffset: string; maxBytes: number }> }>
+  }): Promise<{ responses: ReadonlyArray<{ topicName: string; partitions: ReadonlyArray<KafkajsPartitionData> }> }>
+}
+
+interface Internals {
+  /** A cluster client with `kafka`'s settings (brokers, TLS, SASL, retry, log). */
+  readonly clusterOf: (kafka: KafkaJS.Kafka, isolation: "read_committed" | "read_uncommitted") => KafkajsCluster
+  /** kafkajs's consumer filter of records of aborted transactions (src/consumer/filterAbortedMessages.js). */
+  readonly filterAborted: (
+    messages: ReadonlyArray<KafkaJS.KafkaMessage>,
+    abortedTransactions: ReadonlyArray<unknown>,
+  ) => ReadonlyArray<KafkaJS.KafkaMessage>
+}
+
+let internals: Internals | null | undefined = undefined
+
+/**
+ * kafkajs's internals for reading a partition without a group, or `undefined` when this kafkajs
+ * lacks them (then reads go through a throwaway group). kafkajs has no public `assign` or fetch:
+ * its `Kafka` keeps the factory of its cluster client under a private symbol.
+ */
+const kafkajsInternals = (): Internals | undefined => {
+  if (internals !== undefined) return internals ?? undefined
+  internals = null
+  try {
+    const probe = new kafkajs.Kafka({ brokers: ["127.0.0.1:9"], logLevel: kafkajs.logLevel.NOTHING })
+    const symbol = Object.getOwnPropertySymbols(probe).find((s) => s.description === "private:Kafka:createCluster")
+    const require = createRequire(import.meta.url)
+    const filter: unknown = require("kafkajs/src/consumer/filterAbortedMessages.js")
+    if (symbol === undefined || typeof filter !== "function") return undefined
+    internals = {
+      clusterOf: (kafka, isolation) => {
+        const create: unknown = (kafka as unknown as Record<symbol, unknown>)[symbol]
+        if (typeof create !== "function") throw new Error("kafkajs has no cluster factory")
+        return create({ allowAutoTopicCreation: false, isolationLevel: isolation === "read_committed" ? 1 : 0 })
+      },
+      filterAborted: (messages, abortedTransactions) =>
+        abortedTransactions.length === 0 ? messages : filter({ messages, abortedTransactions }),
+    }
+    return internals
+  } catch {
+    return undefined
+  }
+}
 
 /**
  * The kafkajs implementation of the client interface. `log` receives kafkajs's log lines (and
@@ -399,6 +479,8 @@ export const kafkajsClient = (
   ): AsyncIterable<ReadonlyArray<K.RawRecord>> => ({
     async *[Symbol.asyncIterator]() {
       const { topic, partition } = tp
+      // the end: kafkajs's ListOffsets asks for the last stable offset (the high-water mark when no
+      // transaction is open), so under read_uncommitted records of open transactions are left out too
       const marks = await withAdmin((admin) => admin.fetchTopicOffsets(topic))
       const mark = marks.find((m) => m.partition === partition)
       if (mark === undefined) {
@@ -412,6 +494,100 @@ export const kafkajsClient = (
           `Cannot read "${topic}" partition ${partition} from offset ${fromOffset}: the partition holds offsets ${low} to ${end} only`,
         )
       }
+      const isolation = options?.isolation ?? "read_committed"
+      const internals = settings.partitionReads === "group" ? undefined : kafkajsInternals()
+      if (internals !== undefined) yield* fetchReads(tp, fromOffset, end, isolation, internals)
+      else yield* groupReads(tp, fromOffset, low, end, isolation)
+    },
+  })
+
+  /** Reads `[fromOffset, end)` with Fetch requests to the partition's leader (no group). */
+  async function* fetchReads(
+    tp: K.TopicPartition,
+    fromOffset: number,
+    end: number,
+    isolation: "read_committed" | "read_uncommitted",
+    internals: Internals,
+  ): AsyncGenerator<ReadonlyArray<K.RawRecord>> {
+    const { topic, partition } = tp
+    const kafka = makeKafka(client, `${clientId}-reader`, log)
+    const cluster = internals.clusterOf(kafka, isolation)
+    const isolationLevel = isolation === "read_committed" ? 1 : 0
+    let broker: KafkajsBroker | undefined
+    const leader = async (refresh: boolean): Promise<KafkajsBroker> => {
+      if (refresh) await cluster.refreshMetadata()
+      const byLeader = cluster.findLeaderForPartitions(topic, [partition])
+      const nodeId = Object.keys(byLeader).find((id) => byLeader[id].includes(partition))
+      if (nodeId === undefined) throw new Error(`Cannot read "${topic}" partition ${partition}: it has no leader`)
+      return broker = await cluster.findBroker({ nodeId })
+    }
+    const fetchAt = async (offset: number): Promise<KafkajsPartitionData> => {
+      for (let attempt = 0;; attempt++) {
+        try {
+          const b = broker ?? await leader(false)
+          const res = await b.fetch({
+            replicaId: -1,
+            isolationLevel,
+            maxWaitTime: 100,
+            minBytes: 1,
+            maxBytes: 16 << 20,
+            topics: [{ topic, partitions: [{ partition, fetchOffset: String(offset), maxBytes: 8 << 20 }] }],
+          })
+          const data = res.responses.find((r) => r.topicName === topic)?.partitions.find((p) =>
+            p.partition === partition
+          )
+          if (data === undefined) throw new Error(`the broker's answer has no "${topic}" partition ${partition}`)
+          return data
+        } catch (e) {
+          // a moved leader or a dropped connection: refresh the metadata and try again
+          const retriable = (e as { retriable?: unknown }).retriable === true
+          if (!retriable || attempt >= 5) throw e
+          await new Promise((r) => setTimeout(r, 100 * 2 ** attempt))
+          await leader(true)
+        }
+      }
+    }
+    try {
+      await cluster.connect()
+      await cluster.addTargetTopic(topic)
+      let next = fromOffset
+      let stalls = 0
+      let ahead: Promise<KafkajsPartitionData> | undefined = fetchAt(next)
+      while (ahead !== undefined) {
+        const data = await ahead
+        ahead = undefined
+        let last = -1
+        for (const m of data.messages) {
+          const o = +m.offset
+          if (o > last) last = o
+        }
+        const from = next
+        if (last + 1 > next) next = Math.min(end, last + 1)
+        if (next === from && ++stalls > 50) {
+          throw new Error(`Cannot read "${topic}" partition ${partition}: no progress at offset ${next} of ${end}`)
+        }
+        // read the next chunk while this one is handed on
+        if (next < end) ahead = fetchAt(next)
+        const kept = internals.filterAborted(data.messages, data.abortedTransactions)
+        const records = rawRecords(topic, partition, kept, from, end, true)
+        if (records.length > 0) yield records
+      }
+    } finally {
+      await cluster.disconnect().catch(() => undefined)
+    }
+  }
+
+  /** Reads `[fromOffset, end)` with a consumer in a throwaway group and a fixed assignment. */
+  async function* groupReads(
+    tp: K.TopicPartition,
+    fromOffset: number,
+    low: number,
+    end: number,
+    isolation: "read_committed" | "read_uncommitted",
+  ): AsyncGenerator<ReadonlyArray<K.RawRecord>> {
+    {
+      const { topic, partition } = tp
+      const options = { isolation }
       const heartbeatInterval = 500
       const kafka = makeKafka(client, `${clientId}-reader`, log)
       const consumer = kafka.consumer({
@@ -480,8 +656,8 @@ export const kafkajsClient = (
         wakeFetcher?.()
         await consumer.disconnect().catch(() => undefined)
       }
-    },
-  })
+    }
+  }
 
   const producer = async (o: K.ProducerOptions = {}): Promise<K.Producer> => {
     const kafka = makeKafka(client, `${clientId}-producer`, log)

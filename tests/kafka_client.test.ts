@@ -223,45 +223,53 @@ describe("kafkajs client", { timeout: 60_000 }, () => {
     }
   })
 
-  it("reads a partition from an offset to its end as it was at the start, in chunks, and fails clearly outside it", async () => {
-    const topic = unique("read")
-    const n = 3000
-    await produceTo(topic, 1, Array.from({ length: n }, (_, i) => [`k${i}`, `v${i}`]))
-    const read = async (from: number) => {
-      const out: Array<K.RawRecord> = []
-      let chunks = 0
-      for await (const chunk of client.readPartition({ topic, partition: 1 }, from)) {
-        chunks++
-        for (const r of chunk) out.push(r)
+  for (const reads of ["fetch", "group"] as const) {
+    it(`reads a partition from an offset to its end as it was at the start, in chunks, and fails clearly outside it (${reads} reads)`, async () => {
+      const client = kafkajsClient({ brokers: cluster.brokers, retry: fast.retry }, new LogBridge("test"), {
+        partitionReads: reads,
+      })
+      const topic = unique("read")
+      const n = 3000
+      await produceTo(topic, 1, Array.from({ length: n }, (_, i) => [`k${i}`, `v${i}`]))
+      const read = async (from: number) => {
+        const out: Array<K.RawRecord> = []
+        let chunks = 0
+        for await (const chunk of client.readPartition({ topic, partition: 1 }, from)) {
+          chunks++
+          for (const r of chunk) out.push(r)
+        }
+        return { out, chunks }
       }
-      return { out, chunks }
-    }
-    const all = await read(0)
-    assert.deepEqual(all.out.map((r) => r.offset), Array.from({ length: n }, (_, i) => i))
-    assert.deepEqual(all.out.map((r) => text(r.value)).slice(-2), [`v${n - 2}`, `v${n - 1}`])
-    assert.ok(all.chunks >= 1)
-    const tail = await read(2500)
-    assert.deepEqual(tail.out.map((r) => r.offset), Array.from({ length: 500 }, (_, i) => 2500 + i))
-    const started = Date.now()
-    assert.deepEqual((await read(n)).out, [])
-    assert.deepEqual((await client.readPartition({ topic, partition: 0 }, 0)[Symbol.asyncIterator]().next()).done, true)
-    assert.ok(Date.now() - started < 3000, "an empty range joins no group")
-    // records produced after the read started are not part of it
-    const it = client.readPartition({ topic, partition: 1 }, n - 10)[Symbol.asyncIterator]()
-    const first = await it.next()
-    await produceTo(topic, 1, [["late", "late"]])
-    const rest: Array<K.RawRecord> = first.done ? [] : [...first.value]
-    for (let r = await it.next(); !r.done; r = await it.next()) rest.push(...r.value)
-    assert.deepEqual(rest.map((r) => r.offset), Array.from({ length: 10 }, (_, i) => n - 10 + i))
-    await assert.rejects(
-      read(-1),
-      /Cannot read ".*" partition 1 from offset -1: the partition holds offsets 0 to 3001 only/,
-    )
-    await assert.rejects(
-      client.readPartition({ topic, partition: 9 }, 0)[Symbol.asyncIterator]().next(),
-      /Cannot read ".*" partition 9: the topic has no such partition/,
-    )
-  })
+      const all = await read(0)
+      assert.deepEqual(all.out.map((r) => r.offset), Array.from({ length: n }, (_, i) => i))
+      assert.deepEqual(all.out.map((r) => text(r.value)).slice(-2), [`v${n - 2}`, `v${n - 1}`])
+      assert.ok(all.chunks >= 1)
+      const tail = await read(2500)
+      assert.deepEqual(tail.out.map((r) => r.offset), Array.from({ length: 500 }, (_, i) => 2500 + i))
+      const started = Date.now()
+      assert.deepEqual((await read(n)).out, [])
+      assert.deepEqual(
+        (await client.readPartition({ topic, partition: 0 }, 0)[Symbol.asyncIterator]().next()).done,
+        true,
+      )
+      assert.ok(Date.now() - started < 3000, "an empty range joins no group")
+      // records produced after the read started are not part of it
+      const it = client.readPartition({ topic, partition: 1 }, n - 10)[Symbol.asyncIterator]()
+      const first = await it.next()
+      await produceTo(topic, 1, [["late", "late"]])
+      const rest: Array<K.RawRecord> = first.done ? [] : [...first.value]
+      for (let r = await it.next(); !r.done; r = await it.next()) rest.push(...r.value)
+      assert.deepEqual(rest.map((r) => r.offset), Array.from({ length: 10 }, (_, i) => n - 10 + i))
+      await assert.rejects(
+        read(-1),
+        /Cannot read ".*" partition 1 from offset -1: the partition holds offsets 0 to 3001 only/,
+      )
+      await assert.rejects(
+        client.readPartition({ topic, partition: 9 }, 0)[Symbol.asyncIterator]().next(),
+        /Cannot read ".*" partition 9: the topic has no such partition/,
+      )
+    })
+  }
 
   it("a producer partitions keys with Kafka's murmur2 (as librdkafka's murmur2_random does), honours explicit partitions, headers, timestamps and tombstones", async () => {
     const topic = unique("produce")
