@@ -9,13 +9,22 @@
  * the mock cluster — is printed apart), and the in-memory part alone (Restorer + decode, no
  * broker). Target: ≥ 300 000 records/s on the mock.
  *
+ * Then a member's restart with its shard caches (the files a member writes, read back, checked
+ * against the changelog's marker and continued with the changelog after it — empty here) against
+ * the full restore of the same shards, alternating: wall time to ready shards, the reader's join
+ * included on both sides.
+ *
  *   deno run -A bench/kafka_restore.ts     bun bench/kafka_restore.ts
  *   (optional: RECORDS=320000 ROUNDS=3 KAFKA_BROKERS=host:9092; without KAFKA_BROKERS the benchmark
  *    starts librdkafka's mock cluster through kcat, which keeps at most 5 MiB per partition)
  */
 import process from "node:process"
 import { Effect, Schema } from "effect"
-import { Restorer } from "../lib/_internal/changelog.ts"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as nodePath from "node:path"
+import { createHash } from "node:crypto"
+import { controlText, decodeCache, encodeCache, type RestorePoint, Restorer } from "../lib/_internal/changelog.ts"
 import type { KafkaClient, RawRecord } from "../lib/_internal/kafkaClient.ts"
 import { appendRecords, restoredShard, Shard, shardCodec } from "../lib/_internal/shards.ts"
 import { startMockCluster } from "../receivers/_kafka_mock.ts"
@@ -139,6 +148,65 @@ for (let p = 0; p < partitions; p++) {
 }
 const memory = [inMemory(all), inMemory(all), inMemory(all)]
 
+// ---- restart with caches: the cache files of the restored shards, against the full restore ----
+const sha256 = (t: string) => createHash("sha256").update(t).digest("hex")
+const cacheDir = fs.mkdtempSync(nodePath.join(os.tmpdir(), "dstream-restore-cache-"))
+all.forEach((records, partition) => {
+  const restorer = new Restorer()
+  restorer.add(records)
+  restorer.finish()
+  const last = records.findLast((r) => controlText(r) !== undefined)!
+  const point: RestorePoint = {
+    topic,
+    partition,
+    entries: restorer.state,
+    latest: restorer.latest,
+    position: restorer.position,
+    batch: restorer.batch,
+    generation: restorer.generation,
+    lastControl: restorer.lastControl,
+    control: controlText(last)!,
+    next: restorer.next,
+  }
+  fs.writeFileSync(nodePath.join(cacheDir, `${partition}.cache`), encodeCache(point, sha256))
+})
+const fromCaches = async (): Promise<number> => {
+  const started = performance.now()
+  await Promise.all(Array.from({ length: partitions }, async (_, partition) => {
+    const point = decodeCache(
+      fs.readFileSync(nodePath.join(cacheDir, `${partition}.cache`), "utf8"),
+      topic,
+      partition,
+      sha256,
+    )
+    const restorer = Restorer.fromPoint(point, "cache")
+    let verified = false
+    for await (const chunk of client.readPartition({ topic, partition }, point.lastControl)) {
+      if (!verified) {
+        verified = chunk[0]?.offset === point.lastControl && controlText(chunk[0]) === point.control
+        if (!verified) throw new Error(`the cache of partition ${partition} does not match the changelog`)
+        restorer.add(chunk.slice(1))
+      } else restorer.add(chunk)
+    }
+    restorer.finish()
+    restoredShard(partition, restorer, codec, false)
+  }))
+  return performance.now() - started
+}
+const fullMillis: Array<number> = []
+const cacheMillis: Array<number> = []
+for (let round = 0; round < rounds; round++) {
+  for (const cached of round % 2 === 0 ? [true, false] : [false, true]) {
+    collectGarbage()
+    if (cached) cacheMillis.push(await fromCaches())
+    else {
+      const t = await readAll(true)
+      fullMillis.push(t.readMillis + t.joinMillis)
+    }
+  }
+}
+fs.rmSync(cacheDir, { recursive: true, force: true })
+
 console.log(
   `runtime ${runtimeName}: ${fmt(restored!.records)} changelog records over ${partitions} partitions, ${
     fmt(restored!.keys)
@@ -157,5 +225,12 @@ console.log(
 console.log(`ratio restore / raw: ${(median(restoreRates) / median(rawRates)).toFixed(2)}`)
 console.log(`reader group join before the first record: median ${fmt(median(joins))} ms (not in the rates)`)
 console.log(`in memory (Restorer + decode, no broker): median ${fmt(median(memory))} records/s`)
+console.log(
+  `restart: ready shards from the changelog in median ${fmt(median(fullMillis))} ms (range ${
+    fmt(Math.min(...fullMillis))
+  }–${fmt(Math.max(...fullMillis))}), from their caches in median ${fmt(median(cacheMillis))} ms (range ${
+    fmt(Math.min(...cacheMillis))
+  }–${fmt(Math.max(...cacheMillis))}), reader joins included`,
+)
 await mock?.stop()
 process.exit(0)

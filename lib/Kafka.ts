@@ -53,6 +53,7 @@ import { InputNode, type Node, type NodeContext, OutputNode } from "./_internal/
 import { ValidationError } from "./Errors.ts"
 import { BatchTransactions, KafkaTransactionError as KafkaTransactionError_ } from "./_internal/kafkaTransactions.ts"
 import type { KafkaClient, OutgoingRecord } from "./_internal/kafkaClient.ts"
+import { ScaleInputNode } from "./_internal/repartition.ts"
 import {
   type BatchMeta as BatchMeta_,
   type ClientOptions as ClientOptions_,
@@ -639,10 +640,10 @@ const writeExactlyOnce = (
 ): void => {
   const { crossBatch, inputs } = lineageOf(self.node)
   const source = inputs[0]
-  if (inputs.length !== 1 || !(source instanceof KafkaInputNode)) {
+  if (inputs.length !== 1 || !(source instanceof KafkaInputNode || source instanceof ScaleInputNode)) {
     throw new ValidationError({
       message: `Cannot write to Kafka topic "${options.topic}" exactly once: the stream must come from exactly one ` +
-        `Kafka direct stream, found ${inputs.map((i) => `"${i.name}"`).join(", ") || "no input"}`,
+        `Kafka direct stream or scale-out stream, found ${inputs.map((i) => `"${i.name}"`).join(", ") || "no input"}`,
     })
   }
   if (crossBatch.length > 0) {
@@ -651,7 +652,12 @@ const writeExactlyOnce = (
         `(${[...new Set(crossBatch)].join(", ")}), which a batch's transaction does not cover`,
     })
   }
-  const stream = source as KafkaInputNode<unknown, unknown>
+  // a direct stream, or a scale-out stream (its changelog appends join the batch's transaction)
+  const stream = source as KafkaInputNode<unknown, unknown> | ScaleInputNode<unknown, unknown>
+  const warn = (message: string) =>
+    stream instanceof ScaleInputNode
+      ? stream.log("Warning", `exactly-once sink: ${message}`)
+      : stream.log.line("Warning", `exactly-once sink: ${message}`)
   const same = (a: ReadonlyArray<string>, b: ReadonlyArray<string>) =>
     a.length === b.length && [...a].sort().every((x, i) => x === [...b].sort()[i])
   if (!same(options.brokers, stream.options.brokers)) {
@@ -674,7 +680,7 @@ const writeExactlyOnce = (
     client: stream.kafkaClient(),
     groupId: stream.options.groupId,
     transactionalIdPrefix: prefix,
-    warn: (message) => stream.log.line("Warning", `exactly-once sink: ${message}`),
+    warn,
   })
   const topic = options.topic
   new OutputNode<any>(self.node, (batch, time) => {

@@ -40,7 +40,7 @@
  *
  * @module
  */
-import { Effect, type Option, Schema } from "effect"
+import { Duration, Effect, type Option, Schema } from "effect"
 import * as DStream from "./DStream.ts"
 import type { StateSchemas, StateSpec, UpdateStateOptions, UpdateStateWithTime } from "./State.ts"
 import type { StreamingContext } from "./StreamingContext.ts"
@@ -57,8 +57,10 @@ import {
   ShardedStateNode,
   type ShardInfo as ShardInfo_,
   type Stage,
+  type StandbyInfo as StandbyInfo_,
 } from "./_internal/repartition.ts"
 import { shardCodec } from "./_internal/shards.ts"
+import type { KafkaClient } from "./_internal/kafkaClient.ts"
 import {
   type ClientOptions,
   type Format,
@@ -110,6 +112,17 @@ export type ShardInfo = ShardInfo_
  */
 export type RestoreInfo = RestoreInfo_
 
+export type StandbyInfo = StandbyInfo_
+
+const millis = (d: Duration.Input | undefined, fallback: number, name: string): number => {
+  if (d === undefined) return fallback
+  const ms = Duration.toMillis(Duration.fromInputUnsafe(d))
+  if (!(ms > 0) || !Number.isFinite(ms)) {
+    throw new ScaleOutError({ message: `Invalid ${name} ${JSON.stringify(String(d))}: it must be a positive duration` })
+  }
+  return ms
+}
+
 /**
  * Options of {@link scaleOut}.
  *
@@ -146,6 +159,23 @@ export interface ScaleOutOptions<K, V> extends ClientOptions {
   readonly rebalanceTimeout?: number | undefined
   /** How long a fetch waits for records on the broker, in ms (default 500). */
   readonly maxWaitTimeInMs?: number | undefined
+  /**
+   * A directory for local caches of the shards this member owns (default: the context's
+   * checkpoint directory's `kafka-scale/<applicationId>`; without either, no cache). A member
+   * assigned a partition reads its cache, then only the changelog after it; a cache the
+   * changelog does not confirm (corrupt, another log, compacted away) is reported and ignored.
+   */
+  readonly stateDirectory?: string | undefined
+  /** A shard's cache is written at most this often, after a batch's append (default 10 s; also on revocation and at stop). */
+  readonly cacheInterval?: Duration.Input | undefined
+  /**
+   * Standby shards: tail the changelog partitions this member does not own (`true`: all of
+   * them; or a list of partitions), so that taking one over reads only what the standby had not
+   * read yet. Costs the memory of those shards and a read of every changelog append.
+   */
+  readonly standbys?: boolean | ReadonlyArray<number> | undefined
+  /** How often standby shards read the changelog's new records (default 1 s). */
+  readonly standbyInterval?: Duration.Input | undefined
 }
 
 /**
@@ -182,6 +212,8 @@ export interface ScaleOutStream<K, V, in R = never> extends DStream.DStream<Kafk
   readonly shards: Effect.Effect<ReadonlyArray<ShardInfo>>
   /** The shard restores this process has done. */
   readonly restores: Effect.Effect<ReadonlyArray<RestoreInfo>>
+  /** The standby shards this process keeps (`standbys` option): keys, changelog offset read, records behind. */
+  readonly standbys: Effect.Effect<ReadonlyArray<StandbyInfo>>
   /** The partitions (input and repartition) currently assigned to this process. */
   readonly assignment: Effect.Effect<ReadonlyArray<{ readonly topic: string; readonly partition: number }>>
 }
@@ -236,6 +268,16 @@ const utf8Key: Format<string> = textFormat(Schema.String)
 export const scaleOut = <V, K = string, R = never>(
   ssc: StreamingContext<R>,
   options: ScaleOutOptions<K, V>,
+): ScaleOutStream<K, V, R> => scaleOutWith(ssc, options, undefined)
+
+/**
+ * {@link scaleOut} on a given client (the tests' in-memory model of Kafka); `undefined`: kafkajs.
+ * @internal
+ */
+export const scaleOutWith = <V, K = string, R = never>(
+  ssc: StreamingContext<R>,
+  options: ScaleOutOptions<K, V>,
+  kafkaClient: KafkaClient | undefined,
 ): ScaleOutStream<K, V, R> => {
   if (!/^[A-Za-z0-9._-]+$/.test(options.applicationId)) {
     throw new ScaleOutError({
@@ -244,13 +286,15 @@ export const scaleOut = <V, K = string, R = never>(
     })
   }
   const ctx = ssc as unknown as NodeContext
+  const log = new LogBridge(`Kafka scale-out [${options.applicationId}]`)
+  let client: KafkaClient | undefined = undefined
   const sessionTimeout = options.sessionTimeout ?? 30_000
   const node = new ScaleInputNode<K, V>(ctx, {
     client: (services) => {
-      const log = new LogBridge(`Kafka scale-out [${options.applicationId}]`)
-      log.services = services
-      return kafkajsClient(options, log, {}, `effect-dstream-${options.applicationId}`)
+      if (services !== undefined) log.services = services
+      return client ??= kafkaClient ?? kafkajsClient(options, log, {}, `effect-dstream-${options.applicationId}`)
     },
+    brokers: options.brokers,
     applicationId: options.applicationId,
     groupId: options.groupId ?? options.applicationId,
     topic: options.topic,
@@ -264,6 +308,10 @@ export const scaleOut = <V, K = string, R = never>(
     maxBufferedRecords: options.maxBufferedRecords ?? 100_000,
     maxRecordsPerPartition: options.maxRecordsPerPartition ?? 10_000,
     createTopics: options.createTopics ?? true,
+    stateDirectory: options.stateDirectory,
+    cacheIntervalMillis: millis(options.cacheInterval, 10_000, "cacheInterval"),
+    standbys: options.standbys ?? false,
+    standbyIntervalMillis: millis(options.standbyInterval, 1000, "standbyInterval"),
   })
   const base = DStream.fromNode(node)
   const stream = Object.assign(base, {
@@ -271,6 +319,7 @@ export const scaleOut = <V, K = string, R = never>(
     shards: Effect.sync(() => node.shardInfo()),
     restores: Effect.sync((): ReadonlyArray<RestoreInfo> => [...node.restores]),
     assignment: Effect.sync(() => node.assignment()),
+    standbys: Effect.sync(() => node.standbyInfo()),
   })
   return stream as unknown as ScaleOutStream<K, V, R>
 }

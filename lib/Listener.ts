@@ -181,12 +181,25 @@ export type StreamingEvent =
      * when it is done.
      */
     readonly _tag: "KafkaShards"
-    readonly kind: "assigned" | "restoring" | "restored"
+    /** `standby`: the standby shards changed (one started, or was taken over or dropped). */
+    readonly kind: "assigned" | "restoring" | "restored" | "standby"
     readonly stream: string
     /** Owned partitions (`assigned`). */
     readonly partitions: ReadonlyArray<{ readonly topic: string; readonly partition: number }>
     /** Owned shards: stage, partition, keys (`assigned`, `restored`). */
     readonly shards: ReadonlyArray<{ readonly stage: string; readonly partition: number; readonly keys: number }>
+    /** Standby shards (changelog partitions tailed without owning them): keys, offset read, records behind. */
+    readonly standbys?:
+      | ReadonlyArray<
+        {
+          readonly stage: string
+          readonly partition: number
+          readonly keys: number
+          readonly offset: number
+          readonly lag: number
+        }
+      >
+      | undefined
     /** The shard being restored (`restoring`, `restored`). */
     readonly restore?: {
       readonly stage: string

@@ -8,9 +8,9 @@ import assert from "node:assert/strict"
 import { Buffer } from "node:buffer"
 import { Option, Schema } from "effect"
 import kafkajs from "kafkajs"
-import { controlKey, controlRecord, Restorer } from "../lib/_internal/changelog.ts"
+import { controlKey, controlRecord, decodeCache, encodeCache, Restorer } from "../lib/_internal/changelog.ts"
 import type { OutgoingRecord, RawRecord } from "../lib/_internal/kafkaClient.ts"
-import { murmur2, partitionFor, readSource, withSource } from "../lib/_internal/repartition.ts"
+import { murmur2, noteAppend, partitionFor, readSource, withSource } from "../lib/_internal/repartition.ts"
 import {
   admit,
   appendRecords,
@@ -19,9 +19,11 @@ import {
   Shard,
   shardCodec,
   ShardMapper,
+  shardPoint,
   type ShardRecord,
   updateShard,
 } from "../lib/_internal/shards.ts"
+import { createHash } from "node:crypto"
 import { StateSpec } from "../lib/State.ts"
 import type * as State from "../lib/State.ts"
 
@@ -283,6 +285,68 @@ describe("Kafka scale-out: changelog restore", () => {
         }]),
       /malformed control record at offset 41 of "cl" \[2\]/,
     )
+  })
+})
+
+const sha256 = (t: string) => createHash("sha256").update(t).digest("hex")
+
+/** Appends an owner's records to `log` as the engine does, following its offsets (noteAppend). */
+const tracked = (log: Log, shard: Shard<string, unknown>, records: ReadonlyArray<OutgoingRecord>) => {
+  const baseOffset = log.append(records)
+  noteAppend(shard, "cl", records, [{ records, results: [{ topic: "cl", partition: 0, baseOffset }] }])
+}
+
+describe("Kafka scale-out: restore points (local cache, standby)", () => {
+  it("a shard's cache continued with the rest of the log restores what the whole log does, across owners and a zombie", () => {
+    const log = new Log()
+    const a = takeOver(log)
+    a.shard.logEnd = log.records.length // claim and corrections: a's own
+    tracked(log, a.shard, a.batch([[0, "x", 0], [1, "y", 1]], false))
+    tracked(log, a.shard, a.batch([[2, "x", 2]], false))
+    const point = shardPoint(a.shard, "cl", codec, false, 1)
+    assert.ok(point !== undefined)
+    const cache = encodeCache(point, sha256)
+    // then another owner, a cut append and a zombie
+    log.append(a.batch([[3, "w", 3]], false).slice(0, -1))
+    const b = takeOver(log, 2)
+    a.batch([[4, "zombie", 4]])
+    b.batch([[3, "v", 3], [4, "x", 4]])
+    const full = restore(log.records)
+    const fromCache = Restorer.fromPoint(decodeCache(cache, "cl", 0, sha256), "cache")
+    fromCache.add(log.records.slice(point.next))
+    fromCache.finish()
+    assert.deepEqual(
+      Object.fromEntries([...fromCache.state].map(([k, v]) => [k, String(v)])),
+      Object.fromEntries([...full.state].map(([k, v]) => [k, Buffer.from(v as Uint8Array).toString()])),
+    )
+    assert.deepEqual(stateOf(full), { x: 3, y: 1, v: 1 })
+    assert.equal(fromCache.position.applied, full.position.applied)
+    assert.deepEqual([...fromCache.position.sources], [...full.position.sources])
+    assert.equal(fromCache.latest, full.latest)
+  })
+
+  it("an owner whose appends another writer came between is no restore point", () => {
+    const log = new Log()
+    const a = takeOver(log)
+    a.shard.logEnd = log.records.length
+    tracked(log, a.shard, a.batch([[0, "x", 0]], false))
+    assert.ok(shardPoint(a.shard, "cl", codec, false, 1) !== undefined)
+    takeOver(log, 2) // a newer claim: a is a zombie from here
+    tracked(log, a.shard, a.batch([[1, "x", 1]], false))
+    assert.equal(a.shard.logEnd, -1)
+    assert.equal(shardPoint(a.shard, "cl", codec, false, 1), undefined)
+  })
+
+  it("a damaged cache, or another partition's, is a clear error", () => {
+    const log = new Log()
+    const a = takeOver(log)
+    a.shard.logEnd = log.records.length
+    tracked(log, a.shard, a.batch([[0, "x", 0]], false))
+    const cache = encodeCache(shardPoint(a.shard, "cl", codec, false, 1)!, sha256)
+    assert.throws(() => decodeCache(cache.replace('"applied":0', '"applied":9'), "cl", 0, sha256), /checksum mismatch/)
+    assert.throws(() => decodeCache(cache.slice(0, -5), "cl", 0, sha256), /checksum mismatch/)
+    assert.throws(() => decodeCache(cache, "cl", 1, sha256), /it is the cache of "cl" \[0\], not of "cl" \[1\]/)
+    assert.throws(() => decodeCache("garbage", "cl", 0, sha256), /no checksum line/)
   })
 })
 

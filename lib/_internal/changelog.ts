@@ -177,6 +177,33 @@ export class Restorer {
   dropped = 0
   /** Offset after the last record read. */
   next = 0
+  /** Where the read of this restorer began: `"changelog"` (its start), `"cache"` or `"standby"`. */
+  from: "changelog" | "cache" | "standby" = "changelog"
+  /** The offset the read began at. */
+  startOffset = -1
+
+  /**
+   * A restorer that continues from a point where the log had nothing pending (just after a
+   * valid control record): what a restore that read the partition up to `point.next` would hold.
+   */
+  static fromPoint(point: RestorePoint, from: "cache" | "standby"): Restorer {
+    const r = new Restorer()
+    for (const [k, v] of point.entries) r.state.set(k, v)
+    r.latest = point.latest
+    r.position = point.position
+    r.batch = point.batch
+    r.generation = point.generation
+    r.lastControl = point.lastControl
+    r.next = point.next
+    r.from = from
+    r.startOffset = point.next
+    return r
+  }
+
+  /** Change records read but not yet confirmed by a control record. */
+  get pending(): number {
+    return this.pendingKeys.length
+  }
   /** The last token header read, as bytes and as a number (consecutive records share it). */
   private tokenBytes: Uint8Array | undefined = undefined
   private tokenValue = -1
@@ -284,3 +311,123 @@ export class Restorer {
 
 /** JSON text of a key or state from bytes. @internal */
 export const jsonText = (u: Uint8Array | string): string => typeof u === "string" ? u : utf8(u)
+
+// ---- restore points: a local cache of a shard, a standby's state -------------------------------
+
+/**
+ * A shard as a restore that read its changelog partition up to `next` holds it, taken just after
+ * a valid control record of its owner (nothing pending): JSON key text → JSON value text, the
+ * owner's token, the last control record (its offset and its value's text, so a cache can be
+ * checked against the log) and the dedupe position.
+ * @internal
+ */
+export interface RestorePoint {
+  readonly topic: string
+  readonly partition: number
+  readonly entries: Iterable<readonly [string, Uint8Array | string]>
+  readonly latest: number
+  readonly position: Position
+  readonly batch: number
+  readonly generation: number
+  /** Offset of the last control record (the owner's marker). */
+  readonly lastControl: number
+  /** The text of that control record's value. */
+  readonly control: string
+  /** Offset after it. */
+  readonly next: number
+}
+
+const cacheFormat = 1
+
+/**
+ * The bytes of a cache file: a SHA-256 of the body, a newline, the body (JSON). The checksum
+ * makes a file cut by a crash or damaged on disk a clear error rather than a wrong state.
+ * @internal
+ */
+export const encodeCache = (point: RestorePoint, digest: (text: string) => string): string => {
+  const body = JSON.stringify({
+    format: cacheFormat,
+    topic: point.topic,
+    partition: point.partition,
+    latest: point.latest,
+    applied: point.position.applied,
+    sources: sourcesList(point.position),
+    batch: point.batch,
+    generation: point.generation,
+    lastControl: point.lastControl,
+    control: point.control,
+    next: point.next,
+    entries: [...point.entries].map(([k, v]) => [k, jsonText(v)]),
+  })
+  return `${digest(body)}\n${body}`
+}
+
+/**
+ * Reads a cache file's text (see {@link encodeCache}) for partition `partition` of `topic`;
+ * throws an Error naming what is wrong (a checksum mismatch, a malformed body, another partition).
+ * @internal
+ */
+export const decodeCache = (
+  text: string,
+  topic: string,
+  partition: number,
+  digest: (text: string) => string,
+): RestorePoint => {
+  const nl = text.indexOf("\n")
+  if (nl < 0) throw new Error("no checksum line")
+  const body = text.slice(nl + 1)
+  const sum = digest(body)
+  if (text.slice(0, nl) !== sum) {
+    throw new Error(`checksum mismatch (stored "${text.slice(0, Math.min(nl, 64))}", computed "${sum}")`)
+  }
+  let u: Record<string, unknown>
+  try {
+    u = JSON.parse(body)
+  } catch (e) {
+    throw new Error(`malformed body: ${e instanceof Error ? e.message : String(e)}`)
+  }
+  const ints = ["latest", "applied", "batch", "generation", "lastControl", "next", "partition"]
+  if (
+    u === null || typeof u !== "object" || u.format !== cacheFormat || ints.some((k) => !isInt(u[k])) ||
+    typeof u.control !== "string" || typeof u.topic !== "string" || !Array.isArray(u.sources) ||
+    !u.sources.every((s) => Array.isArray(s) && s.length === 3 && s.every(isInt)) || !Array.isArray(u.entries) ||
+    !u.entries.every((e) => Array.isArray(e) && e.length === 2 && typeof e[0] === "string" && typeof e[1] === "string")
+  ) throw new Error("malformed body: a field is missing or has the wrong type")
+  if (u.topic !== topic || u.partition !== partition) {
+    throw new Error(`it is the cache of "${u.topic}" [${u.partition}], not of "${topic}" [${partition}]`)
+  }
+  const sources = u.sources as ReadonlyArray<readonly [number, number, number]>
+  return {
+    topic,
+    partition,
+    latest: u.latest as number,
+    position: {
+      applied: u.applied as number,
+      sources: new Map(sources.map(([s, o, i]) => [s, [o, i] as const])),
+    },
+    batch: u.batch as number,
+    generation: u.generation as number,
+    lastControl: u.lastControl as number,
+    control: u.control as string,
+    next: u.next as number,
+    entries: u.entries as ReadonlyArray<readonly [string, string]>,
+  }
+}
+
+/** A restorer's state as a restore point (only valid with nothing pending). @internal */
+export const restorerPoint = (r: Restorer, topic: string, partition: number, control: string): RestorePoint => ({
+  topic,
+  partition,
+  entries: r.state,
+  latest: r.latest,
+  position: r.position,
+  batch: r.batch,
+  generation: r.generation,
+  lastControl: r.lastControl,
+  control,
+  next: r.next,
+})
+
+/** The value text of a control record (`undefined`: not a control record). @internal */
+export const controlText = (record: RawRecord): string | undefined =>
+  isControl(record) ? text(record.value) ?? undefined : undefined

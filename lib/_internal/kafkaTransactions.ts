@@ -6,10 +6,9 @@
  *
  * **The per-batch transaction hook.** Any writer of a batch enlists in the batch's transaction
  * with `transactions.send(time, partitions, records)` (or `transaction(time, partitions)` for the
- * raw {@link Transaction}): the exactly-once sink does so from its output job; the scale-out
- * changelog appends (lib/_internal/changelog.ts) can do the same from wherever they write during
- * the batch, and are then committed atomically with the outputs and the offsets. A writer finds
- * the coordinator on the direct stream's input node (`transactions`), set up by the first
+ * raw {@link Transaction}): the exactly-once sink does so from its output job, the scale-out
+ * stream's sharded state (lib/_internal/repartition.ts) from its changelog append. A writer finds
+ * the coordinator on the input node (`transactions`: a direct or scale-out stream), set up by the first
  * exactly-once sink of that stream. Writes made after `complete(time)` fail (the batch's
  * transaction is committing).
  *

@@ -14,10 +14,23 @@
  * @internal
  */
 import { Buffer } from "node:buffer"
+import { createHash } from "node:crypto"
+import * as fs from "node:fs"
+import * as nodePath from "node:path"
+import process from "node:process"
 import { type Context, Data, Effect, Result, type Scope } from "effect"
 import type { BatchInfo } from "../Listener.ts"
 import type { MappingFunction } from "../State.ts"
-import { controlKey, controlRecord, Restorer, type Restorer as RestorerT, sourcesList } from "./changelog.ts"
+import {
+  controlKey,
+  controlRecord,
+  controlText,
+  decodeCache,
+  encodeCache,
+  type RestorePoint,
+  Restorer,
+  sourcesList,
+} from "./changelog.ts"
 import type {
   Admin,
   ConsumerGroup,
@@ -37,10 +50,12 @@ import {
   type ShardCodec,
   shardEntries,
   ShardMapper,
+  shardPoint,
   type ShardRecord,
   type Source,
   updateShard,
 } from "./shards.ts"
+import type { BatchTransactions } from "./kafkaTransactions.ts"
 import type { TaggedErrorClass } from "./taggedError.ts"
 import type { Option } from "effect"
 
@@ -158,7 +173,40 @@ export interface RestoreInfo {
   readonly recordsPerSecond: number
   /** Records ignored: a zombie's, or an append cut by a crash. */
   readonly ignored: number
+  /**
+   * Where the read began: `"changelog"` (the partition's log start), `"cache"` (a local cache
+   * file of the shard: only the changelog after it was read) or `"standby"` (this member was
+   * tailing the partition: only what it had not read yet was read).
+   */
+  readonly from: "changelog" | "cache" | "standby"
+  /** The changelog offset the read began at. */
+  readonly startOffset: number
+  /** Why a cache file was not used (absent, corrupt, stale), when there was one. */
+  readonly cacheRejected?: string | undefined
 }
+
+/** A changelog partition this member tails without owning it (a standby shard). @internal */
+export interface StandbyInfo {
+  readonly stage: string
+  readonly partition: number
+  readonly keys: number
+  /** Offset after the last changelog record read. */
+  readonly offset: number
+  /** Changelog records after it, as of the last look at the partition's end. */
+  readonly lag: number
+}
+
+/** A standby shard: a restore of a partition this member does not own, kept going. */
+interface Standby {
+  readonly stage: Stage<any, any>
+  readonly partition: number
+  restorer: Restorer
+  /** The read in progress (`undefined`: none). */
+  reading: Promise<void> | undefined
+  high: number
+}
+
+const sha256 = (text: string): string => createHash("sha256").update(text).digest("hex")
 
 // ---- the input node -----------------------------------------------------------------------------
 
@@ -179,7 +227,10 @@ interface Cut {
 
 /** @internal */
 export interface ScaleNodeOptions<K, V> {
-  readonly client: (services: Context.Context<never>) => KafkaClient
+  /** The client (the same one every call); `services` for its log, once the stream starts. */
+  readonly client: (services: Context.Context<never> | undefined) => KafkaClient
+  /** The brokers (an exactly-once sink must name the same). */
+  readonly brokers: ReadonlyArray<string>
   readonly applicationId: string
   readonly groupId: string
   readonly topic: string
@@ -195,6 +246,17 @@ export interface ScaleNodeOptions<K, V> {
   readonly maxRecordsPerPartition: number
   /** Create missing internal topics with the input's partition count (default true). */
   readonly createTopics: boolean
+  /**
+   * Where shards are cached as local files (`undefined`: the context's checkpoint directory's
+   * `kafka-scale/<applicationId>`, or no cache without one).
+   */
+  readonly stateDirectory: string | undefined
+  /** A shard's cache file is written at most this often, in ms (also on revocation and at stop). */
+  readonly cacheIntervalMillis: number
+  /** Changelog partitions tailed while not owned: all, these, or none. */
+  readonly standbys: boolean | ReadonlyArray<number>
+  /** How often standby shards look for the changelog's new records, in ms. */
+  readonly standbyIntervalMillis: number
 }
 
 /**
@@ -231,6 +293,22 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
   private fatal: unknown = undefined
   readonly restores: Array<RestoreInfo> = []
   private rt: InputRuntime | undefined
+  /** Where shard caches go (`undefined`: no cache). */
+  cacheDirectory: string | undefined = undefined
+  private readonly standbyShards = new Map<string, Standby>()
+  /** Shards being restored (`stage\0partition`): no standby read starts for them. */
+  private readonly restoring = new Set<string>()
+  /**
+   * Exactly once (set up by the first exactly-once sink of the stream): the changelog appends
+   * and the input and repartition offsets go into each batch's transaction with the sinks'
+   * records; the consumer and the restores read `read_committed`.
+   */
+  transactions: BatchTransactions | undefined = undefined
+
+  /** The stream's client (created on first use). */
+  kafkaClient(): KafkaClient {
+    return this.client ??= this.options.client(this.services)
+  }
 
   constructor(ctx: NodeContext, readonly options: ScaleNodeOptions<K, V>) {
     super(ctx)
@@ -250,7 +328,7 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
 
   /** Publishes a `KafkaShards` listener event. */
   private publishShards(
-    kind: "assigned" | "restoring" | "restored",
+    kind: "assigned" | "restoring" | "restored" | "standby",
     restore: {
       readonly stage: string
       readonly partition: number
@@ -268,6 +346,7 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
       stream: this.name,
       partitions: this.assignment(),
       shards: this.shardInfo().map((s) => ({ stage: s.stage, partition: s.partition, keys: s.keys })),
+      standbys: this.standbyInfo(),
       restore: restore === undefined ? undefined : {
         stage: restore.stage,
         partition: restore.partition,
@@ -287,6 +366,22 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
       yield* Effect.addFinalizer(() => Effect.promise(() => this.shutdown()))
       const client = this.options.client(this.services)
       this.client = client
+      const checkpointDir = this.ctx.checkpointDir()
+      const txs = this.transactions
+      if (txs !== undefined && checkpointDir !== undefined) {
+        return yield* Effect.fail(
+          new ScaleOutError({
+            message:
+              `Cannot write ${this.name} exactly once with a checkpoint directory: a recovery would re-run batches whose transactions committed (use stateDirectory for shard caches)`,
+          }),
+        )
+      }
+      if (txs !== undefined) yield* Effect.addFinalizer(() => Effect.promise(() => txs.close()))
+      this.cacheDirectory = this.options.stateDirectory ??
+        (checkpointDir === undefined
+          ? undefined
+          : nodePath.join(checkpointDir, "kafka-scale", this.options.applicationId))
+      if (this.cacheDirectory !== undefined) fs.mkdirSync(this.cacheDirectory, { recursive: true })
       this.admin = yield* Effect.tryPromise({ try: () => client.admin(), catch: (e) => e })
       yield* Effect.tryPromise({ try: () => this.prepareTopics(), catch: (e) => e })
       this.producer = yield* Effect.tryPromise({
@@ -294,6 +389,7 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
         catch: (e) => e,
       })
       yield* Effect.promise(() => this.connectGroup())
+      if (this.options.standbys !== false && this.stages.some((s) => s.state !== undefined)) void this.standbyLoop()
     })
   }
 
@@ -358,7 +454,7 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
       groupId: o.groupId,
       subscription: { _tag: "Topics", topics },
       fromBeginning: o.fromBeginning,
-      isolation: "read_uncommitted",
+      isolation: this.transactions === undefined ? "read_uncommitted" : "read_committed",
       sessionTimeout: o.sessionTimeout,
       heartbeatInterval: o.heartbeatInterval,
       rebalanceTimeout: o.rebalanceTimeout,
@@ -460,6 +556,9 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
 
   private async shutdown(): Promise<void> {
     this.stopped = true
+    for (const stage of this.stages) {
+      for (const shard of stage.state?.shards.values() ?? []) this.writeCache(stage, shard, true)
+    }
     for (const w of this.spaceWaiters.splice(0)) w()
     for (const w of this.completionWaiters.splice(0)) w()
     const group = this.group
@@ -505,6 +604,15 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
           })
         })
       }
+      // exactly once: the completed batches' transactions commit before the partitions move,
+      // then the previous owners of the new partition set are fenced (their open transactions
+      // aborted), then the group's offsets are read
+      let fenced: ReadonlyArray<TopicPartitionOffset> = []
+      const txs = this.transactions
+      if (txs !== undefined) {
+        await Promise.race([txs.idle(), new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())))])
+        fenced = await txs.prepare(assigned)
+      }
       this.generation = generation
       const next = new Map<string, TopicPartition>()
       for (const tp of assigned) next.set(tpKey(tp.topic, tp.partition), tp)
@@ -528,10 +636,15 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
         if (state === undefined) continue
         const source = stage.repartitionTopic ?? this.options.topic
         const mine = new Set(assigned.filter((tp) => tp.topic === source).map((tp) => tp.partition))
-        for (const p of [...state.shards.keys()]) {
+        for (const [p, shard] of [...state.shards]) {
           if (!mine.has(p)) {
             state.shards.delete(p)
-            this.log("Info", `shard ${stage.name}[${p}] moved to another member: dropped`)
+            this.writeCache(stage, shard, true)
+            const kept = this.keepAsStandby(stage, shard)
+            this.log(
+              "Info",
+              `shard ${stage.name}[${p}] moved to another member: ${kept ? "kept as a standby" : "dropped"}`,
+            )
           }
         }
         for (const p of mine) {
@@ -550,6 +663,8 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
         if (old.has(key) && pos !== undefined && !shardSources.has(key)) starts.push({ ...tp, offset: pos })
       }
       await Promise.all(restores)
+      const has = new Set(starts.map((s) => tpKey(s.topic, s.partition)))
+      for (const c of fenced) if (!has.has(tpKey(c.topic, c.partition))) starts.push(c)
       this.log(
         "Info",
         `generation ${generation}: owns ${
@@ -566,44 +681,151 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     return starts
   }
 
-  /** Restores the shard of `partition`, claims it, corrects what the log left unconfirmed, seeks. */
+  /**
+   * Restores the shard of `partition`, claims it, corrects what the log left unconfirmed, seeks.
+   * The read starts from this member's standby of the partition, else from a valid local cache
+   * of the shard, else from the changelog's log start.
+   */
   private async restoreShard(
     stage: Stage<any, any>,
     state: ShardedStateNode<any, any, any, any>,
     source: string,
     partition: number,
   ): Promise<TopicPartitionOffset> {
+    const key = `${stage.name}\u0000${partition}`
+    this.restoring.add(key)
+    try {
+      return await this.restoreShard_(stage, state, source, partition)
+    } finally {
+      this.restoring.delete(key)
+    }
+  }
+
+  private async restoreShard_(
+    stage: Stage<any, any>,
+    state: ShardedStateNode<any, any, any, any>,
+    source: string,
+    partition: number,
+  ): Promise<TopicPartitionOffset> {
     const client = this.client!
-    const producer = this.producer!
     const topic = stage.changelogTopic
     const started = Date.now()
-    const restorer: RestorerT = new Restorer()
     // from the log start (retention or a broker's log start offset may have moved it) to its end
     const marks = (await this.admin!.watermarks(topic)).find((w) => w.partition === partition)
+    const low = marks?.low ?? 0
     const end = marks?.high ?? 0
     let lastReport = started
-    for await (const chunk of client.readPartition({ topic, partition }, marks?.low ?? 0)) {
-      restorer.add(chunk)
+    let restorer: Restorer | undefined = undefined
+    let cacheRejected: string | undefined = undefined
+    let readFrom = low
+    let counted = 0
+    const progress = () => {
       const now = Date.now()
-      if (now - lastReport >= 1000) {
-        lastReport = now
-        const progress = {
-          stage: stage.name,
-          partition,
-          records: restorer.records,
-          recordsPerSecond: Math.round(restorer.records / ((now - started) / 1000)),
-          remaining: Math.max(0, end - restorer.next),
-        }
+      if (now - lastReport < 1000) return
+      lastReport = now
+      const info = {
+        stage: stage.name,
+        partition,
+        records: restorer!.records - counted,
+        recordsPerSecond: Math.round((restorer!.records - counted) / ((now - started) / 1000)),
+        remaining: Math.max(0, end - restorer!.next),
+      }
+      this.log(
+        "Info",
+        `restoring shard ${stage.name}[${partition}] (from ${
+          restorer!.from
+        }): ${info.records} records read, ${info.recordsPerSecond} records/s, ${info.remaining} remaining`,
+      )
+      this.publishShards("restoring", info)
+    }
+    // a standby of the partition: continue its read
+    const standby = this.standbyShards.get(`${stage.name}\u0000${partition}`)
+    if (standby !== undefined) {
+      this.standbyShards.delete(`${stage.name}\u0000${partition}`)
+      await standby.reading?.catch(() => undefined)
+      if (standby.restorer.next >= low && standby.restorer.next <= end) {
+        restorer = standby.restorer
+        restorer.from = "standby"
+        restorer.startOffset = restorer.next
+        counted = restorer.records
+        readFrom = restorer.next
+      } else {
         this.log(
-          "Info",
-          `restoring shard ${stage.name}[${partition}]: ${progress.records} records read, ${progress.recordsPerSecond} records/s, ${progress.remaining} remaining`,
+          "Warning",
+          `the standby of shard ${stage.name}[${partition}] is outside the changelog's offsets ${low} to ${end}: dropped`,
         )
-        this.publishShards("restoring", progress)
+      }
+    }
+    // a local cache: its marker must still be in the log, as written
+    if (restorer === undefined) {
+      const cached = this.readCache(stage, partition)
+      if (typeof cached === "string") cacheRejected = cached
+      else if (cached !== undefined) {
+        if (cached.lastControl < low || cached.next > end) {
+          cacheRejected =
+            `stale: it ends at changelog offset ${cached.next}, the changelog holds offsets ${low} to ${end}`
+        } else {
+          const check = Restorer.fromPoint(cached, "cache")
+          let verified: boolean | undefined = undefined
+          for await (const chunk of client.readPartition({ topic, partition }, cached.lastControl, this.isolation())) {
+            if (verified === undefined) {
+              const first = chunk[0]
+              verified = first !== undefined && first.offset === cached.lastControl &&
+                controlText(first) === cached.control
+              if (!verified) break
+              check.add(chunk.slice(1))
+            } else check.add(chunk)
+            restorer = check
+            progress()
+          }
+          if (verified === true) restorer = check
+          else {
+            restorer = undefined
+            cacheRejected =
+              `stale: the changelog does not hold its marker at offset ${cached.lastControl} (another log, or compacted)`
+          }
+        }
+      }
+      if (cacheRejected !== undefined && !cacheRejected.startsWith("absent")) {
+        this.log(
+          "Warning",
+          `the cache of shard ${stage.name}[${partition}] is not used (${cacheRejected}); reading the changelog from its start`,
+        )
+      }
+    }
+    if (restorer === undefined) {
+      restorer = new Restorer()
+      restorer.startOffset = low
+      readFrom = low
+    }
+    if (restorer.from !== "cache") {
+      for await (const chunk of client.readPartition({ topic, partition }, readFrom, this.isolation())) {
+        restorer.add(chunk)
+        progress()
       }
     }
     restorer.finish()
+    return this.claimShard(stage, state, source, partition, restorer, counted, started, end, low, cacheRejected)
+  }
+
+  /** After the read: claims the shard, writes the corrections, installs the shard, reports. */
+  private async claimShard(
+    stage: Stage<any, any>,
+    state: ShardedStateNode<any, any, any, any>,
+    source: string,
+    partition: number,
+    restorer: Restorer,
+    counted: number,
+    started: number,
+    end: number,
+    low: number,
+    cacheRejected: string | undefined,
+  ): Promise<TopicPartitionOffset> {
+    const client = this.client!
+    const producer = this.producer!
+    const topic = stage.changelogTopic
     // everything below this was read (offsets without records too: a gap, a deleted head)
-    const readEnd = Math.max(restorer.next, end, marks?.low ?? 0)
+    const readEnd = Math.max(restorer.next, end, low)
     const shard = restoredShard(partition, restorer, state.codec, state.timed)
     // the claim: its offset is this owner's token
     const [claimed] = await producer.send([controlRecord(topic, partition, {
@@ -616,10 +838,11 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
       generation: this.generation,
     }, Date.now())])
     shard.token = claimed.baseOffset
+    shard.logEnd = claimed.baseOffset + 1
     // records that landed between the end of the read and the claim are not in the shard
     const corrections = new Set(restorer.corrections)
     if (claimed.baseOffset > readEnd) {
-      for await (const chunk of client.readPartition({ topic, partition }, readEnd)) {
+      for await (const chunk of client.readPartition({ topic, partition }, readEnd, this.isolation())) {
         for (const r of chunk) {
           if (r.offset >= claimed.baseOffset || r.key === null) continue
           const k = typeof r.key === "string" ? r.key : new TextDecoder().decode(r.key)
@@ -627,31 +850,181 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
         }
       }
     }
-    await producer.send(
-      correctionRecords(shard, topic, corrections, state.codec, state.timed, this.generation, Date.now()),
-    )
+    const fixes = correctionRecords(shard, topic, corrections, state.codec, state.timed, this.generation, Date.now())
+    const written = await this.sendTracked(fixes)
+    noteAppend(shard, topic, fixes, written)
     state.shards.set(partition, shard)
+    this.writeCache(stage, shard, false)
     this.positions.set(tpKey(source, partition), shard.applied + 1)
     const millis = Date.now() - started
+    const records = restorer.records - counted
     const info: RestoreInfo = {
       stage: stage.name,
       partition,
-      records: restorer.records,
+      records,
       keys: shard.state.size,
       millis,
-      recordsPerSecond: millis === 0 ? restorer.records * 1000 : Math.round(restorer.records / (millis / 1000)),
+      recordsPerSecond: millis === 0 ? records * 1000 : Math.round(records / (millis / 1000)),
       ignored: restorer.zombies + restorer.dropped,
+      from: restorer.from,
+      startOffset: restorer.startOffset,
+      cacheRejected,
     }
     this.restores.push(info)
     this.publishShards("restored", { ...info, remaining: 0 })
     this.log(
       "Info",
-      `restored shard ${stage.name}[${partition}]: ${info.records} changelog records, ${info.keys} keys in ${millis} ms (${info.recordsPerSecond} records/s${
+      `restored shard ${stage.name}[${partition}] from ${
+        restorer.from === "changelog" ? "the changelog" : `its ${restorer.from} and the changelog`
+      } after offset ${restorer.startOffset}: ${info.records} changelog records, ${info.keys} keys in ${millis} ms (${info.recordsPerSecond} records/s${
         info.ignored > 0 ? `, ${info.ignored} unconfirmed or zombie records ignored` : ""
       }), from offset ${shard.applied + 1}`,
     )
     // continue after what the shard has applied, whatever the group committed
     return { topic: source, partition, offset: shard.applied + 1 }
+  }
+
+  /** How changelogs are read: `read_committed` when the appends are transactional. */
+  private isolation(): { readonly isolation: "read_committed" | "read_uncommitted" } {
+    return { isolation: this.transactions === undefined ? "read_uncommitted" : "read_committed" }
+  }
+
+  // ---- local caches of shards ----
+
+  private cacheFile(stage: Stage<any, any>, partition: number): string | undefined {
+    const dir = this.cacheDirectory
+    return dir === undefined ? undefined : nodePath.join(dir, `${stage.changelogTopic}-${partition}.cache`)
+  }
+
+  /**
+   * The cache of a shard: a restore point, `undefined` without a cache directory, or why it
+   * cannot be used (`absent`, `corrupt: ...`).
+   */
+  private readCache(stage: Stage<any, any>, partition: number): RestorePoint | string | undefined {
+    const file = this.cacheFile(stage, partition)
+    if (file === undefined) return undefined
+    let text: string
+    try {
+      text = fs.readFileSync(file, "utf8")
+    } catch (e) {
+      return (e as { code?: unknown }).code === "ENOENT" ? "absent" : `unreadable: ${errorMessage(e)}`
+    }
+    try {
+      return decodeCache(text, stage.changelogTopic, partition, sha256)
+    } catch (e) {
+      return `corrupt: "${file}": ${errorMessage(e)}`
+    }
+  }
+
+  /**
+   * Writes a shard's cache file (temp file, then rename) when it is a restore point and, unless
+   * `now`, the last write is older than the cache interval.
+   */
+  writeCache(stage: Stage<any, any>, shard: Shard<any, unknown>, now: boolean): void {
+    const file = this.cacheFile(stage, shard.partition)
+    const state = stage.state
+    // exactly once: an acknowledged append may still be aborted with its transaction
+    if (file === undefined || state === undefined || this.transactions !== undefined) return
+    if (!now && Date.now() - shard.cachedAt < this.options.cacheIntervalMillis) return
+    const point = shardPoint(shard, stage.changelogTopic, state.codec, state.timed, this.generation)
+    if (point === undefined) return
+    try {
+      const tmp = `${file}.${process.pid}.tmp`
+      fs.writeFileSync(tmp, encodeCache(point, sha256))
+      fs.renameSync(tmp, file)
+      shard.cachedAt = Date.now()
+    } catch (e) {
+      this.log("Warning", `cannot write the cache of shard ${stage.name}[${shard.partition}]: ${errorMessage(e)}`)
+    }
+  }
+
+  // ---- standby shards ----
+
+  private standbyWanted(partition: number): boolean {
+    const s = this.options.standbys
+    return s === true || (Array.isArray(s) && s.includes(partition))
+  }
+
+  /** A revoked shard that is a restore point becomes a standby (when standbys are on for it). */
+  private keepAsStandby(stage: Stage<any, any>, shard: Shard<any, unknown>): boolean {
+    const state = stage.state
+    if (state === undefined || !this.standbyWanted(shard.partition) || this.transactions !== undefined) return false
+    const point = shardPoint(shard, stage.changelogTopic, state.codec, state.timed, this.generation)
+    if (point === undefined) return false
+    this.standbyShards.set(`${stage.name}\u0000${shard.partition}`, {
+      stage,
+      partition: shard.partition,
+      restorer: Restorer.fromPoint(point, "standby"),
+      reading: undefined,
+      high: point.next,
+    })
+    return true
+  }
+
+  /** Every standby interval: reads the new changelog records of the partitions tailed. */
+  private async standbyLoop(): Promise<void> {
+    while (!this.stopped && this.fatal === undefined) {
+      await new Promise((r) => setTimeout(r, this.options.standbyIntervalMillis))
+      if (this.stopped || this.group === undefined) continue
+      for (const stage of this.stages) {
+        const state = stage.state
+        if (state === undefined) continue
+        try {
+          const marks = await this.admin!.watermarks(stage.changelogTopic)
+          for (const m of marks) {
+            const key = `${stage.name}\u0000${m.partition}`
+            if (!this.standbyWanted(m.partition) || state.shards.has(m.partition) || this.restoring.has(key)) {
+              if (state.shards.has(m.partition) && this.standbyShards.delete(key)) {
+                this.publishShards("standby", undefined)
+              }
+              continue
+            }
+            let sb = this.standbyShards.get(key)
+            if (sb === undefined || sb.restorer.next < m.low || sb.restorer.next > m.high) {
+              const restorer = new Restorer()
+              restorer.next = m.low
+              sb = { stage, partition: m.partition, restorer, reading: undefined, high: m.high }
+              this.standbyShards.set(key, sb)
+              this.log(
+                "Info",
+                `standby of shard ${stage.name}[${m.partition}]: tailing its changelog from offset ${m.low}`,
+              )
+              this.publishShards("standby", undefined)
+            }
+            sb.high = m.high
+            if (m.high <= sb.restorer.next) continue
+            const reading = this.tail(sb, stage.changelogTopic)
+            sb.reading = reading
+            await reading.catch((e) =>
+              this.log("Warning", `standby read of ${stage.changelogTopic} [${m.partition}] failed: ${errorMessage(e)}`)
+            )
+            sb.reading = undefined
+          }
+        } catch (e) {
+          if (!this.stopped) this.log("Warning", `standby shards of "${stage.name}": ${errorMessage(e)}`)
+        }
+      }
+    }
+  }
+
+  private async tail(sb: Standby, topic: string): Promise<void> {
+    for await (
+      const chunk of this.client!.readPartition({ topic, partition: sb.partition }, sb.restorer.next, this.isolation())
+    ) {
+      sb.restorer.add(chunk)
+      if (this.stopped) break
+    }
+  }
+
+  /** The standby shards this member keeps. */
+  standbyInfo(): Array<StandbyInfo> {
+    return [...this.standbyShards.values()].map((sb) => ({
+      stage: sb.stage.name,
+      partition: sb.partition,
+      keys: sb.restorer.state.size,
+      offset: sb.restorer.next,
+      lag: Math.max(0, sb.high - sb.restorer.next),
+    })).sort((a, b) => a.partition - b.partition)
   }
 
   // ---- batches ----
@@ -732,6 +1105,13 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     const cut = this.cuts.get(t)
     this.cuts.delete(t)
     const group = this.group
+    if (this.transactions !== undefined) {
+      // exactly once: the offsets go into the batch's transaction, committed with its records
+      if (cut === undefined) return
+      const mine = cut.until.filter((u) => this.assigned.has(tpKey(u.topic, u.partition)))
+      this.transactions.complete(t, this.assignment(), mine)
+      return
+    }
     if (cut === undefined || group === undefined || cut.until.length === 0) return
     const mine = cut.until.filter((u) => this.assigned.has(tpKey(u.topic, u.partition)))
     if (mine.length === 0) return
@@ -767,6 +1147,19 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
 
   static readonly sendChunk = 10_000
 
+  /** {@link send}, keeping each request's records and acknowledgements (see {@link noteAppend}). */
+  sendTracked(records: ReadonlyArray<OutgoingRecord>): Promise<Array<Sent>> {
+    const out: Array<Sent> = []
+    const n = ScaleInputNode.sendChunk
+    return (async () => {
+      for (let i = 0; i < records.length; i += n) {
+        const chunk = records.length <= n ? records : records.slice(i, i + n)
+        out.push({ records: chunk, results: await this.producer!.send(chunk) })
+      }
+      return out
+    })()
+  }
+
   /** Every shard this process owns. */
   shardInfo(): ReadonlyArray<ShardInfo> {
     const out: Array<ShardInfo> = []
@@ -789,6 +1182,40 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
   assignment(): ReadonlyArray<TopicPartition> {
     return [...this.assigned.values()]
   }
+}
+
+/** One produce request: its records and the acknowledged offsets. @internal */
+export interface Sent {
+  readonly records: ReadonlyArray<OutgoingRecord>
+  readonly results: ReadonlyArray<{ readonly topic: string; readonly partition: number; readonly baseOffset: number }>
+}
+
+/**
+ * Follows a shard's own writes to its changelog partition: while each request's records for it
+ * start where its previous ones ended, nothing else was written between them (no zombie, no newer
+ * claim), so the shard stays a restore point; the last record is its marker.
+ * @internal
+ */
+export const noteAppend = (
+  shard: Shard<any, unknown>,
+  topic: string,
+  appended: ReadonlyArray<OutgoingRecord>,
+  sent: ReadonlyArray<Sent>,
+): void => {
+  for (const req of sent) {
+    let count = 0
+    for (const r of req.records) if (r.topic === topic && r.partition === shard.partition) count++
+    if (count === 0) continue
+    const ack = req.results.find((w) => w.topic === topic && w.partition === shard.partition)
+    if (ack === undefined || shard.logEnd < 0 || ack.baseOffset !== shard.logEnd) shard.logEnd = -1
+    else shard.logEnd += count
+  }
+  const last = appended[appended.length - 1]
+  if (shard.logEnd >= 0 && last !== undefined && typeof last.value === "string") {
+    shard.markerOffset = shard.logEnd - 1
+    shard.marker = last.value
+    shard.synced = true
+  } else shard.synced = false
 }
 
 // ---- the keyed stage: repartition (or declare partitioned) ------------------------------------------
@@ -975,6 +1402,8 @@ export type StateOperator<K, V, S, T> =
  */
 export class ShardedStateNode<K, V, S, T> extends Node<T> {
   readonly kind = "KafkaShardedStateDStream"
+  /** Its changelog appends join the batch's transaction under an exactly-once sink. */
+  readonly enlistsInTransactions = true
   readonly shards = new Map<number, Shard<K, unknown>>()
   readonly timed: boolean
   private readonly mapper: ShardMapper<K, V, S, T> | undefined
@@ -1022,6 +1451,7 @@ export class ShardedStateNode<K, V, S, T> extends Node<T> {
         }
       }
       const appends: Array<OutgoingRecord> = []
+      const appended: Array<readonly [Shard<K, unknown>, ReadonlyArray<OutgoingRecord>]> = []
       const now = Date.now()
       for (const shard of this.shards.values()) {
         const rs = appendRecords(
@@ -1032,10 +1462,29 @@ export class ShardedStateNode<K, V, S, T> extends Node<T> {
           this.parent.input.generation,
           now,
         )
-        if (rs !== undefined) { for (const r of rs) appends.push(r) }
+        if (rs !== undefined) {
+          // applied, not yet in the log: no restore point until acknowledged
+          shard.synced = false
+          appended.push([shard, rs])
+          for (const r of rs) appends.push(r)
+        }
       }
-      const send = appends.length === 0 ? Effect.void : this.parent.input.send(appends)
-      return Effect.as(send, out as Array<T>)
+      if (appends.length === 0) return Effect.succeed(out as Array<T>)
+      const input = this.parent.input
+      return Effect.tryPromise({
+        try: async () => {
+          const txs = input.transactions
+          const sent = txs === undefined
+            ? await input.sendTracked(appends)
+            : [{ records: appends, results: await txs.send(t, input.assignment(), appends) }]
+          for (const [shard, rs] of appended) {
+            noteAppend(shard, this.stage.changelogTopic, rs, sent)
+            input.writeCache(this.stage, shard, false)
+          }
+          return out as Array<T>
+        },
+        catch: (e) => e,
+      })
     })
   }
 

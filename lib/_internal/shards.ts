@@ -7,7 +7,15 @@
  */
 import { Option, Schema } from "effect"
 import { type MappingFunction, StateImpl } from "../State.ts"
-import { changeRecord, controlRecord, jsonText, type Position, type Restorer, sourcesList } from "./changelog.ts"
+import {
+  changeRecord,
+  controlRecord,
+  jsonText,
+  type Position,
+  type RestorePoint,
+  type Restorer,
+  sourcesList,
+} from "./changelog.ts"
 import type { OutgoingRecord } from "./kafkaClient.ts"
 import { KeyMap } from "./keyMap.ts"
 
@@ -97,6 +105,20 @@ export class Shard<K, E> {
   moved = false
   /** Records skipped as already applied (replays). */
   duplicates = 0
+  /**
+   * Offset after the last record this owner wrote to its changelog partition while every record
+   * since its claim was its own (the acknowledged offsets were contiguous); `-1` once another
+   * writer's record came between (a zombie, a newer claim): from then on the shard is no restore
+   * point (no cache, no standby from it).
+   */
+  logEnd = -1
+  /** The offset and value text of this owner's last marker. */
+  markerOffset = -1
+  marker = ""
+  /** The state equals what the log holds up to {@link logEnd} (no batch applied since the last acknowledged append). */
+  synced = false
+  /** Epoch ms of the last cache written (0: none). */
+  cachedAt = 0
 
   constructor(readonly partition: number) {}
 
@@ -338,4 +360,33 @@ export class ShardMapper<K, V, S, T> {
 export const shardEntries = <K, S>(shard: Shard<K, unknown>, timed: boolean, out: Array<readonly [K, S]>): void => {
   if (timed) shard.state.forEach((e, k) => out.push([k, (e as Timed<S>).state]))
   else shard.state.forEach((s, k) => out.push([k, s as S]))
+}
+
+/**
+ * A shard as a restore point (see changelog.ts {@link RestorePoint}), or `undefined` when it is
+ * none: not synced with its log, or another writer came between its appends.
+ * @internal
+ */
+export const shardPoint = <K, S>(
+  shard: Shard<K, unknown>,
+  topic: string,
+  codec: ShardCodec<K, S>,
+  timed: boolean,
+  generation: number,
+): RestorePoint | undefined => {
+  if (!shard.synced || shard.logEnd < 0 || shard.markerOffset !== shard.logEnd - 1) return undefined
+  const entries: Array<readonly [string, string]> = []
+  shard.state.forEach((e, k) => entries.push([codec.keyText(k), entryText(codec, timed, e)]))
+  return {
+    topic,
+    partition: shard.partition,
+    entries,
+    latest: shard.token,
+    position: { applied: shard.applied, sources: new Map(shard.sources) },
+    batch: shard.seq - 1,
+    generation,
+    lastControl: shard.markerOffset,
+    control: shard.marker,
+    next: shard.logEnd,
+  }
 }

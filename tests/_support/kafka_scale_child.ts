@@ -5,7 +5,10 @@
  * to `out` (temp + rename), and appends that line to `out.history` whenever the shards it owns
  * change (so a test sees the first batch after a takeover), and its `KafkaShards` listener
  * events to `out.events`. Prints `started` once the context runs.
- * Usage: kafka_scale_child.ts <brokers> <topic> <applicationId> <update|mapWithState|partitioned> <out file>
+ * Usage: kafka_scale_child.ts <brokers> <topic> <applicationId> <mode> <out file>, where mode is
+ * `update`, `mapWithState` or `partitioned`, optionally followed by `+cache=<directory>` (shard
+ * caches there), `+checkpoint=<directory>` (the context's checkpoint directory: shard caches in its
+ * `kafka-scale/<applicationId>`) and `+standbys` (standby shards of every partition not owned).
  */
 import process from "node:process"
 import { appendFileSync, renameSync, writeFileSync } from "node:fs"
@@ -13,10 +16,15 @@ import { Effect, Option, Schema } from "effect"
 import { KafkaScale, type State, StateSpec, StreamingContext } from "../../mod.ts"
 import { Runtime } from "../../mod.ts"
 
-const [brokers, topic, applicationId, mode, outFile] = process.argv.slice(2)
+const [brokers, topic, applicationId, modeArg, outFile] = process.argv.slice(2)
+const [mode, ...flags] = modeArg.split("+")
+const cacheDir = flags.find((f) => f.startsWith("cache="))?.slice("cache=".length)
+const standbys = flags.includes("standbys")
+const checkpointDir = flags.find((f) => f.startsWith("checkpoint="))?.slice("checkpoint=".length)
 
 Runtime.runMain(Effect.gen(function* () {
   const ssc = yield* StreamingContext.make({ batchInterval: "200 millis" })
+  if (checkpointDir !== undefined) ssc.checkpoint(checkpointDir)
   const lines = KafkaScale.scaleOut(ssc, {
     brokers: brokers.split(","),
     applicationId,
@@ -26,6 +34,8 @@ Runtime.runMain(Effect.gen(function* () {
     heartbeatInterval: 300,
     maxWaitTimeInMs: 100,
     retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 1000 },
+    ...(cacheDir !== undefined ? { stateDirectory: cacheDir, cacheInterval: "200 millis" } : {}),
+    ...(standbys ? { standbys: true, standbyInterval: "300 millis" } : {}),
   })
   // `partitioned`: every record is one word keyed by itself (the input is partitioned by the word)
   const words = mode === "partitioned"
@@ -59,7 +69,15 @@ Runtime.runMain(Effect.gen(function* () {
     Effect.gen(function* () {
       const shards = yield* lines.shards
       const restores = yield* lines.restores
-      const line = JSON.stringify({ time, pid: process.pid, counts: Object.fromEntries(counts), shards, restores })
+      const standbyShards = yield* lines.standbys
+      const line = JSON.stringify({
+        time,
+        pid: process.pid,
+        counts: Object.fromEntries(counts),
+        shards,
+        restores,
+        standbys: standbyShards,
+      })
       const tmp = `${outFile}.tmp`
       writeFileSync(tmp, line)
       renameSync(tmp, outFile)
