@@ -777,13 +777,18 @@ export const combineFold = <K, V, C>(
   // takes over from the first other key.
   let fast: Map<K, C> | undefined = new Map()
   let table: KeyMap<K, C> | undefined
+  // Whether the fast table holds an `undefined` combiner: until it does, a missing value means
+  // a new key, without asking `has` (a third lookup for every key's first pair of a batch).
+  let holdsUndefined = false
   return {
     push: (kv) => {
       const k = kv[0]
       if (fast !== undefined) {
         if (typeof k === "string" || typeof k === "number") {
           const c = fast.get(k)
-          fast.set(k, c === undefined && !fast.has(k) ? create(kv[1]) : merge(c as C, kv[1]))
+          const next = c !== undefined || (holdsUndefined && fast.has(k)) ? merge(c as C, kv[1]) : create(kv[1])
+          if (next === undefined) holdsUndefined = true
+          fast.set(k, next)
           return
         }
         table = new KeyMap<K, C>()

@@ -112,6 +112,14 @@ export type ShardInfo = ShardInfo_
  */
 export type RestoreInfo = RestoreInfo_
 
+/**
+ * A standby shard: a changelog partition this process tails without owning it (option
+ * `standbys`), so that a takeover reads only the tail: stage, partition, keys, the offset read up
+ * to and the records behind the partition's end.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type StandbyInfo = StandbyInfo_
 
 const millis = (d: Duration.Input | undefined, fallback: number, name: string): number => {

@@ -177,6 +177,17 @@ describe("keyed operators (BasicOperationsSuite)", () => {
     assert.deepEqual(sorted(out), [[["a", 2], ["b", 1]], [["", 2]], []])
   })
 
+  it("reduceByKey() merges into a value that is undefined (a key's value is there even when undefined)", async () => {
+    const pairs = [[["a", undefined], ["a", undefined], ["b", undefined]], [["a", "x"], ["a", undefined]]] as const
+    const out = await run(
+      Testing.runOperation<readonly [string, string | undefined], readonly [string, string | undefined]>(
+        pairs,
+        (s) => s.reduceByKey((a, b) => a === undefined && b === undefined ? "merged" : `${a}+${b}`),
+      ),
+    )
+    assert.deepEqual(sorted(out), [[["a", "merged"], ["b", undefined]], [["a", "x+undefined"]]])
+  })
+
   it("groupByKey() collects each key's values in arrival order", async () => {
     const out = await run(Testing.runOperation(words, (s) => s.mapToPair((x) => [x, 1]).groupByKey()))
     assert.deepEqual(sorted(out), [[["a", [1, 1]], ["b", [1]]], [["", [1, 1]]], []])

@@ -224,6 +224,22 @@ describe("line decoder: lines kept as bytes (pushText)", () => {
     assert.deepEqual(linesOf((plain as LinesText).runs), ["c", "d"])
   })
 
+  it("with a line carried over from the previous chunk, still returns an array for a \\r or an invalid byte after it", () => {
+    const decoder = makeLineDecoder({ source: "test" })
+    assert.deepEqual(decoder.pushText(utf8("ab")), [])
+    // the carried line "abc" is plain; the lines after it hold a \r\n
+    assert.deepEqual(decoder.pushText(utf8("c\nd\r\ne\nf")), ["abc", "d", "e"])
+    // the carried line "fg" is plain; an invalid byte after it is counted once, and replaced
+    const invalid = new Uint8Array([0x67, 0x0a, 0x68, 0xff, 0x69, 0x0a])
+    assert.deepEqual(decoder.pushText(invalid), ["fg", "h\uFFFDi"])
+    assert.equal(decoder.malformed, 1)
+    // an encoded U+FFFD is not a malformed sequence, whichever way it comes back
+    const encoded = decoder.pushText(utf8("x\uFFFDy\n"))
+    const lines = Array.isArray(encoded) ? encoded : linesOf((encoded as LinesText).runs)
+    assert.deepEqual(lines, ["x\uFFFDy"])
+    assert.equal(decoder.malformed, 1)
+  })
+
   it("keeps the bytes it returns when its own buffer is reused for the next line", () => {
     const decoder = makeLineDecoder({ source: "test" })
     assert.deepEqual(decoder.pushText(utf8("partial")), [])

@@ -5,7 +5,7 @@
  * publishing listener events and forgetting old batches afterwards.
  * @internal
  */
-import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, Queue, Schedule, type Scope, Stream } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, Queue, Schedule, type Scope } from "effect"
 import * as BatchClock from "../BatchClock.ts"
 import { BatchJobError, describeCause, OutputTimeoutError } from "../Errors.ts"
 import { type BatchInfo, makeBatchInfo, type OutputOperationInfo, type StreamInputInfo } from "../Listener.ts"
@@ -115,11 +115,26 @@ export class JobScheduler {
       this.eventTimeOperators = [...nodes].filter((n) => n instanceof EventWindowNode)
       this.jobFiber = yield* Effect.forkIn(this.runJobs(), scope)
       for (const t of recovered) yield* this.cut(t, true)
-      this.clockFiber = yield* Effect.forkIn(
-        BatchClock.ticks(firstTime, this.graph.batchMillis).pipe(Stream.runForEach((t) => this.cut(t))),
-        scope,
-      )
+      this.clockFiber = yield* Effect.forkIn(this.clock(firstTime), scope)
     })
+  }
+
+  /**
+   * The batch clock (`BatchClock.ticks` as a plain loop, without a stream's per-element steps):
+   * sleeps until each batch time in turn, then cuts it; a late tick still fires with its own time.
+   */
+  private clock(first: number): Effect.Effect<never> {
+    const interval = this.graph.batchMillis
+    let next = first
+    // no yield after a cut: the next iteration sleeps until its time (or cuts a missed batch now)
+    return Effect.forever(
+      Effect.suspend(() => {
+        const time = next
+        next += interval
+        return Effect.andThen(BatchClock.sleepUntil(time), this.cut(time))
+      }),
+      { disableYield: true },
+    )
   }
 
   /**
@@ -156,7 +171,9 @@ export class JobScheduler {
 
   private runJobs(): Effect.Effect<void, never, NodeEnv> {
     // `queued` is 0 when no batch is waiting: the take then suspends the fiber, which counts as
-    // a yield for the yield points
+    // a yield for the yield points. No yield of its own after each batch (a scheduler round trip
+    // per batch): the yield points inside a batch give way every few milliseconds, and the take
+    // suspends when nothing is queued.
     return Effect.forever(
       Effect.suspend(() => {
         const waits = this.queued === 0
@@ -179,6 +196,7 @@ export class JobScheduler {
           )
         })
       }),
+      { disableYield: true },
     ) as Effect.Effect<never, never, NodeEnv>
   }
 
