@@ -211,6 +211,29 @@ describe("Kafka scale-out: changelog restore", () => {
     assert.equal(r.corrections.size, 0)
   })
 
+  it("keeps no view of a fetched response: values read as views of one shared buffer are held as their own text", () => {
+    const log = new Log()
+    const a = takeOver(log)
+    a.batch([[0, "x", 0], [1, "y", 1]])
+    // as a client delivers them: every key and value a view into one large fetch response
+    const response = Buffer.alloc(1 << 20)
+    let at = 0
+    const view = (u: Uint8Array | null) => {
+      if (u === null) return null
+      response.set(u, at)
+      at += u.length
+      return response.subarray(at - u.length, at)
+    }
+    const r = restore(log.records.map((rec) => ({ ...rec, key: view(rec.key), value: view(rec.value) })))
+    assert.deepEqual(stateOf(r), { x: 1, y: 1 })
+    for (const [k, v] of r.state) {
+      assert.ok(
+        !(v instanceof Uint8Array && v.buffer === response.buffer),
+        `the value of ${k} is a view of the response`,
+      )
+    }
+  })
+
   it("ignores an append cut by a crash (no marker yet) and names its keys for correction", () => {
     const log = new Log()
     const a = takeOver(log)

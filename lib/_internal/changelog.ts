@@ -276,8 +276,10 @@ export class Restorer {
     for (let i = 0; i < keys.length; i++) {
       if (tokens[i] === token || offsets[i] <= c.base) {
         const v = values[i]
+        // as text: a value's bytes are a view of the whole fetch response, which a kept view
+        // would hold on to (a restore would keep every response it read until the end)
         if (v === null) state.delete(keys[i])
-        else state.set(keys[i], v)
+        else state.set(keys[i], typeof v === "string" ? v : jsonText(v))
       } else {
         this.dropped++
         this.corrections.add(keys[i])
