@@ -24,9 +24,11 @@ import {
   type FetchedBatch,
   isRebalanceError,
   type KafkaClient,
+  type KafkaRecord as KafkaRecord_,
   type OutgoingRecord,
   type Producer,
   type ProducerOptions,
+  type RawHeaders,
   type RawRecord,
   type TopicPartition,
 } from "../lib/_internal/kafkaClient.ts"
@@ -147,21 +149,11 @@ export const toFormat = <A>(input: FormatInput<A>): Format<A> =>
 
 // ---- records and dead letters ----------------------------------------------------------------
 
-/** Header values as kafkajs delivers them. @internal */
-export type Headers = Readonly<Record<string, Uint8Array | string | ReadonlyArray<Uint8Array | string> | undefined>>
+/** Header values as the client delivers them. @internal */
+export type Headers = RawHeaders
 
 /** A decoded record. @internal */
-export interface KafkaRecord<K, V> {
-  readonly topic: string
-  readonly partition: number
-  readonly offset: number
-  /** Epoch milliseconds. */
-  readonly timestamp: number
-  /** `null` when the record has no key. */
-  readonly key: K | null
-  readonly value: V
-  readonly headers: Headers
-}
+export type KafkaRecord<K, V> = KafkaRecord_<K, V>
 
 /** A record that failed to decode. @internal */
 export interface DeadLetter {

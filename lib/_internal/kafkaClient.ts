@@ -222,3 +222,16 @@ export const isRebalanceError = (error: unknown): boolean => {
   ) return true
   return err.cause !== undefined && err.cause !== error && isRebalanceError(err.cause)
 }
+
+/** A decoded record, as the direct stream and the scale-out stream hand it to a pipeline. @internal */
+export interface KafkaRecord<K, V> {
+  readonly topic: string
+  readonly partition: number
+  readonly offset: number
+  /** Epoch milliseconds. */
+  readonly timestamp: number
+  /** `null` when the record has no key. */
+  readonly key: K | null
+  readonly value: V
+  readonly headers: RawHeaders
+}

@@ -35,6 +35,7 @@ import type {
   Admin,
   ConsumerGroup,
   KafkaClient,
+  KafkaRecord,
   OutgoingRecord,
   Producer,
   RawRecord,
@@ -67,17 +68,6 @@ import type { Option } from "effect"
 export interface Format<A> {
   readonly decode: (bytes: Uint8Array | null) => Result.Result<A, string>
   readonly encode: (a: A) => Uint8Array | string | null
-}
-
-/** A decoded input record (the direct stream's record shape). @internal */
-export interface KafkaRecord<K, V> {
-  readonly topic: string
-  readonly partition: number
-  readonly offset: number
-  readonly timestamp: number
-  readonly key: K | null
-  readonly value: V
-  readonly headers: RawRecord["headers"]
 }
 
 // ---- Kafka's default partitioner -------------------------------------------------------------

@@ -22,6 +22,7 @@
  *   offset, else at its start (`fromBeginning`) or end;
  * - failure injection: {@link KafkaModel.failNext} makes the next call of an operation throw.
  */
+import { murmur2 } from "../../lib/_internal/repartition.ts"
 import type {
   Admin,
   ConsumerGroup,
@@ -97,36 +98,6 @@ const tpKey = (topic: string, partition: number): string => `${topic}\u0000${par
 const encoder = new TextEncoder()
 const toBytes = (u: Uint8Array | string | null): Uint8Array | null =>
   u === null ? null : typeof u === "string" ? encoder.encode(u) : u
-
-/** Kafka's murmur2 (the Java client's `Utils.murmur2`), as its default partitioner uses it. */
-export const murmur2 = (data: Uint8Array): number => {
-  const m = 0x5bd1e995
-  const length = data.length
-  let h = (0x9747b28c ^ length) | 0
-  const length4 = length >>> 2
-  for (let i = 0; i < length4; i++) {
-    const i4 = i * 4
-    let k = (data[i4] & 0xff) | ((data[i4 + 1] & 0xff) << 8) | ((data[i4 + 2] & 0xff) << 16) |
-      ((data[i4 + 3] & 0xff) << 24)
-    k = Math.imul(k, m)
-    k ^= k >>> 24
-    k = Math.imul(k, m)
-    h = Math.imul(h, m)
-    h ^= k
-  }
-  const rest = length % 4
-  const base = length & ~3
-  if (rest === 3) h ^= (data[base + 2] & 0xff) << 16
-  if (rest >= 2) h ^= (data[base + 1] & 0xff) << 8
-  if (rest >= 1) {
-    h ^= data[base] & 0xff
-    h = Math.imul(h, m)
-  }
-  h ^= h >>> 13
-  h = Math.imul(h, m)
-  h ^= h >>> 15
-  return h | 0
-}
 
 /** The in-memory cluster; {@link KafkaModel.client} is a {@link KafkaClient} on it. */
 export class KafkaModel {
