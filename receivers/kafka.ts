@@ -155,15 +155,8 @@ export type Headers = RawHeaders
 /** A decoded record. @internal */
 export type KafkaRecord<K, V> = KafkaRecord_<K, V>
 
-/** A record that failed to decode. @internal */
-export interface DeadLetter {
-  readonly topic: string
-  readonly partition: number
-  readonly offset: number
-  readonly timestamp: number
-  readonly key: Uint8Array | null
-  readonly value: Uint8Array | null
-  readonly headers: Headers
+/** A record that failed to decode: its bytes as read, the part that failed and why. @internal */
+export interface DeadLetter extends RawRecord {
   /** Which part failed: the key or the value. */
   readonly part: "key" | "value"
   /** The parse error. */

@@ -216,20 +216,24 @@ export const appendRecords = <K, S>(
       changeRecord(topic, partition, codec.keyText(k), e === removed ? null : entryText(codec, timed, e), token, seq),
     )
   })
-  out.push(controlRecord(topic, partition, {
-    kind: "marker",
-    token,
-    base: shard.base,
-    batch: seq,
-    applied: shard.applied,
-    sources: sourcesList(shard.position),
-    generation,
-  }, now))
+  out.push(markerRecord(shard, topic, generation, now))
   shard.changed = new KeyMap()
   shard.moved = false
   shard.seq++
   return out
 }
+
+/** The marker closing an append of `shard`: its token, batch, applied offset and source positions. */
+const markerRecord = (shard: Shard<any, unknown>, topic: string, generation: number, now: number): OutgoingRecord =>
+  controlRecord(topic, shard.partition, {
+    kind: "marker",
+    token: shard.token,
+    base: shard.base,
+    batch: shard.seq,
+    applied: shard.applied,
+    sources: sourcesList(shard.position),
+    generation,
+  }, now)
 
 /**
  * The corrections a new owner writes after its claim: the current value, or a tombstone, of
@@ -251,15 +255,7 @@ export const correctionRecords = <K, S>(
     const e = shard.state.get(codec.parseKey(text))
     out.push(changeRecord(topic, partition, text, e === undefined ? null : entryText(codec, timed, e), token, seq))
   }
-  out.push(controlRecord(topic, partition, {
-    kind: "marker",
-    token,
-    base: shard.base,
-    batch: seq,
-    applied: shard.applied,
-    sources: sourcesList(shard.position),
-    generation,
-  }, now))
+  out.push(markerRecord(shard, topic, generation, now))
   shard.seq++
   return out
 }
