@@ -65,6 +65,7 @@ import {
   KafkaInputNode,
   type KafkaRecord as KafkaRecord_,
   KafkaUnreachableError as KafkaUnreachableError_,
+  keyFormat,
   LazyProducer,
   type LogBridge,
   OffsetRange as OffsetRange_,
@@ -349,8 +350,6 @@ export interface KafkaDirectStream<K, V, in R = never> extends DStream.DStream<K
   readonly committedOffsets: Effect.Effect<ReadonlyArray<TopicPartitionOffset>>
 }
 
-const utf8Key: Format<string> = textFormat(Schema.String)
-
 /**
  * Creates a direct stream (Spark's `KafkaUtils.createDirectStream`). The consumer connects
  * and joins the group when the context starts and leaves it when the context stops.
@@ -405,7 +404,7 @@ export const directStreamWith = <V, K = string, R = never>(
       strategy,
       autoOffsetReset: options.autoOffsetReset ?? "latest",
       startingOffsets: starts,
-      key: options.key === undefined ? (utf8Key as unknown as Format<K>) : toFormat(options.key),
+      key: keyFormat(options.key),
       value: toFormat(options.value),
       maxRatePerPartition: options.maxRatePerPartition ?? 0,
       maxBufferedRecords: options.maxBufferedRecords ?? 100_000,

@@ -40,7 +40,7 @@
  *
  * @module
  */
-import { Duration, Effect, type Option, Schema } from "effect"
+import { Duration, Effect, type Option } from "effect"
 import * as DStream from "./DStream.ts"
 import type { StateSchemas, StateSpec, UpdateStateOptions, UpdateStateWithTime } from "./State.ts"
 import type { StreamingContext } from "./StreamingContext.ts"
@@ -61,14 +61,7 @@ import {
 } from "./_internal/repartition.ts"
 import { shardCodec } from "./_internal/shards.ts"
 import type { KafkaClient } from "./_internal/kafkaClient.ts"
-import {
-  type ClientOptions,
-  type Format,
-  type FormatInput,
-  LogBridge,
-  textFormat,
-  toFormat,
-} from "../receivers/kafka.ts"
+import { type ClientOptions, type FormatInput, keyFormat, LogBridge, toFormat } from "../receivers/kafka.ts"
 import { kafkajsClient } from "../receivers/kafkajs_client.ts"
 
 /**
@@ -259,8 +252,6 @@ export interface ShardedMapWithState<K, S, T, in R = never> extends DStream.DStr
   stateSnapshots(): DStream.DStream<readonly [K, S], R>
 }
 
-const utf8Key: Format<string> = textFormat(Schema.String)
-
 /**
  * A scale-out stream over a consumer group (see the module docs). Connects when the context
  * starts: checks (or creates) the internal topics, joins the group, restores assigned shards.
@@ -306,7 +297,7 @@ export const scaleOutWith = <V, K = string, R = never>(
     applicationId: options.applicationId,
     groupId: options.groupId ?? options.applicationId,
     topic: options.topic,
-    key: options.key === undefined ? (utf8Key as unknown as Format<K>) : toFormat(options.key),
+    key: keyFormat(options.key),
     value: toFormat(options.value),
     fromBeginning: (options.autoOffsetReset ?? "earliest") === "earliest",
     sessionTimeout,

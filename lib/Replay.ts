@@ -36,7 +36,7 @@
  *
  * @module
  */
-import { Clock, Deferred, Duration, Effect, FileSystem, Option, Path, Schema, Stream } from "effect"
+import { Clock, Deferred, Duration, Effect, FileSystem, Option, Path, Stream } from "effect"
 import * as BatchClock from "./BatchClock.ts"
 import * as Checkpoint from "./Checkpoint.ts"
 import * as DStream from "./DStream.ts"
@@ -56,7 +56,7 @@ import {
   type Source,
 } from "./_internal/replay.ts"
 import { readTextLines } from "../receivers/file.ts"
-import { type KafkaInputNode, toFormat } from "../receivers/kafka.ts"
+import { type KafkaInputNode, keyFormat, toFormat } from "../receivers/kafka.ts"
 import { catchUp, rangeStream } from "../receivers/kafka_replay.ts"
 
 export {
@@ -223,8 +223,6 @@ export interface KafkaHistoryOptions<K, V> extends Kafka.ClientOptions {
   readonly maxBufferedPerPartition?: number | undefined
 }
 
-const utf8: Kafka.Format<string> = Kafka.text(Schema.String)
-
 const checkStart = (from: unknown, what: string): KafkaStart => {
   if (from === "earliest") return from
   if (typeof from === "object" && from !== null) {
@@ -282,7 +280,7 @@ export const fromKafka = <V, K = string>(
       topics,
       from,
       until,
-      key: options.key === undefined ? (utf8 as unknown as Kafka.Format<K>) : toFormat(options.key),
+      key: keyFormat(options.key),
       value: toFormat(options.value),
       groupId: options.groupId ?? `effect-dstream-replay-${Date.now().toString(36)}-${replayGroups++}`,
       maxWaitTimeInMs: options.maxWaitTimeInMs ?? 100,

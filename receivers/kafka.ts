@@ -147,6 +147,16 @@ export const textFormat = <A>(schema: Schema.Codec<A, string, never, never>, nam
 export const toFormat = <A>(input: FormatInput<A>): Format<A> =>
   isFormat(input) ? (input as Format<A>) : textFormat(input as Schema.Codec<A, string, never, never>)
 
+const utf8Key: Format<string> = textFormat(Schema.String)
+
+/**
+ * The key format of a stream: the given one, or UTF-8 text when none is given (`K` then
+ * defaults to `string` in the public signatures).
+ * @internal
+ */
+export const keyFormat = <K>(key: FormatInput<K> | undefined): Format<K> =>
+  key === undefined ? (utf8Key as unknown as Format<K>) : toFormat(key)
+
 // ---- records and dead letters ----------------------------------------------------------------
 
 /** Header values as the client delivers them. @internal */
