@@ -451,6 +451,12 @@ export class UpdateStateNode<K, V, S> extends KeyedStateNode<K, V, readonly [K, 
     const changed = this.takeChanged(full)
     const { hasState, lastTime, codecs } = this
     if (!full) return () => encodeCaptured(capturedChanges<K, S>(changed, false), codecs, false, hasState, lastTime)
+    return this.captureFull()
+  }
+
+  /** A full capture; the change record is left alone (the next delta still holds its keys). */
+  private captureFull(): () => unknown {
+    const { hasState, lastTime, codecs } = this
     // Copy-on-write: the table is copied by the writer, after the batch (see KeyMap.snapshot).
     const take = this.state.snapshot()
     return () => {
@@ -464,7 +470,7 @@ export class UpdateStateNode<K, V, S> extends KeyedStateNode<K, V, readonly [K, 
   }
 
   snapshotCheckpoint(): unknown {
-    return this.captureCheckpoint(true)()
+    return this.captureFull()()
   }
 
   restoreCheckpoint(data: unknown, time: number): void {
@@ -652,6 +658,12 @@ export class MapWithStateNode<K, V, S, T> extends KeyedStateNode<K, V, T> {
     const changed = this.takeChanged(full)
     const { initialized, lastTime, codecs, timed } = this
     if (!full) return () => encodeCaptured(capturedChanges<K, S>(changed, timed), codecs, false, initialized, lastTime)
+    return this.captureFull()
+  }
+
+  /** A full capture; the change record is left alone (the next delta still holds its keys). */
+  private captureFull(): () => unknown {
+    const { initialized, lastTime, codecs, timed } = this
     // Plain references (states, frozen records), copied out of the table by the writer, after
     // the batch (copy-on-write, see KeyMap.snapshot).
     const take = this.state.snapshot()
@@ -677,7 +689,7 @@ export class MapWithStateNode<K, V, S, T> extends KeyedStateNode<K, V, T> {
   }
 
   snapshotCheckpoint(): unknown {
-    return this.captureCheckpoint(true)()
+    return this.captureFull()()
   }
 
   restoreCheckpoint(data: unknown, time: number): void {
