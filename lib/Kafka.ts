@@ -43,7 +43,6 @@
  *
  * @module
  */
-import { Buffer } from "node:buffer"
 import { type Duration, Effect, Result, Schema } from "effect"
 import type * as KafkaJS from "kafkajs"
 import * as DStream from "./DStream.ts"
@@ -428,8 +427,8 @@ export const directStreamWith = <V, K = string, R = never>(
       if (batch.length === 0) return Effect.void
       return producer.send(batch.map((d) => ({
         topic,
-        key: d.key === null ? null : Buffer.from(d.key),
-        value: d.value === null ? null : Buffer.from(d.value),
+        key: d.key,
+        value: d.value,
         headers: {
           "dlq.topic": d.topic,
           "dlq.partition": String(d.partition),
@@ -579,18 +578,26 @@ export function writeToKafka(
     if (batch.length === 0) return Effect.void
     return Effect.flatMap(
       Effect.try({
-        try: () =>
-          batch.map((a) =>
-            key === undefined
-              ? { topic, key: null, value: value.encode(a) }
-              : { topic, key: key.encode(a[0]), value: value.encode(a[1]) }
-          ),
+        try: () => toRecords(batch, topic, key, value),
         catch: (e) => e,
       }),
       (records) => producer.send(records),
     )
   }, "writeToKafka")
 }
+
+/** A batch's outputs as records of `topic`: values, or `[key, value]` pairs when a key format is given. */
+const toRecords = (
+  batch: ReadonlyArray<any>,
+  topic: string,
+  key: Format<any> | undefined,
+  value: Format<any>,
+): Array<OutgoingRecord> =>
+  batch.map((a): OutgoingRecord =>
+    key === undefined
+      ? { topic, key: null, value: value.encode(a) }
+      : { topic, key: key.encode(a[0]), value: value.encode(a[1]) }
+  )
 
 /**
  * Operators that carry records from one batch into a later batch's output. The batch's
@@ -689,11 +696,7 @@ const writeExactlyOnce = (
       try: async () => {
         let records: Array<OutgoingRecord>
         try {
-          records = batch.map((a): OutgoingRecord =>
-            key === undefined
-              ? { topic, key: null, value: value.encode(a) }
-              : { topic, key: key.encode(a[0]), value: value.encode(a[1]) }
-          )
+          records = toRecords(batch, topic, key, value)
         } catch (e) {
           await txs.abort(time, e)
           throw new KafkaTransactionError_({

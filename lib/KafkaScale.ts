@@ -48,7 +48,6 @@ import type { KafkaRecord } from "./Kafka.ts"
 import type { NodeContext } from "./_internal/node.ts"
 import { OutputNode } from "./_internal/node.ts"
 import {
-  type Format as EngineFormat,
   RepartitionNode,
   type RestoreInfo as RestoreInfo_,
   ScaleInputNode,
@@ -340,8 +339,8 @@ const sharded = <K0, V0, K, V>(
     name: spec.name,
     repartitionTopic: spec.partitionedByKey === true ? undefined : `${app}-${spec.name}-repartition`,
     changelogTopic: `${app}-${spec.name}-changelog`,
-    key: toFormat(spec.key) as EngineFormat<K>,
-    value: spec.value === undefined ? undefined : (toFormat(spec.value) as EngineFormat<V>),
+    key: toFormat(spec.key),
+    value: spec.value === undefined ? undefined : toFormat(spec.value),
     state: undefined,
   }
   input.stages.push(stage)

@@ -416,20 +416,6 @@ export const decodeCache = (
   }
 }
 
-/** A restorer's state as a restore point (only valid with nothing pending). @internal */
-export const restorerPoint = (r: Restorer, topic: string, partition: number, control: string): RestorePoint => ({
-  topic,
-  partition,
-  entries: r.state,
-  latest: r.latest,
-  position: r.position,
-  batch: r.batch,
-  generation: r.generation,
-  lastControl: r.lastControl,
-  control,
-  next: r.next,
-})
-
 /** The value text of a control record (`undefined`: not a control record). @internal */
 export const controlText = (record: RawRecord): string | undefined =>
   isControl(record) ? text(record.value) ?? undefined : undefined

@@ -27,6 +27,7 @@ import {
   controlText,
   decodeCache,
   encodeCache,
+  jsonText,
   type RestorePoint,
   Restorer,
   sourcesList,
@@ -397,9 +398,15 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
     } catch (e) {
       if (this.stopped || this.tooManyFailures(e)) return
       this.log("Warning", `cannot join group "${this.options.groupId}" (${errorMessage(e)}); retrying`)
-      setTimeout(() => void this.connectGroup(Math.min(5000, delay * 2)), delay)
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = undefined
+        void this.connectGroup(Math.min(5000, delay * 2))
+      }, delay)
     }
   }
+
+  /** The pending retry of a failed join (cleared at shutdown). */
+  private retryTimer: ReturnType<typeof setTimeout> | undefined = undefined
 
   private tooManyFailures(e: unknown): boolean {
     const now = Date.now()
@@ -546,6 +553,7 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
 
   private async shutdown(): Promise<void> {
     this.stopped = true
+    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer)
     for (const stage of this.stages) {
       for (const shard of stage.state?.shards.values() ?? []) this.writeCache(stage, shard, true)
     }
@@ -835,7 +843,7 @@ export class ScaleInputNode<K, V> extends InputNode<KafkaRecord<K, V>> {
       for await (const chunk of client.readPartition({ topic, partition }, readEnd, this.isolation())) {
         for (const r of chunk) {
           if (r.offset >= claimed.baseOffset || r.key === null) continue
-          const k = typeof r.key === "string" ? r.key : new TextDecoder().decode(r.key)
+          const k = jsonText(r.key)
           if (k !== controlKey) corrections.add(k)
         }
       }

@@ -18,9 +18,7 @@ import {
 } from "./changelog.ts"
 import type { OutgoingRecord } from "./kafkaClient.ts"
 import { KeyMap } from "./keyMap.ts"
-
-/** A removed key in a table of changes. */
-const removed: unique symbol = Symbol("effect-dstream/shards/removed")
+import { removed } from "./state.ts"
 
 /** A key's state with the time it was last touched (mapWithState with a timeout). @internal */
 export interface Timed<S> {
