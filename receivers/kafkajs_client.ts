@@ -389,21 +389,23 @@ export const kafkajsClient = (
       if (!stopped) handlers.onRequestFailure?.(`request to broker ${e.payload.broker} timed out`)
     })
 
+    /** Heartbeats through the fetch loop; a rebalance it reports marks the member rebalancing. */
+    const heartbeat = async (payload: KafkaJS.EachBatchPayload): Promise<void> => {
+      try {
+        await payload.heartbeat()
+      } catch (e) {
+        if (isRebalanceError(e)) noteRebalancing()
+        throw e
+      }
+    }
+
     /** Holds the fetch loop (heartbeating) until the pending assignment handler settled. */
     const awaitAssignment = async (payload: KafkaJS.EachBatchPayload): Promise<void> => {
       while (!assignmentSettled && !stopped && payload.isRunning()) {
-        let wake!: () => void
-        const woken = new Promise<void>((r) => (wake = r))
         const pending = assignment
-        void pending.then(() => wake())
-        await Promise.race([woken, new Promise<void>((r) => setTimeout(r, o.heartbeatInterval))])
+        await sleep(o.heartbeatInterval, (wake) => void pending.then(wake, wake))
         if (assignmentSettled) break
-        try {
-          await payload.heartbeat()
-        } catch (e) {
-          if (isRebalanceError(e)) noteRebalancing()
-          throw e
-        }
+        await heartbeat(payload)
       }
     }
 
@@ -412,14 +414,7 @@ export const kafkajsClient = (
       const { batch, isRunning, isStale } = payload
       if (stopped || !isRunning() || isStale()) return
       const control: K.FetchControl = {
-        heartbeat: async () => {
-          try {
-            await payload.heartbeat()
-          } catch (e) {
-            if (isRebalanceError(e)) noteRebalancing()
-            throw e
-          }
-        },
+        heartbeat: () => heartbeat(payload),
         isActive: () => !stopped && !rebalancing && isRunning() && !isStale(),
         commit: (offsets) => payload.commitOffsetsIfNecessary({ topics: byTopic(offsets) }),
       }
@@ -585,77 +580,74 @@ export const kafkajsClient = (
     end: number,
     isolation: "read_committed" | "read_uncommitted",
   ): AsyncGenerator<ReadonlyArray<K.RawRecord>> {
-    {
-      const { topic, partition } = tp
-      const options = { isolation }
-      const heartbeatInterval = 500
-      const kafka = makeKafka(client, `${clientId}-reader`, log)
-      const consumer = kafka.consumer({
-        groupId: `${clientId}-read-${process.pid}-${Date.now().toString(36)}-${readers++}`,
-        sessionTimeout: 10_000,
-        heartbeatInterval,
-        maxWaitTimeInMs: 100,
-        readUncommitted: options?.isolation === "read_uncommitted",
-        ...(client.retry !== undefined ? { retry: client.retry } : {}),
-        partitionAssigners: [fixedAssigner([tp])],
-      })
-      const chunks: Array<ReadonlyArray<K.RawRecord>> = []
-      let next = fromOffset
-      let failure: { readonly error: unknown } | undefined
-      let closed = false
-      let wakeReader: (() => void) | undefined
-      let wakeFetcher: (() => void) | undefined
-      const wake = () => {
-        const w = wakeReader
-        wakeReader = undefined
-        w?.()
-      }
-      consumer.on(consumer.events.CRASH, (e) => {
-        if (closed || e.payload.restart) return
-        failure = { error: e.payload.error }
-        wake()
-      })
-      try {
-        await consumer.connect()
-        await consumer.subscribe({ topics: [topic], fromBeginning: true })
-        await consumer.run({
-          autoCommit: false,
-          eachBatch: async ({ batch, heartbeat, isRunning, isStale }) => {
-            if (closed || next >= end || isStale()) return
-            const records = rawRecords(topic, partition, batch.messages, next, end)
-            // offsets without records (transaction markers, compaction) count as read
-            const last = Number(batch.lastOffset())
-            if (records.length > 0) next = records[records.length - 1].offset + 1
-            if (Number.isFinite(last) && last + 1 > next) next = Math.min(end, last + 1)
-            if (records.length > 0) chunks.push(records)
-            wake()
-            // backpressure: a few chunks ahead of the reader at most
-            while (chunks.length >= 4 && !closed && isRunning()) {
-              await sleep(heartbeatInterval, (w) => (wakeFetcher = w))
-              await heartbeat()
-            }
-          },
-        })
-        // joined: start at `fromOffset` (records fetched before the seek applies are skipped)
-        if (fromOffset > low) consumer.seek({ topic, partition, offset: String(fromOffset) })
-        for (;;) {
-          const chunk = chunks.shift()
-          if (chunk !== undefined) {
-            const w = wakeFetcher
-            wakeFetcher = undefined
-            w?.()
-            yield chunk
-            continue
+    const { topic, partition } = tp
+    const heartbeatInterval = 500
+    const kafka = makeKafka(client, `${clientId}-reader`, log)
+    const consumer = kafka.consumer({
+      groupId: `${clientId}-read-${process.pid}-${Date.now().toString(36)}-${readers++}`,
+      sessionTimeout: 10_000,
+      heartbeatInterval,
+      maxWaitTimeInMs: 100,
+      readUncommitted: isolation === "read_uncommitted",
+      ...(client.retry !== undefined ? { retry: client.retry } : {}),
+      partitionAssigners: [fixedAssigner([tp])],
+    })
+    const chunks: Array<ReadonlyArray<K.RawRecord>> = []
+    let next = fromOffset
+    let failure: { readonly error: unknown } | undefined
+    let closed = false
+    let wakeReader: (() => void) | undefined
+    let wakeFetcher: (() => void) | undefined
+    const wake = () => {
+      const w = wakeReader
+      wakeReader = undefined
+      w?.()
+    }
+    consumer.on(consumer.events.CRASH, (e) => {
+      if (closed || e.payload.restart) return
+      failure = { error: e.payload.error }
+      wake()
+    })
+    try {
+      await consumer.connect()
+      await consumer.subscribe({ topics: [topic], fromBeginning: true })
+      await consumer.run({
+        autoCommit: false,
+        eachBatch: async ({ batch, heartbeat, isRunning, isStale }) => {
+          if (closed || next >= end || isStale()) return
+          const records = rawRecords(topic, partition, batch.messages, next, end)
+          // offsets without records (transaction markers, compaction) count as read
+          const last = Number(batch.lastOffset())
+          if (records.length > 0) next = records[records.length - 1].offset + 1
+          if (Number.isFinite(last) && last + 1 > next) next = Math.min(end, last + 1)
+          if (records.length > 0) chunks.push(records)
+          wake()
+          // backpressure: a few chunks ahead of the reader at most
+          while (chunks.length >= 4 && !closed && isRunning()) {
+            await sleep(heartbeatInterval, (w) => (wakeFetcher = w))
+            await heartbeat()
           }
-          if (next >= end) return
-          if (failure !== undefined) throw failure.error
-          await sleep(1000, (w) => (wakeReader = w))
+        },
+      })
+      // joined: start at `fromOffset` (records fetched before the seek applies are skipped)
+      if (fromOffset > low) consumer.seek({ topic, partition, offset: String(fromOffset) })
+      for (;;) {
+        const chunk = chunks.shift()
+        if (chunk !== undefined) {
+          const w = wakeFetcher
+          wakeFetcher = undefined
+          w?.()
+          yield chunk
+          continue
         }
-      } finally {
-        closed = true
-        wakeFetcher?.()
-        await consumer.disconnect().catch(() => undefined)
+        if (next >= end) return
+        if (failure !== undefined) throw failure.error
+        await sleep(1000, (w) => (wakeReader = w))
       }
+    } finally {
+      closed = true
+      wakeFetcher?.()
+      await consumer.disconnect().catch(() => undefined)
     }
   }
 
