@@ -117,13 +117,9 @@ const encodeCaptured = <K, S>(
   lastTime: number | undefined,
 ): KeyedData => {
   const { encodeKey, encodeState } = codecs
-  const n = c.keys.length
-  const keys = new Array<unknown>(n)
-  const states = new Array<unknown>(n)
-  for (let i = 0; i < n; i++) {
-    keys[i] = encodeKey(c.keys[i])
-    states[i] = encodeState(c.states[i])
-  }
+  // without Schemas the captured columns are encoded as they are (no copy of n keys and states)
+  const keys: ReadonlyArray<unknown> = encodeKey === identity ? c.keys : c.keys.map(encodeKey)
+  const states: ReadonlyArray<unknown> = encodeState === identity ? c.states : c.states.map(encodeState)
   return {
     format: 2,
     full,
