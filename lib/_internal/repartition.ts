@@ -107,11 +107,19 @@ export const murmur2 = (data: Uint8Array): number => {
   return h | 0
 }
 
-const utf8 = new TextEncoder()
+const encoder = new TextEncoder()
+/** Where string keys are encoded for hashing (no array per key); longer keys get their own. */
+const scratch = new Uint8Array(1024)
+
+const keyBytes = (key: string): Uint8Array => {
+  if (key.length * 3 > scratch.length) return encoder.encode(key)
+  const { written } = encoder.encodeInto(key, scratch)
+  return scratch.subarray(0, written)
+}
 
 /** The partition Kafka's default partitioner picks for a keyed record. @internal */
 export const partitionFor = (key: Uint8Array | string, partitions: number): number =>
-  (murmur2(typeof key === "string" ? utf8.encode(key) : key) & 0x7fffffff) % partitions
+  (murmur2(typeof key === "string" ? keyBytes(key) : key) & 0x7fffffff) % partitions
 
 // ---- errors -----------------------------------------------------------------------------------
 
