@@ -1364,13 +1364,15 @@ export class RepartitionNode<K0, V0, K, V> extends Node<Keyed<K, V>> {
     const out: Array<Keyed<K, V>> = []
     const key = this.stage.key
     const value = this.stage.value!
+    let malformed = 0
+    let first = ""
     for (const records of this.input.recordsOf(t, topic)) {
       for (const r of records) {
         const k = key.decode(r.key)
         const sourced = readSource(r.value)
         const v = sourced === undefined ? undefined : value.decode(sourced.value)
         if (Result.isFailure(k) || v === undefined || Result.isFailure(v)) {
-          this.input.log("Warning", `skipped a malformed record at offset ${r.offset} of "${topic}" [${r.partition}]`)
+          if (malformed++ === 0) first = `offset ${r.offset} of "${topic}" [${r.partition}]`
           continue
         }
         out.push({
@@ -1381,6 +1383,13 @@ export class RepartitionNode<K0, V0, K, V> extends Node<Keyed<K, V>> {
           source: sourced!.source,
         })
       }
+    }
+    // one line per batch, not one per record
+    if (malformed > 0) {
+      this.input.log(
+        "Warning",
+        `batch ${t}: skipped ${malformed} malformed records of "${topic}", the first at ${first}`,
+      )
     }
     return out
   }
