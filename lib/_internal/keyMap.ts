@@ -333,7 +333,9 @@ export class KeyMap<K, V> {
     const before = this.pending!.before
     if (this.prim === undefined || !isPrimitive(k)) return this.settle()
     if (before.has(k)) return
-    before.set(k, this.has(k) ? this.get(k) as V : absent)
+    // one lookup; `has` only for a key whose value is `undefined` (absent or stored as such)
+    const v = this.get(k)
+    before.set(k, v !== undefined || this.has(k) ? v as V : absent)
   }
 
   /** Every key and value, in two arrays (native copies on the fast path). */
