@@ -31,6 +31,7 @@ import {
   type RawHeaders,
   type RawRecord,
   type TopicPartition,
+  tpKey,
 } from "../lib/_internal/kafkaClient.ts"
 import { type InputCheckpoint, InputNode, type InputRuntime, Node, type NodeContext } from "../lib/_internal/node.ts"
 import type { BatchInfo } from "../lib/Listener.ts"
@@ -311,8 +312,6 @@ export class LogBridge {
 }
 
 // ---- the input node ---------------------------------------------------------------------------
-
-const tpKey = (topic: string, partition: number): string => `${topic}\u0000${partition}`
 
 /** A buffered entry: a decoded record, or a dead letter (decoding happens as kafkajs delivers). */
 type Entry<K, V> = KafkaRecord<K, V> | DeadLetterEntry

@@ -17,6 +17,9 @@ export interface TopicPartition {
   readonly partition: number
 }
 
+/** One string key for a topic-partition (maps and sets of partitions). @internal */
+export const tpKey = (topic: string, partition: number): string => `${topic}\u0000${partition}`
+
 /** A position in a partition: the next offset to read or commit. @internal */
 export interface TopicPartitionOffset extends TopicPartition {
   readonly offset: number

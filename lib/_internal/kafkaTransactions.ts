@@ -29,14 +29,15 @@
  * @internal
  */
 import { Data } from "effect"
-import type {
-  KafkaClient,
-  OutgoingRecord,
-  Producer,
-  TopicPartition,
-  TopicPartitionOffset,
-  Transaction,
-  WriteResult,
+import {
+  type KafkaClient,
+  type OutgoingRecord,
+  type Producer,
+  type TopicPartition,
+  type TopicPartitionOffset,
+  tpKey,
+  type Transaction,
+  type WriteResult,
 } from "./kafkaClient.ts"
 import type { TaggedErrorClass } from "./taggedError.ts"
 
@@ -238,9 +239,7 @@ export class BatchTransactions {
     onCommitted?: (offsets: ReadonlyArray<TopicPartitionOffset>) => void,
   ): void {
     if (this.poisoned.delete(time)) return
-    const advanced = offsets.filter((o) =>
-      (this.committed.get(`${o.topic}\u0000${o.partition}`)?.offset ?? -1) < o.offset
-    )
+    const advanced = offsets.filter((o) => (this.committed.get(tpKey(o.topic, o.partition))?.offset ?? -1) < o.offset)
     let b = this.batches.get(time)
     if (b === undefined) {
       if (advanced.length === 0) return
@@ -256,7 +255,7 @@ export class BatchTransactions {
         if (advanced.length > 0) await tx.sendOffsets(this.info.groupId, advanced)
         await tx.commit()
         this.commits++
-        for (const o of advanced) this.committed.set(`${o.topic}\u0000${o.partition}`, o)
+        for (const o of advanced) this.committed.set(tpKey(o.topic, o.partition), o)
         onCommitted?.(advanced)
       } catch (e) {
         this.commitFailure = { time, error: e }
@@ -288,7 +287,7 @@ export class BatchTransactions {
     await this.producer(transactionalIdFor(this.info.transactionalIdPrefix, assigned))
     const admin = await this.info.client.admin()
     try {
-      const wanted = new Set(assigned.map((p) => `${p.topic}\u0000${p.partition}`))
+      const wanted = new Set(assigned.map((p) => tpKey(p.topic, p.partition)))
       const out: Array<TopicPartitionOffset> = []
       for (const topic of new Set(assigned.map((p) => p.topic))) {
         for (const c of await admin.committed(this.info.groupId, topic)) {

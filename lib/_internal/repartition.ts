@@ -32,16 +32,17 @@ import {
   Restorer,
   sourcesList,
 } from "./changelog.ts"
-import type {
-  Admin,
-  ConsumerGroup,
-  KafkaClient,
-  KafkaRecord,
-  OutgoingRecord,
-  Producer,
-  RawRecord,
-  TopicPartition,
-  TopicPartitionOffset,
+import {
+  type Admin,
+  type ConsumerGroup,
+  type KafkaClient,
+  type KafkaRecord,
+  type OutgoingRecord,
+  type Producer,
+  type RawRecord,
+  type TopicPartition,
+  type TopicPartitionOffset,
+  tpKey,
 } from "./kafkaClient.ts"
 import { type Batch, InputNode, type InputRuntime, Node, type NodeContext, type NodeEnv } from "./node.ts"
 import {
@@ -208,8 +209,6 @@ interface Standby {
 const sha256 = (text: string): string => createHash("sha256").update(text).digest("hex")
 
 // ---- the input node -----------------------------------------------------------------------------
-
-const tpKey = (topic: string, partition: number): string => `${topic}\u0000${partition}`
 
 interface PartitionBuffer {
   readonly topic: string
