@@ -68,6 +68,14 @@ node_failed=$(( ${node_failed:-0} + $(node_count "$log/node.txt" cancelled | gre
 consumer_failed=$(( ${consumer_failed:-0} + $(node_count "$log/consumer.txt" cancelled | grep . || echo 0) ))
 passed=$((${deno_passed:-0} + ${bun_passed:-0} + ${node_passed:-0} + ${consumer_passed:-0}))
 failures=$((${deno_failed:-0} + ${bun_failed:-0} + ${node_failed:-0} + ${consumer_failed:-0}))
+# The failures again, at the end where a CI log's tail shows them: what failed, and the lines before it.
+if [ "$failures" -ne 0 ]; then
+  echo "== failures"
+  strip "$log/deno.txt" | sed -n '/^ ERRORS /,/^ FAILURES /p' | head -80 || true
+  strip "$log/deno.txt" | sed -n '/^ FAILURES /,$p' | grep -E '=>' || true
+  strip "$log/bun.txt" | grep -B 30 -E '^\(fail\)' | head -120 || true
+  for f in node consumer; do strip "$log/$f.txt" | sed -n '/failing tests:/,$p' | head -60 || true; done
+fi
 echo "Deno: ${deno_passed:-0} passed, ${deno_failed:-0} failed; Bun: ${bun_passed:-0} passed, ${bun_failed:-0} failed;" \
   "Node: ${node_passed:-0} passed, ${node_failed:-0} failed; consumer: ${consumer_passed:-0} passed, ${consumer_failed:-0} failed"
 echo "tests: $passed passed, $failures failed"
