@@ -282,15 +282,11 @@ export const fromKafka = <V, K = string>(
       until,
       key: keyFormat(options.key),
       value: toFormat(options.value),
-      groupId: options.groupId ?? `effect-dstream-replay-${Date.now().toString(36)}-${replayGroups++}`,
-      maxWaitTimeInMs: options.maxWaitTimeInMs ?? 100,
       maxBufferedPerPartition: options.maxBufferedPerPartition ?? 10_000,
     })
   )
   return { source: { _tag: "Stream", stream }, description: `Kafka ${topics.map((t) => `"${t}"`).join(", ")}` }
 }
-
-let replayGroups = 0
 
 /**
  * Options of {@link kafkaThenLive}: those of `Kafka.KafkaDirectStream.make` (topics or assigned

@@ -125,8 +125,6 @@ export interface RangeReaderOptions<K, V> {
   readonly until: KafkaUntil
   readonly key: Format<K>
   readonly value: Format<V>
-  readonly groupId: string
-  readonly maxWaitTimeInMs: number
   /** Records buffered per partition before it is paused. */
   readonly maxBufferedPerPartition: number
 }

@@ -243,6 +243,7 @@ interface KafkajsCluster {
   refreshMetadata(): Promise<void>
   findLeaderForPartitions(topic: string, partitions: Array<number>): Record<string, Array<number>>
   findBroker(args: { nodeId: string }): Promise<KafkajsBroker>
+  findTopicPartitionMetadata(topic: string): ReadonlyArray<{ readonly partitionId: number }>
 }
 
 interface KafkajsPartitionData {
@@ -251,8 +252,15 @@ interface KafkajsPartitionData {
   readonly messages: ReadonlyArray<KafkaJS.KafkaMessage>
 }
 
-/** kafkajs's broker client's Fetch (src/broker/index.js, 2.2.4); it throws on error codes. */
+/** kafkajs's broker client's Fetch and ListOffsets (src/broker/index.js, 2.2.4); they throw on error codes. */
 interface KafkajsBroker {
+  listOffsets(args: {
+    replicaId: number
+    isolationLevel: number
+    topics: Array<{ topic: string; partitions: Array<{ partition: number; timestamp: number }> }>
+  }): Promise<{
+    responses: ReadonlyArray<{ topic: string; partitions: ReadonlyArray<{ partition: number; offset: string }> }>
+  }>
   fetch(args: {
     replicaId: number
     isolationLevel: number
@@ -473,34 +481,48 @@ export const kafkajsClient = (
     options?: { readonly isolation?: "read_committed" | "read_uncommitted" | undefined },
   ): AsyncIterable<ReadonlyArray<K.RawRecord>> => ({
     async *[Symbol.asyncIterator]() {
-      const { topic, partition } = tp
-      // the end: kafkajs's ListOffsets asks for the last stable offset (the high-water mark when no
-      // transaction is open), so under read_uncommitted records of open transactions are left out too
-      const marks = await withAdmin((admin) => admin.fetchTopicOffsets(topic))
-      const mark = marks.find((m) => m.partition === partition)
-      if (mark === undefined) {
-        throw new Error(`Cannot read "${topic}" partition ${partition}: the topic has no such partition`)
-      }
-      const low = Number(mark.low)
-      const end = Number(mark.high)
-      if (fromOffset >= end) return
-      if (fromOffset < low) {
-        throw new Error(
-          `Cannot read "${topic}" partition ${partition} from offset ${fromOffset}: the partition holds offsets ${low} to ${end} only`,
-        )
-      }
       const isolation = options?.isolation ?? "read_committed"
       const internals = settings.partitionReads === "group" ? undefined : kafkajsInternals()
-      if (internals !== undefined) yield* fetchReads(tp, fromOffset, end, isolation, internals)
-      else yield* groupReads(tp, fromOffset, low, end, isolation)
+      if (internals !== undefined) {
+        yield* fetchReads(tp, fromOffset, isolation, internals)
+        return
+      }
+      // the bounds: kafkajs's ListOffsets asks for the last stable offset (the high-water mark when
+      // no transaction is open), so under read_uncommitted records of open transactions are left out too
+      const marks = await withAdmin((admin) => admin.fetchTopicOffsets(tp.topic))
+      const mark = marks.find((m) => m.partition === tp.partition)
+      if (mark === undefined) throw noSuchPartition(tp)
+      const bounds = checkBounds(tp, fromOffset, Number(mark.low), Number(mark.high))
+      if (bounds !== undefined) yield* groupReads(tp, fromOffset, bounds.low, bounds.end, isolation)
     },
   })
 
-  /** Reads `[fromOffset, end)` with Fetch requests to the partition's leader (no group). */
+  const noSuchPartition = ({ topic, partition }: K.TopicPartition): Error =>
+    new Error(`Cannot read "${topic}" partition ${partition}: the topic has no such partition`)
+
+  /** `undefined` when there is nothing to read from `fromOffset`; throws when it is below the partition's start. */
+  const checkBounds = (
+    { topic, partition }: K.TopicPartition,
+    fromOffset: number,
+    low: number,
+    end: number,
+  ): { readonly low: number; readonly end: number } | undefined => {
+    if (fromOffset >= end) return undefined
+    if (fromOffset < low) {
+      throw new Error(
+        `Cannot read "${topic}" partition ${partition} from offset ${fromOffset}: the partition holds offsets ${low} to ${end} only`,
+      )
+    }
+    return { low, end }
+  }
+
+  /**
+   * Reads from `fromOffset` to the partition's end (its last stable offset when the read starts)
+   * with ListOffsets and Fetch requests to the partition's leader, over one connection (no group).
+   */
   async function* fetchReads(
     tp: K.TopicPartition,
     fromOffset: number,
-    end: number,
     isolation: "read_committed" | "read_uncommitted",
     internals: Internals,
   ): AsyncGenerator<ReadonlyArray<K.RawRecord>> {
@@ -516,23 +538,11 @@ export const kafkajsClient = (
       if (nodeId === undefined) throw new Error(`Cannot read "${topic}" partition ${partition}: it has no leader`)
       return broker = await cluster.findBroker({ nodeId })
     }
-    const fetchAt = async (offset: number): Promise<KafkajsPartitionData> => {
+    /** `f` on the leader, again after a metadata refresh when it fails in a way worth retrying. */
+    const onLeader = async <A>(f: (b: KafkajsBroker) => Promise<A>): Promise<A> => {
       for (let attempt = 0;; attempt++) {
         try {
-          const b = broker ?? await leader(false)
-          const res = await b.fetch({
-            replicaId: -1,
-            isolationLevel,
-            maxWaitTime: 100,
-            minBytes: 1,
-            maxBytes: 16 << 20,
-            topics: [{ topic, partitions: [{ partition, fetchOffset: String(offset), maxBytes: 8 << 20 }] }],
-          })
-          const data = res.responses.find((r) => r.topicName === topic)?.partitions.find((p) =>
-            p.partition === partition
-          )
-          if (data === undefined) throw new Error(`the broker's answer has no "${topic}" partition ${partition}`)
-          return data
+          return await f(broker ?? await leader(false))
         } catch (e) {
           // a moved leader or a dropped connection: refresh the metadata and try again
           const retriable = (e as { retriable?: unknown }).retriable === true
@@ -542,9 +552,42 @@ export const kafkajsClient = (
         }
       }
     }
+    /** The partition's first offset (-2) or its last stable offset (-1), as ListOffsets under read_committed gives it. */
+    const offsetAt = (timestamp: -1 | -2): Promise<number> =>
+      onLeader(async (b) => {
+        const res = await b.listOffsets({
+          replicaId: -1,
+          isolationLevel: 1,
+          topics: [{ topic, partitions: [{ partition, timestamp }] }],
+        })
+        const offset = res.responses.find((r) => r.topic === topic)?.partitions.find((p) => p.partition === partition)
+          ?.offset
+        if (offset === undefined) throw new Error(`the broker's answer has no "${topic}" partition ${partition}`)
+        return Number(offset)
+      })
+    const fetchAt = (offset: number): Promise<KafkajsPartitionData> =>
+      onLeader(async (b) => {
+        const res = await b.fetch({
+          replicaId: -1,
+          isolationLevel,
+          maxWaitTime: 100,
+          minBytes: 1,
+          maxBytes: 16 << 20,
+          topics: [{ topic, partitions: [{ partition, fetchOffset: String(offset), maxBytes: 8 << 20 }] }],
+        })
+        const data = res.responses.find((r) => r.topicName === topic)?.partitions.find((p) => p.partition === partition)
+        if (data === undefined) throw new Error(`the broker's answer has no "${topic}" partition ${partition}`)
+        return data
+      })
     try {
       await cluster.connect()
       await cluster.addTargetTopic(topic)
+      if (!cluster.findTopicPartitionMetadata(topic).some((p) => p.partitionId === partition)) {
+        throw noSuchPartition(tp)
+      }
+      const bounds = checkBounds(tp, fromOffset, await offsetAt(-2), await offsetAt(-1))
+      if (bounds === undefined) return
+      const end = bounds.end
       let next = fromOffset
       let stalls = 0
       let ahead: Promise<KafkajsPartitionData> | undefined = fetchAt(next)
