@@ -313,7 +313,7 @@ describe("Kafka direct stream", { timeout: 60_000 }, () => {
     }, async () => {
       await eventually(() => seen.length >= 4, 10_000, "the 4 records of the matching topics")
       const n = batches
-      await eventually(() => batches >= n + 3, 5_000, "three more batches") // nothing else arrives
+      await eventually(() => batches >= n + 3, 20_000, "three more batches") // nothing else arrives
     })
     assert.deepEqual(
       seen.map(([, v]) => v).sort(),

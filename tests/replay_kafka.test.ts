@@ -241,13 +241,13 @@ describe("replay from Kafka", () => {
         20_000,
         `the live records in the sessions (${JSON.stringify([...sessions])})`,
       )
-      await eventually(() => batches.length >= switched + 5, 5_000, "more live batches")
+      await eventually(() => batches.length >= switched + 5, 20_000, "more live batches")
       // one timeline: batch times one interval apart across the switch
       for (let i = 1; i < batches.length; i++) assert.equal(batches[i].time - batches[i - 1].time, 200)
       // after the switch, batches come at real-time pace: one per 200 ms of wall time
       const after = batches.slice(switched)
       const pace = (after[after.length - 1].wall - after[0].wall) / (after.length - 1)
-      assert.ok(pace > 150 && pace < 400, `${after.length} live batches, one per ${pace} ms`)
+      assert.ok(pace > 150 && pace < 600, `${after.length} live batches, one per ${pace} ms`)
     } finally {
       await run(ssc.stop())
       const exit = await Effect.runPromise(Fiber.await(fiber))

@@ -44,7 +44,7 @@ const makeStore = <A>() => {
   }
 }
 
-const waitUntil = async (condition: () => boolean, what: string, timeoutMillis = 2000) => {
+const waitUntil = async (condition: () => boolean, what: string, timeoutMillis = 15_000) => {
   const deadline = Date.now() + timeoutMillis
   while (!condition()) {
     if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`)
@@ -57,7 +57,7 @@ const start = <A>(receiver: Receiver<A>, store: Store<A>) =>
   Effect.runFork(Effect.scoped(receiver.run(store)).pipe(Effect.provide(Runtime.layerSocketConnector)))
 
 /** The fiber's exit; fails the test if the fiber is still running after `timeoutMillis`. */
-const awaitExit = <A, E>(fiber: Fiber.Fiber<A, E>, timeoutMillis = 2000) =>
+const awaitExit = <A, E>(fiber: Fiber.Fiber<A, E>, timeoutMillis = 15_000) =>
   Effect.runPromise(
     Fiber.await(fiber).pipe(
       Effect.timeoutOrElse({

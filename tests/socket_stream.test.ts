@@ -49,7 +49,7 @@ describe("socketTextStream over real TCP", () => {
     try {
       await server.waitForClients(1)
       await server.send("to be or\r\nnot to be\n")
-      await eventually(() => totals.get("be") === 2, 5000, "the first lines to be counted")
+      await eventually(() => totals.get("be") === 2, 20_000, "the first lines to be counted")
       assert.equal(totals.get("to"), 2)
       assert.equal(totals.get("not"), 1)
 
@@ -57,18 +57,18 @@ describe("socketTextStream over real TCP", () => {
       server.dropClients()
       await server.waitForClients(1)
       await server.send("be quick\n")
-      await eventually(() => totals.get("be") === 3, 5000, "counting after the reconnect")
+      await eventually(() => totals.get("be") === 3, 20_000, "counting after the reconnect")
 
       // The server goes away entirely and comes back on the same port; a final unterminated
       // line is still counted when the server ends the connection.
       await server.send("last words")
       await server.close()
-      await eventually(() => totals.get("last") === 1, 5000, "the final unterminated line")
+      await eventually(() => totals.get("last") === 1, 20_000, "the final unterminated line")
       await new Promise((r) => setTimeout(r, 300))
       server = await startLineServer({ port })
       await server.waitForClients(1)
       await server.send("back again\n")
-      await eventually(() => totals.get("again") === 1, 8000, "counting after the server came back")
+      await eventually(() => totals.get("again") === 1, 20_000, "counting after the server came back")
 
       const errors = events.filter((e): e is Extract<Listener.StreamingEvent, { _tag: "ReceiverError" }> =>
         e._tag === "ReceiverError"
@@ -109,14 +109,14 @@ describe("socketTextStream over real TCP", () => {
     try {
       await server.waitForClients(1)
       await server.send("short\n" + "x".repeat(1000) + "\n")
-      await eventually(() => errors.length > 0, 5000, "the over-long line error")
+      await eventually(() => errors.length > 0, 20_000, "the over-long line error")
       assert.match(errors.join(), /64/)
       // The line before the bad one was stored and reaches its batch.
-      await eventually(() => lines.includes("short"), 5000, "the line before the over-long one")
+      await eventually(() => lines.includes("short"), 20_000, "the line before the over-long one")
       assert.ok(!lines.some((l) => l.length > 64))
       await server.waitForClients(1)
       await server.send("after\n")
-      await eventually(() => lines.includes("after"), 5000, "lines after the rejected one")
+      await eventually(() => lines.includes("after"), 20_000, "lines after the rejected one")
     } finally {
       await Effect.runPromise(ssc!.stop())
       await running
@@ -150,10 +150,10 @@ describe("textFileStream over a real directory", () => {
       await writeFile(join(staging, "a.txt"), "one\r\ntwo\nthree")
       await rename(join(staging, "a.txt"), join(dir, "a.txt"))
       await writeFile(join(dir, ".hidden"), "secret\n")
-      await eventually(() => lines.length >= 3, 5000, "the first file's lines")
+      await eventually(() => lines.length >= 3, 20_000, "the first file's lines")
       await writeFile(join(staging, "b.txt"), "four\n")
       await rename(join(staging, "b.txt"), join(dir, "b.txt"))
-      await eventually(() => lines.includes("four"), 5000, "the second file's lines")
+      await eventually(() => lines.includes("four"), 20_000, "the second file's lines")
       await new Promise((r) => setTimeout(r, 500))
       assert.deepEqual(lines, ["one", "two", "three", "four"])
     } finally {
