@@ -4,7 +4,8 @@
  * - "protocol": against librdkafka's mock cluster through the loopback proxy
  *   (tests/_support/kafka_proxy.ts): the batches' outputs and offsets go through InitProducerId,
  *   AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit and EndTxn without an error, and every
- *   record arrives. The mock does not honour transactions, so nothing here shows the guarantees.
+ *   record arrives; likewise for a scale-out word count, whose changelog appends join each batch's
+ *   transaction. The mock does not honour transactions, so nothing here shows the guarantees.
  * - "model": the guarantees, against the in-memory model of the client interface
  *   (tests/_support/kafka_model.ts) driving the direct stream (`Kafka.directStreamWith`): an
  *   output failing mid-batch, or a batch failing after the sink wrote, leaves no output visible
@@ -13,8 +14,9 @@
  */
 import { after, before, describe, it } from "node:test"
 import assert from "node:assert/strict"
-import { Cause, Effect, Exit, Schema } from "effect"
+import { Cause, Effect, Exit, Option, Schema } from "effect"
 import * as Kafka from "../lib/Kafka.ts"
+import * as KafkaScale from "../lib/KafkaScale.ts"
 import * as StreamingContext from "../lib/StreamingContext.ts"
 import { ValidationError } from "../lib/Errors.ts"
 import { type MockCluster, startMockCluster } from "../receivers/_kafka_mock.ts"
@@ -88,6 +90,90 @@ describe("Exactly-once Kafka sink", { timeout: 60_000 }, () => {
     assert.ok(txn.filter((s) => s.apiKey === ApiKey.EndTxn).length >= 2)
     const committed = await Effect.runPromise(stream!.committedOffsets)
     assert.equal(committed.reduce((n, c) => n + c.offset, 0), values.length)
+  })
+
+  it("protocol: a scale-out word count with an exactly-once sink commits outputs, changelog appends and offsets in transactions without an error", async () => {
+    const input = unique("eos-scale-in")
+    const output = unique("eos-scale-out")
+    const app = unique("eos-app")
+    const lines = Array.from({ length: 30 }, (_, i) => ["a", "b", "c", "d", "e"].slice(0, 1 + (i % 5)).join(" "))
+    const counts: Record<string, number> = {}
+    for (const l of lines) for (const w of l.split(" ")) counts[w] = (counts[w] ?? 0) + 1
+    await kcat(["-P", "-b", mock.bootstrap, "-t", input, "-K", "\t"], lines.map((l, i) => `k${i}\t${l}\n`).join(""))
+    const before = proxy.seen.length
+    /** The last `word=count` written per word, as a read_committed reader of the output would keep it. */
+    const latest = async () => {
+      const last: Record<string, number> = {}
+      for (const o of await readAll(output)) {
+        const [w, n] = o.split("=")
+        last[w] = Math.max(last[w] ?? 0, Number(n))
+      }
+      return last
+    }
+    await Effect.runPromise(Effect.gen(function* () {
+      const ssc = yield* StreamingContext.make({ batchInterval: "300 millis" })
+      const source = KafkaScale.scaleOut(ssc, {
+        brokers: [proxy.bootstrap],
+        applicationId: app,
+        topic: input,
+        value: Schema.String,
+        ...fast,
+      })
+      source
+        .repartitionByKey({
+          name: "words",
+          by: (r) => r.value.split(" ").map((w) => [w, 1] as const),
+          key: Schema.String,
+          value: Schema.NumberFromString,
+        })
+        .updateStateByKey(
+          (ones: ReadonlyArray<number>, s: Option.Option<number>) =>
+            Option.some(ones.reduce((x, y) => x + y, Option.getOrElse(s, () => 0))),
+          { schemas: { state: Schema.Number } },
+        )
+        .map(([w, n]) => `${w}=${n}`)
+        .pipe(Kafka.sink({ brokers: [proxy.bootstrap], topic: output, value: Schema.String, exactlyOnce: true }))
+      yield* ssc.start
+      yield* Effect.promise(() =>
+        eventually(async () => JSON.stringify(await latest()) === JSON.stringify(counts), 45_000, "the counts")
+      ).pipe(Effect.ensuring(ssc.stop()))
+    }))
+    assert.deepEqual(await latest(), counts)
+    const txn = proxy.seen.slice(before)
+    for (
+      const key of [
+        ApiKey.InitProducerId,
+        ApiKey.AddPartitionsToTxn,
+        ApiKey.AddOffsetsToTxn,
+        ApiKey.TxnOffsetCommit,
+        ApiKey.EndTxn,
+      ]
+    ) {
+      const of = txn.filter((s) => s.apiKey === key)
+      assert.ok(of.length > 0, `no response of api ${key} went through the proxy`)
+      assert.deepEqual(of.flatMap((s) => s.errorCodes).filter((c) => c !== 0), [], `api ${key} returned errors`)
+    }
+    // the changelog appends went into the same transactions: the changelog holds every word's final count
+    const changelog = await kcat([
+      "-C",
+      "-b",
+      mock.bootstrap,
+      "-t",
+      `${app}-words-changelog`,
+      "-o",
+      "beginning",
+      "-e",
+      "-q",
+      "-f",
+      "%k\t%s\n",
+    ])
+    const logged: Record<string, number> = {}
+    for (const line of changelog.split("\n")) {
+      const [k, v] = line.split("\t")
+      if (k === undefined || v === undefined || !k.startsWith('"')) continue
+      logged[JSON.parse(k)] = Math.max(logged[JSON.parse(k)] ?? 0, Number(v))
+    }
+    assert.deepEqual(logged, counts)
   })
 
   it("refuses a stream that does not come from exactly one direct stream, a windowed stream, or other brokers", async () => {
