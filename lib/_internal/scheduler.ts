@@ -146,8 +146,8 @@ export class JobScheduler {
    */
   private cut(time: number, recovered = false): Effect.Effect<void> {
     // no generator: the inputs allocate one after another (most allocate nothing), then the
-    // batch is submitted in one synchronous step (the queue is unbounded: the offer never waits)
-    return Effect.uninterruptible( // allocated records must reach the queue
+    // batch is submitted in one synchronous step (handed to the job fiber, or queued for it)
+    return Effect.uninterruptible( // allocated records must reach the job fiber
       Effect.andThen(
         Effect.suspend(() => this.allocateFrom(time, 0)),
         Clock.clockWith((clock) => {
