@@ -166,11 +166,20 @@ const charCodeScan = (): number => {
   return distinct
 }
 
+/** Where the pipeline's run went outside the batches (performance.now() marks). */
+interface Marks {
+  /** When the context published StreamingStarted. */
+  started: number
+  /** When the last batch completed. */
+  lastCompleted: number
+}
+
 /**
  * Runs the pipeline, with the live UI attached when `withUI`; returns [distinct words summed
- * over batches, summed batch processing ms, ms spent in the UI's listeners].
+ * over batches, summed batch processing ms, ms spent in the UI's listeners]; `marks` receives
+ * when the context started and when its last batch completed.
  */
-const pipeline = async (withUI = false): Promise<[number, number, number]> => {
+const pipeline = async (withUI = false, marks?: Marks): Promise<[number, number, number]> => {
   let distinct = 0
   let processing = 0
   let batchStart = 0
@@ -183,7 +192,11 @@ const pipeline = async (withUI = false): Promise<[number, number, number]> => {
       Testing.run((ssc: StreamingContext.StreamingContext) => {
         ssc.addStreamingListener((e) => {
           if (e._tag === "BatchStarted") batchStart = performance.now()
-          else if (e._tag === "BatchCompleted") processing += performance.now() - batchStart
+          else if (e._tag === "BatchCompleted") {
+            const now = performance.now()
+            processing += now - batchStart
+            if (marks !== undefined) marks.lastCompleted = now
+          } else if (e._tag === "StreamingStarted" && marks !== undefined) marks.started = performance.now()
         })
         const counts = ssc.queueStream(batches.slice())
           .flatMap(splitLine)
@@ -281,6 +294,10 @@ interface Round {
   readonly batches: number
   /** Context creation, start, batches and stop. */
   readonly endToEnd: number
+  /** From the run's start to StreamingStarted (creating and starting the context). */
+  readonly start: number
+  /** From the last BatchCompleted to the run's end (stopping the context). */
+  readonly stop: number
   readonly ui?: { readonly batches: number; readonly share: number } | undefined
 }
 
@@ -304,10 +321,14 @@ const measure = async (words: number, withUI: boolean): Promise<Array<Round>> =>
       const scan = await time(charCodeScan)
       return { loop, lambdas, scan }
     }
+    const marks: Marks = { started: 0, lastCompleted: 0 }
+    let phases: [number, number] = [0, 0]
     const runPipeline = async (ui: boolean): Promise<[number, number, number, number]> => {
       const start = performance.now()
-      const [distinct, processing, uiMillis] = await pipeline(ui)
-      return [performance.now() - start, processing, distinct, uiMillis]
+      const [distinct, processing, uiMillis] = await pipeline(ui, ui ? undefined : marks)
+      const end = performance.now()
+      if (!ui) phases = [marks.started - start, end - marks.lastCompleted]
+      return [end - start, processing, distinct, uiMillis]
     }
     let l: Awaited<ReturnType<typeof loops>>
     let pipe: [number, number, number, number]
@@ -335,6 +356,8 @@ const measure = async (words: number, withUI: boolean): Promise<Array<Round>> =>
       scan: l.scan[0],
       batches: pipe[1],
       endToEnd: pipe[0],
+      start: phases[0],
+      stop: phases[1],
       ui: ui === undefined ? undefined : { batches: ui[1], share: ui[3] / ui[1] },
     })
   }
@@ -356,6 +379,13 @@ const report = (words: number, rs: ReadonlyArray<Round>) => {
     } words/s)`,
   )
   console.log(`  effect-dstream, end to end : ${m((r) => r.endToEnd).toFixed(1)} ms  (context start and stop included)`)
+  const between = (r: Round) => (r.endToEnd - r.batches - r.start - r.stop) / numBatches
+  console.log(
+    `  outside the batches        : creating and starting the context ${m((r) => r.start).toFixed(2)} ms, ` +
+      `stopping it ${m((r) => r.stop).toFixed(2)} ms, between batches ${
+        (m(between) * 1000).toFixed(0)
+      } µs per batch (the batch clock under TestClock, cutting and handing over the batch)`,
+  )
   console.log(`  ratio, batches (loop time / pipeline time)   : ${spread(rs.map((r) => r.loop / r.batches))}`)
   console.log(`  ratio, whole run (context start and stop in) : ${spread(rs.map((r) => r.loop / r.endToEnd))}`)
   console.log(

@@ -800,8 +800,11 @@ export const combineFold = <K, V, C>(
     },
     result: () => {
       if (fast === undefined) return table!.entries()
-      const out: Array<readonly [K, C]> = []
-      fast.forEach((c, k) => out.push([k, c]))
+      // the Map's own entries (each a fresh [key, combiner] array) into an array of its size:
+      // half the time of `forEach` pushing a new pair per key on V8
+      const out = new Array<readonly [K, C]>(fast.size)
+      let i = 0
+      for (const entry of fast) out[i++] = entry
       return out
     },
   }

@@ -528,23 +528,39 @@ class ContextImpl implements StreamingContext, NodeContext {
     })
   }
 
+  /**
+   * Hands `event` to the listeners in registration order, then to `events` subscribers. Listeners
+   * that return nothing are called in one synchronous step (no generator, no step per listener);
+   * one that returns an Effect is run before the next listener is called.
+   */
   private readonly publish = (event: StreamingEvent): Effect.Effect<void> =>
-    Effect.gen({ self: this }, function* () {
-      for (const listener of this.listeners) {
-        // Spark's listener bus logs a listener's exception and goes on; so do we
-        let result: void | Effect.Effect<void>
-        try {
-          result = listener(event)
-        } catch (e) {
-          yield* Effect.logWarning("Streaming listener failed", e)
-          continue
-        }
-        if (Effect.isEffect(result)) {
-          yield* Effect.catchCause(result, (cause) => Effect.logWarning("Streaming listener failed", cause))
-        }
+    Effect.suspend(() => this.deliver(event, 0))
+
+  private deliver(event: StreamingEvent, from: number): Effect.Effect<void> {
+    const listeners = this.listeners
+    for (let i = from; i < listeners.length; i++) {
+      // Spark's listener bus logs a listener's exception and goes on; so do we
+      let result: void | Effect.Effect<void>
+      try {
+        result = listeners[i](event)
+      } catch (e) {
+        return Effect.andThen(Effect.logWarning("Streaming listener failed", e), this.deliverFrom(event, i + 1))
       }
-      yield* PubSub.publish(this.pubsub, event)
-    })
+      if (Effect.isEffect(result)) {
+        return Effect.andThen(
+          Effect.catchCause(result, (cause) => Effect.logWarning("Streaming listener failed", cause)),
+          this.deliverFrom(event, i + 1),
+        )
+      }
+    }
+    // the PubSub is unbounded: a publish never waits nor fails, so the synchronous one is the same
+    PubSub.publishUnsafe(this.pubsub, event)
+    return Effect.void
+  }
+
+  private deliverFrom(event: StreamingEvent, from: number): Effect.Effect<void> {
+    return Effect.suspend(() => this.deliver(event, from))
+  }
 
   private failWith(error: BatchJobError): Effect.Effect<void> {
     return Effect.gen({ self: this }, function* () {

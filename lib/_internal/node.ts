@@ -339,23 +339,39 @@ export class PipeNode<A, B> extends Node<B> {
     return new PipeNode(parent.ctx, parent, own, kind)
   }
 
+  /** The batch being computed: what the stages push lands here. */
+  private out: Array<B> = []
+  /** The composed stages, built at the first batch and reused by every later one (see `chain`). */
+  private pipe: ((a: A) => void) | undefined = undefined
+
+  /**
+   * The stages composed into one push function, built once: V8 optimises a chain of closures
+   * made once far better than the same chain made anew for each batch (a word count's fused
+   * loop ran 15 % slower with a chain per batch). A node's batch is computed synchronously from
+   * start to end, so one output array per node, swapped per batch, is enough.
+   */
+  private chain(): (a: A) => void {
+    return this.pipe ??= this.stage((b) => {
+      this.out.push(b)
+    })
+  }
+
   compute(t: number): Effect.Effect<Batch<B> | undefined, unknown, NodeEnv> {
     return Effect.flatMap(this.source.batchParts(t), (parts) => {
       if (parts !== undefined) {
         const out: Array<B> = []
-        const push = this.stage((b) => {
-          out.push(b)
-        })
+        this.out = out
+        const push = this.chain()
         for (const part of parts) pushAll(this, t, part(), push)
+        this.out = []
         return Effect.succeed(out)
       }
       return Effect.map(this.source.getOrCompute(t), (input) => {
         if (input === undefined) return undefined
         const out: Array<B> = []
-        const push = this.stage((b) => {
-          out.push(b)
-        })
-        pushAll(this, t, input, push)
+        this.out = out
+        pushAll(this, t, input, this.chain())
+        this.out = []
         return out
       })
     })
@@ -391,12 +407,30 @@ export class FoldNode<A, B> extends Node<B> {
     this.stage = fused ? parent.stage : undefined
   }
 
+  /** The batch being computed's accumulator: the reused chain pushes into it. */
+  private fold: Fold<A, B> | undefined = undefined
+  /** The fused stages composed with the accumulator's push, built once (see `PipeNode.chain`). */
+  private pipe: ((a: any) => void) | undefined = undefined
+
+  private chain(fold: Fold<A, B>): (a: any) => void {
+    const deadLetters = this.ctx.recordErrors === "deadLetter"
+    // without stages nor dead letters the accumulator's own push is the whole loop body
+    if (this.stage === undefined && !deadLetters) return fold.push
+    if (this.pipe === undefined) {
+      const leaf = (a: A) => this.fold!.push(a)
+      const own = deadLetters ? guard(leaf, this.operator) : leaf
+      this.pipe = this.stage === undefined ? own : this.stage(own)
+    }
+    return this.pipe
+  }
+
   compute(t: number): Effect.Effect<Batch<B> | undefined, unknown, NodeEnv> {
     const run = (inputs: ReadonlyArray<() => Batch<any>>): Batch<B> => {
       const fold = this.makeFold(t)
-      const own = this.ctx.recordErrors === "deadLetter" ? guard(fold.push, this.operator) : fold.push
-      const push = this.stage === undefined ? own : this.stage(own)
+      this.fold = fold
+      const push = this.chain(fold)
       for (const input of inputs) pushAll(this, t, input(), push)
+      this.fold = undefined
       return fold.result()
     }
     return Effect.flatMap(

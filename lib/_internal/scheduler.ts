@@ -5,7 +5,7 @@
  * publishing listener events and forgetting old batches afterwards.
  * @internal
  */
-import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, Queue, Schedule, type Scope } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, Schedule, type Scope } from "effect"
 import * as BatchClock from "../BatchClock.ts"
 import { BatchJobError, describeCause, OutputTimeoutError } from "../Errors.ts"
 import { type BatchInfo, makeBatchInfo, type OutputOperationInfo, type StreamInputInfo } from "../Listener.ts"
@@ -51,7 +51,10 @@ const done: OutputOutcome = { _tag: "Done" }
 
 /** @internal */
 export class JobScheduler {
-  private pending!: Queue.Queue<PendingBatch>
+  /** Batches cut and not yet taken by the job fiber, in time order. */
+  private readonly pending: Array<PendingBatch> = []
+  /** Resumes the job fiber when it waits for a batch (set while it waits). */
+  private resumeJobs: ((batch: Effect.Effect<PendingBatch>) => void) | undefined = undefined
   private clockFiber: Fiber.Fiber<void> | undefined
   private jobFiber: Fiber.Fiber<void> | undefined
   private processing = false
@@ -103,7 +106,6 @@ export class JobScheduler {
     recovered: ReadonlyArray<number> = [],
   ): Effect.Effect<void, never, NodeEnv> {
     return Effect.gen({ self: this }, function* () {
-      this.pending = yield* Queue.unbounded<PendingBatch>()
       const indexed = this.graph.outputs.map((o, id) => [id, o] as const)
       const readsDeadLetters = (o: OutputNode<any>) => [...o.collect()].some((n) => n instanceof DeadLetterNode)
       this.ordered = [
@@ -143,19 +145,68 @@ export class JobScheduler {
    * scheduling delay shows the real lag; recovered batches are submitted now.
    */
   private cut(time: number, recovered = false): Effect.Effect<void> {
-    return Effect.gen({ self: this }, function* () {
-      for (const input of this.graph.inputs) yield* input.allocate(time)
-      const now = yield* Clock.currentTimeMillis
-      const submissionTime = recovered ? now : Math.min(now, time)
-      this.lastSubmitted = time
-      this.inflight.add(time)
-      this.queued++
-      yield* this.publish({
-        _tag: "BatchSubmitted",
-        batchInfo: makeBatchInfo({ batchTime: time, streamIdToInputInfo: this.inputInfos(time), submissionTime }),
+    // no generator: the inputs allocate one after another (most allocate nothing), then the
+    // batch is submitted in one synchronous step (handed to the job fiber, or queued for it)
+    return Effect.uninterruptible( // allocated records must reach the job fiber
+      Effect.andThen(
+        Effect.suspend(() => this.allocateFrom(time, 0)),
+        Clock.clockWith((clock) => {
+          const now = clock.currentTimeMillisUnsafe()
+          const submissionTime = recovered ? now : Math.min(now, time)
+          this.lastSubmitted = time
+          this.inflight.add(time)
+          this.queued++
+          return Effect.andThen(
+            this.publish({
+              _tag: "BatchSubmitted",
+              batchInfo: makeBatchInfo({ batchTime: time, streamIdToInputInfo: this.inputInfos(time), submissionTime }),
+            }),
+            Effect.sync(() => this.submit({ time, submissionTime })),
+          )
+        }),
+      ),
+    )
+  }
+
+  /**
+   * Hands a cut batch to the job fiber: resumes it at once when it waits (a waiting fiber resumed
+   * from a callback runs on the caller's turn, as a completed Deferred's waiters do: no scheduler
+   * round trip per batch, which a queue's take costs), else queues the batch for its next take.
+   */
+  private submit(batch: PendingBatch): void {
+    const resume = this.resumeJobs
+    if (resume === undefined) {
+      this.pending.push(batch)
+      return
+    }
+    this.resumeJobs = undefined
+    resume(Effect.succeed(batch))
+  }
+
+  /** The next cut batch; waits for the clock when none is queued. */
+  private readonly take: Effect.Effect<PendingBatch> = Effect.suspend(() => {
+    const batch = this.pending.shift()
+    if (batch !== undefined) return Effect.succeed(batch)
+    return Effect.callback<PendingBatch>((resume) => {
+      this.resumeJobs = resume
+      return Effect.sync(() => {
+        if (this.resumeJobs === resume) this.resumeJobs = undefined
       })
-      yield* Queue.offer(this.pending, { time, submissionTime })
-    }).pipe(Effect.uninterruptible) // allocated records must reach the queue
+    })
+  })
+
+  /** Has inputs `i`, `i + 1`, … allocate batch `time`, in order; those that allocate nothing cost no step. */
+  private allocateFrom(time: number, i: number): Effect.Effect<void> {
+    const inputs = this.graph.inputs
+    for (; i < inputs.length; i++) {
+      const allocating = inputs[i].allocate(time)
+      if (allocating === Effect.void) continue
+      const next = i + 1
+      return next === inputs.length
+        ? allocating
+        : Effect.andThen(allocating, Effect.suspend(() => this.allocateFrom(time, next)))
+    }
+    return Effect.void
   }
 
   private inputInfos(time: number): Record<number, StreamInputInfo> {
@@ -177,7 +228,7 @@ export class JobScheduler {
     return Effect.forever(
       Effect.suspend(() => {
         const waits = this.queued === 0
-        return Effect.flatMap(Queue.take(this.pending), (batch) => {
+        return Effect.flatMap(this.take, (batch) => {
           if (waits) markAwake()
           // A defect outside the outputs' own handling (a bug in the batch machinery, a throwing
           // listener) fails the context with the batch's time instead of silently ending this
@@ -284,28 +335,32 @@ export class JobScheduler {
       const policy = output.settings.onFailure ?? this.settings.onFailure
       const timeoutMillis = output.settings.timeoutMillis ?? this.settings.outputTimeoutMillis
       let started: OutputOperationInfo | undefined
-      const start = Effect.gen({ self: this }, function* () {
-        if (started !== undefined) return
-        started = {
-          batchTime: time,
-          id,
-          name: output.label,
-          startTime: yield* Clock.currentTimeMillis,
-          endTime: undefined,
-          failureReason: undefined,
-        }
-        yield* this.publish({ _tag: "OutputOperationStarted", outputOperationInfo: started })
+      const start = Effect.suspend(() => {
+        if (started !== undefined) return Effect.void
+        return Clock.clockWith((clock) => {
+          started = {
+            batchTime: time,
+            id,
+            name: output.label,
+            startTime: clock.currentTimeMillisUnsafe(),
+            endTime: undefined,
+            failureReason: undefined,
+          }
+          return this.publish({ _tag: "OutputOperationStarted", outputOperationInfo: started })
+        })
       })
       // `computed` tells a failure of the graph computation (outputId -1) from one of the job
       let computed = false
-      const attempt: Effect.Effect<boolean, unknown, NodeEnv> = Effect.gen(function* () {
+      const attempt: Effect.Effect<boolean, unknown, NodeEnv> = Effect.suspend(() => {
         computed = false
-        const job = yield* output.generateJob(time)
-        computed = true
-        if (job === undefined) return false
-        yield* start
-        yield* outputSpan(job, { batchTime: time, outputId: id, name: output.label })
-        return true
+        return Effect.flatMap(output.generateJob(time), (job) => {
+          computed = true
+          if (job === undefined) return Effect.succeed(false)
+          return Effect.andThen(
+            start,
+            Effect.as(outputSpan(job, { batchTime: time, outputId: id, name: output.label }), true),
+          )
+        })
       })
       const bounded: Effect.Effect<boolean, unknown, NodeEnv> = Number.isFinite(timeoutMillis)
         ? Effect.flatMap(
