@@ -73,7 +73,9 @@ if [ "$failures" -ne 0 ]; then
   echo "== failures"
   strip "$log/deno.txt" | sed -n '/^ ERRORS /,/^ FAILURES /p' | head -80 || true
   strip "$log/deno.txt" | sed -n '/^ FAILURES /,$p' | grep -E '=>' || true
-  strip "$log/bun.txt" | grep -B 30 -E '^\(fail\)' | head -120 || true
+  # Bun: each failing test with the lines before it (its error), then Bun's closing list
+  strip "$log/bun.txt" | sed -E '/^[0-9]+ tests? failed:$/,$d' | grep -B 25 -E '^\(fail\)' | head -120 || true
+  strip "$log/bun.txt" | sed -nE '/^[0-9]+ tests? failed:$/,$p' | grep -E '^\(fail\)' || true
   for f in node consumer; do strip "$log/$f.txt" | sed -n '/failing tests:/,$p' | head -60 || true; done
 fi
 echo "Deno: ${deno_passed:-0} passed, ${deno_failed:-0} failed; Bun: ${bun_passed:-0} passed, ${bun_failed:-0} failed;" \
