@@ -199,10 +199,10 @@ export const decodeRecords = (
   let abortedProducers: Set<number> | undefined
   let next = -1
   let at = 0
-  // the last header key read, reused while keys repeat (they usually do)
-  let lastKeyAt = -1
-  let lastKeyLength = -1
-  let lastKey = ""
+  // header keys read so far (the first few), reused while keys repeat (they usually do)
+  const keyStarts: Array<number> = []
+  const keyLengths: Array<number> = []
+  const keyNames: Array<string> = []
 
   /** Reads a zigzag varint at `at` (advancing it), exact to 2^53. */
   const varint = (end: number): number => {
@@ -321,13 +321,20 @@ export const decodeRecords = (
           const keyAt = at
           at += keyLength
           if (at > recordEnd) throw malformed(`a header key runs past its record in "${topic}" partition ${partition}`)
-          let name: string
-          if (keyLength === lastKeyLength && sameBytes(bytes, keyAt, lastKeyAt, keyLength)) name = lastKey
-          else {
+          let name: string | undefined
+          for (let k = 0; k < keyNames.length; k++) {
+            if (keyLengths[k] === keyLength && sameBytes(bytes, keyAt, keyStarts[k], keyLength)) {
+              name = keyNames[k]
+              break
+            }
+          }
+          if (name === undefined) {
             name = utf8.decode(bytes.subarray(keyAt, at))
-            lastKey = name
-            lastKeyAt = keyAt
-            lastKeyLength = keyLength
+            if (keyNames.length < 8) {
+              keyStarts.push(keyAt)
+              keyLengths.push(keyLength)
+              keyNames.push(name)
+            }
           }
           // kafkajs's header values: bytes, or null for a null value (kept as it gives them)
           const v = bytesOf(varint(recordEnd), recordEnd) as Uint8Array
@@ -364,7 +371,6 @@ export const decodeRecords = (
 }
 
 const sameBytes = (bytes: Uint8Array, a: number, b: number, length: number): boolean => {
-  if (b < 0) return false
   for (let i = 0; i < length; i++) if (bytes[a + i] !== bytes[b + i]) return false
   return true
 }
