@@ -5,8 +5,12 @@
  * bytes); transaction markers (control batches) are skipped and, under `read_committed`, the
  * records of aborted transactions are left out the way Kafka's consumers do it (the response's
  * aborted-transaction list opens a producer's aborted transaction at its first offset, its ABORT
- * marker closes it). A record set this decoder does not read (compressed batches, the older
- * message formats) is reported as such, and the caller decodes that response with its client.
+ * marker closes it; a transactional batch of a producer with an open aborted transaction is
+ * left out). kafkajs's consumer filter gives the same records except where it departs from that
+ * rule: it ends an aborted transaction at any record whose key is the ABORT marker's (a data
+ * record's too), and opens at most one listed transaction per record. A record set this decoder
+ * does not read (compressed batches, the older message formats) is reported as such, and the
+ * caller decodes that response with its client.
  *
  * No client library here: receivers/kafkajs_client.ts sends the requests and hands the
  * response bytes over.

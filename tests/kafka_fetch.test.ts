@@ -430,6 +430,21 @@ describe("Fetch response decoding", { timeout: 60_000 }, () => {
     const late = response(tail, [{ producerId: 7, firstOffset: 9 }])
     assert.deepEqual(byOurs(late, 10).records.map((r) => r.offset), [11, 14])
     assert.deepEqual(byOurs(late, 10).records, await byKafkajs(late, 10))
+    // where kafkajs's filter is wrong, Kafka's rule holds: only an ABORT marker (a control record)
+    // ends an aborted transaction, not a data record whose key happens to read 0, 0 (kafkajs keeps
+    // the records from that one on)
+    const keyed = batch({
+      baseOffset: 0,
+      producerId: 7,
+      transactional: true,
+      records: ["p7", new Uint8Array([0, 0, 0, 0]), "p7"].map((key, i) => ({ offsetDelta: i, key, value: `${i}` })),
+    })
+    const tricky = response(Buffer.concat([keyed, marker(3, 7, "abort"), data(4, -1, 1, false)]), [{
+      producerId: 7,
+      firstOffset: 0,
+    }])
+    assert.deepEqual(byOurs(tricky).records.map((r) => r.offset), [4])
+    assert.deepEqual((await byKafkajs(tricky)).map((r) => r.offset), [1, 2, 4])
   })
 
   it("edge fields: null and empty keys, values and header values, repeated header keys, log-append time, large offsets and timestamp deltas", async () => {
