@@ -309,15 +309,20 @@ interface Internals {
     | undefined
 }
 
-/** One Fetch answer for a partition read: our decoding (with the offset after its last complete batch), or kafkajs's. */
+/**
+ * One Fetch answer for a partition read: our decoding (with the offset after its last complete
+ * batch), or kafkajs's; with the throttle time the broker asks the client to keep (kafkajs's
+ * connection reads it from the decoded response).
+ */
 type Answer =
   | {
     readonly own: FetchedPartition
     readonly after: number
     readonly response: FetchResponse
     readonly kafkajs?: undefined
+    readonly clientSideThrottleTime: number
   }
-  | { readonly own?: undefined; readonly kafkajs: unknown }
+  | { readonly own?: undefined; readonly kafkajs: unknown; readonly clientSideThrottleTime?: unknown }
 
 /** How a Fetch response is decoded and checked: kafkajs's own decoder of that version comes as `kafkajs`. */
 type FetchDecoding<A> = (
@@ -648,9 +653,15 @@ export const kafkajsClient = (
           const own = decodeFetchResponse(payload, version)
           const data = ours(own.responses)
           const after = scanRecordSet(data.recordSet)
-          if (after !== undefined) return { own: data, after, response: own }
+          if (after !== undefined) {
+            return { own: data, after, response: own, clientSideThrottleTime: own.clientSideThrottleTime }
+          }
         }
-        return { kafkajs: await kafkajs.decode(payload) }
+        const decoded = await kafkajs.decode(payload)
+        return {
+          kafkajs: decoded,
+          clientSideThrottleTime: (decoded as { clientSideThrottleTime?: unknown }).clientSideThrottleTime,
+        }
       },
       parse: async (answer) => {
         if (answer.own !== undefined) {
