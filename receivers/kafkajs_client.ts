@@ -1,7 +1,9 @@
 /**
  * The Kafka client interface (lib/_internal/kafkaClient.ts) on kafkajs 2.2.4: a consumer group
  * whose assignments are full (GROUP_JOIN) and awaited before records of the new assignment are
- * handed on, partition reads to the end in a throwaway group, a producer with kafkajs's default
+ * handed on, partition reads to the end (Fetch requests to the partition's leader through
+ * kafkajs's broker connection, their record batches decoded by ./_kafka_fetch.ts; a throwaway
+ * group as the fallback), a producer with kafkajs's default
  * (murmur2, Java-compatible) partitioner and transactions, and an admin for topics. kafkajs's
  * log lines go through a {@link LogBridge} (Effect's logger, rate-limited).
  *
