@@ -3,9 +3,9 @@
  * whose assignments are full (GROUP_JOIN) and awaited before records of the new assignment are
  * handed on, partition reads to the end (Fetch requests to the partition's leader through
  * kafkajs's broker connection, their record batches decoded by ./_kafka_fetch.ts; a throwaway
- * group as the fallback), a producer with kafkajs's default
- * (murmur2, Java-compatible) partitioner and transactions, and an admin for topics. kafkajs's
- * log lines go through a {@link LogBridge} (Effect's logger, rate-limited).
+ * group as the fallback), a producer with kafkajs's default (murmur2, Java-compatible)
+ * partitioner and transactions, and an admin for topics. kafkajs's log lines go through a
+ * {@link LogBridge} (Effect's logger, rate-limited).
  *
  * This is the only module that loads kafkajs (tests/layering.test.ts keeps it so); the engine
  * uses the interface only.
