@@ -1,9 +1,11 @@
 /**
  * The Kafka client interface (lib/_internal/kafkaClient.ts) on kafkajs 2.2.4: a consumer group
  * whose assignments are full (GROUP_JOIN) and awaited before records of the new assignment are
- * handed on, partition reads to the end in a throwaway group, a producer with kafkajs's default
- * (murmur2, Java-compatible) partitioner and transactions, and an admin for topics. kafkajs's
- * log lines go through a {@link LogBridge} (Effect's logger, rate-limited).
+ * handed on, partition reads to the end (Fetch requests to the partition's leader through
+ * kafkajs's broker connection, their record batches decoded by ./_kafka_fetch.ts; a throwaway
+ * group as the fallback), a producer with kafkajs's default (murmur2, Java-compatible)
+ * partitioner and transactions, and an admin for topics. kafkajs's log lines go through a
+ * {@link LogBridge} (Effect's logger, rate-limited).
  *
  * This is the only module that loads kafkajs (tests/layering.test.ts keeps it so); the engine
  * uses the interface only.
@@ -17,6 +19,16 @@ import type * as KafkaJS from "kafkajs"
 import type * as K from "../lib/_internal/kafkaClient.ts"
 import { isRebalanceError } from "../lib/_internal/kafkaClient.ts"
 import type { ClientOptions, LogBridge, LogLevelName } from "./kafka.ts"
+import {
+  decodeFetchResponse,
+  decodeRecords,
+  type FetchedPartition,
+  type FetchResponse,
+  fetchVersions,
+  noHeaders,
+  Raw,
+  scanRecordSet,
+} from "./_kafka_fetch.ts"
 
 /** kafkajs settings that have no place in the interface, given when the client is made. @internal */
 export interface KafkajsSettings {
@@ -30,6 +42,13 @@ export interface KafkajsSettings {
    * does not have the internals it needs.
    */
   readonly partitionReads?: "fetch" | "group" | undefined
+  /**
+   * How `"fetch"` reads decode Fetch responses: `"own"` (default) reads record batches of the
+   * v2 format without compression straight into records (receivers/_kafka_fetch.ts) and leaves
+   * other responses to kafkajs; `"kafkajs"` leaves every response to kafkajs (the comparison
+   * baseline of tests and benchmarks).
+   */
+  readonly fetchDecoding?: "own" | "kafkajs" | undefined
 }
 
 /** kafkajs's messages about connections that failed (not error responses of a reachable broker). */
@@ -106,21 +125,6 @@ export const fixedAssigner = (partitions: ReadonlyArray<K.TopicPartition>): Kafk
     }))
   },
 })
-
-const noHeaders: K.RawHeaders = Object.freeze({})
-
-/** A record as read (one shape for every record: the hot path stays monomorphic). */
-class Raw implements K.RawRecord {
-  constructor(
-    readonly topic: string,
-    readonly partition: number,
-    readonly offset: number,
-    readonly timestamp: number,
-    readonly key: Uint8Array | null,
-    readonly value: Uint8Array | null,
-    readonly headers: K.RawHeaders,
-  ) {}
-}
 
 /** The messages of a kafkajs batch at offsets in `[from, until)` as raw records. */
 const rawRecords = (
@@ -252,8 +256,20 @@ interface KafkajsPartitionData {
   readonly messages: ReadonlyArray<KafkaJS.KafkaMessage>
 }
 
+/** A request as kafkajs's connection sends it (src/network/connection.js `send`, 2.2.4). */
+interface KafkajsProtocolRequest<A> {
+  readonly request: { readonly apiKey: number; readonly apiVersion: number; readonly apiName: string }
+  readonly response: {
+    decode(payload: Buffer): Promise<A>
+    parse(decoded: A): Promise<A>
+  }
+  readonly requestTimeout?: number | undefined
+}
+
 /** kafkajs's broker client's Fetch and ListOffsets (src/broker/index.js, 2.2.4); they throw on error codes. */
 interface KafkajsBroker {
+  /** The request builder of the best version both sides speak (after `connect`). */
+  lookupRequest(apiKey: number, definition: unknown): (args: KafkajsFetchArgs) => KafkajsProtocolRequest<unknown>
   listOffsets(args: {
     replicaId: number
     isolationLevel: number
@@ -261,14 +277,20 @@ interface KafkajsBroker {
   }): Promise<{
     responses: ReadonlyArray<{ topic: string; partitions: ReadonlyArray<{ partition: number; offset: string }> }>
   }>
-  fetch(args: {
-    replicaId: number
-    isolationLevel: number
-    maxWaitTime: number
-    minBytes: number
-    maxBytes: number
-    topics: Array<{ topic: string; partitions: Array<{ partition: number; fetchOffset: string; maxBytes: number }> }>
-  }): Promise<{ responses: ReadonlyArray<{ topicName: string; partitions: ReadonlyArray<KafkajsPartitionData> }> }>
+  fetch(args: KafkajsFetchArgs): Promise<KafkajsFetchResponse>
+}
+
+interface KafkajsFetchArgs {
+  replicaId: number
+  isolationLevel: number
+  maxWaitTime: number
+  minBytes: number
+  maxBytes: number
+  topics: Array<{ topic: string; partitions: Array<{ partition: number; fetchOffset: string; maxBytes: number }> }>
+}
+
+interface KafkajsFetchResponse {
+  readonly responses: ReadonlyArray<{ topicName: string; partitions: ReadonlyArray<KafkajsPartitionData> }>
 }
 
 interface Internals {
@@ -279,7 +301,36 @@ interface Internals {
     messages: ReadonlyArray<KafkaJS.KafkaMessage>,
     abortedTransactions: ReadonlyArray<unknown>,
   ) => ReadonlyArray<KafkaJS.KafkaMessage>
+  /**
+   * Sends a Fetch request built by kafkajs through `broker` with `response` in place of kafkajs's
+   * response decoder (the broker's private request path, which drops a closed connection), or
+   * `undefined` when this kafkajs has no such path.
+   */
+  readonly sendFetch:
+    | (<A>(broker: KafkajsBroker, args: KafkajsFetchArgs, response: FetchDecoding<A>) => Promise<A>)
+    | undefined
 }
+
+/**
+ * One Fetch answer for a partition read: our decoding (with the offset after its last complete
+ * batch), or kafkajs's; with the throttle time the broker asks the client to keep (kafkajs's
+ * connection reads it from the decoded response).
+ */
+type Answer =
+  | {
+    readonly own: FetchedPartition
+    readonly after: number
+    readonly response: FetchResponse
+    readonly kafkajs?: undefined
+    readonly clientSideThrottleTime: number
+  }
+  | { readonly own?: undefined; readonly kafkajs: unknown; readonly clientSideThrottleTime?: unknown }
+
+/** How a Fetch response is decoded and checked: kafkajs's own decoder of that version comes as `kafkajs`. */
+type FetchDecoding<A> = (
+  version: number,
+  kafkajs: KafkajsProtocolRequest<unknown>["response"],
+) => KafkajsProtocolRequest<A>["response"]
 
 let internals: Internals | null | undefined = undefined
 
@@ -297,6 +348,15 @@ const kafkajsInternals = (): Internals | undefined => {
     const require = createRequire(import.meta.url)
     const filter: unknown = require("kafkajs/src/consumer/filterAbortedMessages.js")
     if (symbol === undefined || typeof filter !== "function") return undefined
+    const fetchDefinition: unknown = require("kafkajs/src/protocol/requests/index.js").requests?.Fetch
+    const fetchKey: unknown = require("kafkajs/src/protocol/requests/apiKeys.js").Fetch
+    const brokerClass: unknown = require("kafkajs/src/broker/index.js")
+    const prototype = typeof brokerClass === "function" ? brokerClass.prototype as Record<symbol, unknown> : undefined
+    const sendSymbol = prototype === undefined
+      ? undefined
+      : Object.getOwnPropertySymbols(prototype).find((s) => s.description === "private:Broker:sendRequest")
+    const canSend = sendSymbol !== undefined && typeof prototype?.[sendSymbol] === "function" &&
+      typeof fetchKey === "number" && typeof fetchDefinition === "object" && fetchDefinition !== null
     internals = {
       clusterOf: (kafka, isolation) => {
         const create: unknown = (kafka as unknown as Record<symbol, unknown>)[symbol]
@@ -305,6 +365,13 @@ const kafkajsInternals = (): Internals | undefined => {
       },
       filterAborted: (messages, abortedTransactions) =>
         abortedTransactions.length === 0 ? messages : filter({ messages, abortedTransactions }),
+      sendFetch: canSend
+        ? <A>(broker: KafkajsBroker, args: KafkajsFetchArgs, decoding: FetchDecoding<A>): Promise<A> => {
+          const built = broker.lookupRequest(fetchKey, fetchDefinition)(args)
+          const send = (broker as unknown as Record<symbol, (r: KafkajsProtocolRequest<A>) => Promise<A>>)[sendSymbol]
+          return send.call(broker, { ...built, response: decoding(built.request.apiVersion, built.response) })
+        }
+        : undefined,
     }
     return internals
   } catch {
@@ -565,19 +632,51 @@ export const kafkajsClient = (
         if (offset === undefined) throw new Error(`the broker's answer has no "${topic}" partition ${partition}`)
         return Number(offset)
       })
-    const fetchAt = (offset: number): Promise<KafkajsPartitionData> =>
-      onLeader(async (b) => {
-        const res = await b.fetch({
-          replicaId: -1,
-          isolationLevel,
-          maxWaitTime: 100,
-          minBytes: 1,
-          maxBytes: 16 << 20,
-          topics: [{ topic, partitions: [{ partition, fetchOffset: String(offset), maxBytes: 8 << 20 }] }],
-        })
-        const data = res.responses.find((r) => r.topicName === topic)?.partitions.find((p) => p.partition === partition)
-        if (data === undefined) throw new Error(`the broker's answer has no "${topic}" partition ${partition}`)
-        return data
+    const fetchArgs = (offset: number): KafkajsFetchArgs => ({
+      replicaId: -1,
+      isolationLevel,
+      maxWaitTime: 100,
+      minBytes: 1,
+      maxBytes: 16 << 20,
+      topics: [{ topic, partitions: [{ partition, fetchOffset: String(offset), maxBytes: 8 << 20 }] }],
+    })
+    const ours = <P extends { readonly partition: number }>(
+      responses: ReadonlyArray<{ readonly topicName: string; readonly partitions: ReadonlyArray<P> }>,
+    ): P => {
+      const data = responses.find((r) => r.topicName === topic)?.partitions.find((p) => p.partition === partition)
+      if (data === undefined) throw new Error(`the broker's answer has no "${topic}" partition ${partition}`)
+      return data
+    }
+    const sendFetch = settings.fetchDecoding === "kafkajs" ? undefined : internals.sendFetch
+    /** Our decoding of the response (v4–v11, record sets we read), else kafkajs's; kafkajs checks the error codes. */
+    const decoding: FetchDecoding<Answer> = (version, kafkajs) => ({
+      decode: async (payload) => {
+        if (version >= fetchVersions.min && version <= fetchVersions.max) {
+          const own = decodeFetchResponse(payload, version)
+          const data = ours(own.responses)
+          const after = scanRecordSet(data.recordSet)
+          if (after !== undefined) {
+            return { own: data, after, response: own, clientSideThrottleTime: own.clientSideThrottleTime }
+          }
+        }
+        const decoded = await kafkajs.decode(payload)
+        return {
+          kafkajs: decoded,
+          clientSideThrottleTime: (decoded as { clientSideThrottleTime?: unknown }).clientSideThrottleTime,
+        }
+      },
+      parse: async (answer) => {
+        if (answer.own !== undefined) {
+          await kafkajs.parse(answer.response)
+          return answer
+        }
+        return { kafkajs: await kafkajs.parse(answer.kafkajs) }
+      },
+    })
+    const fetchAt = (offset: number): Promise<Answer> =>
+      onLeader(async (b): Promise<Answer> => {
+        if (sendFetch === undefined) return { kafkajs: await b.fetch(fetchArgs(offset)) }
+        return await sendFetch(b, fetchArgs(offset), decoding)
       })
     try {
       await cluster.connect()
@@ -590,24 +689,37 @@ export const kafkajsClient = (
       const end = bounds.end
       let next = fromOffset
       let stalls = 0
-      let ahead: Promise<KafkajsPartitionData> | undefined = fetchAt(next)
+      let ahead: Promise<Answer> | undefined = fetchAt(next)
       while (ahead !== undefined) {
-        const data = await ahead
+        const answer = await ahead
         ahead = undefined
-        let last = -1
-        for (const m of data.messages) {
-          const o = +m.offset
-          if (o > last) last = o
+        let kafkajsData: KafkajsPartitionData | undefined
+        let after: number
+        if (answer.own !== undefined) after = answer.after
+        else {
+          kafkajsData = ours((answer.kafkajs as KafkajsFetchResponse).responses)
+          let last = -1
+          for (const m of kafkajsData.messages) {
+            const o = +m.offset
+            if (o > last) last = o
+          }
+          after = last + 1
         }
         const from = next
-        if (last + 1 > next) next = Math.min(end, last + 1)
+        if (after > next) next = Math.min(end, after)
         if (next === from && ++stalls > 50) {
           throw new Error(`Cannot read "${topic}" partition ${partition}: no progress at offset ${next} of ${end}`)
         }
         // read the next chunk while this one is handed on
         if (next < end) ahead = fetchAt(next)
-        const kept = internals.filterAborted(data.messages, data.abortedTransactions)
-        const records = rawRecords(topic, partition, kept, from, end, true)
+        let records: ReadonlyArray<K.RawRecord> = []
+        if (answer.own !== undefined) {
+          const own = answer.own
+          records = decodeRecords(topic, partition, own.recordSet, own.abortedTransactions, from, end).records
+        } else if (kafkajsData !== undefined) {
+          const kept = internals.filterAborted(kafkajsData.messages, kafkajsData.abortedTransactions)
+          records = rawRecords(topic, partition, kept, from, end, true)
+        }
         if (records.length > 0) yield records
       }
     } finally {
