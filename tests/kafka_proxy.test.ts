@@ -8,7 +8,7 @@ import { after, before, describe, it } from "node:test"
 import assert from "node:assert/strict"
 import kafkajs from "kafkajs"
 import { type MockCluster, startMockCluster } from "../receivers/_kafka_mock.ts"
-import { ApiKey, type KafkaProxy, startKafkaProxy } from "./_support/kafka_proxy.ts"
+import { ApiKey, assertTransactionsWentThrough, type KafkaProxy, startKafkaProxy } from "./_support/kafka_proxy.ts"
 import { kcat, unique } from "./_support/kafka.ts"
 
 let mock: MockCluster
@@ -135,19 +135,7 @@ describe("Kafka proxy in front of the mock cluster", { timeout: 60_000 }, () => 
       await producer.disconnect()
     }
     const txn = proxy.seen.slice(before)
-    for (
-      const key of [
-        ApiKey.InitProducerId,
-        ApiKey.AddPartitionsToTxn,
-        ApiKey.AddOffsetsToTxn,
-        ApiKey.TxnOffsetCommit,
-        ApiKey.EndTxn,
-      ]
-    ) {
-      const of = txn.filter((s) => s.apiKey === key)
-      assert.ok(of.length > 0, `no response of api ${key} went through the proxy`)
-      assert.deepEqual(of.flatMap((s) => s.errorCodes).filter((c) => c !== 0), [], `api ${key} returned errors`)
-    }
+    assertTransactionsWentThrough(txn)
     const out = await kcat(["-C", "-b", mock.bootstrap, "-t", output, "-o", "beginning", "-e", "-q", "-f", "%s\n"])
     const lines = out.split("\n").filter((l) => l !== "")
     assert.equal(lines.filter((l) => l.startsWith("copy:")).length, 21)

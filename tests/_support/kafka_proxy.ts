@@ -23,6 +23,7 @@
  * TxnOffsetCommit) is recorded with its error codes in {@link KafkaProxy.seen}, so a test can
  * show that a transaction went through the broker without an error.
  */
+import assert from "node:assert/strict"
 import { Buffer } from "node:buffer"
 import * as net from "node:net"
 import process from "node:process"
@@ -50,6 +51,26 @@ export interface SeenResponse {
   readonly version: number
   /** Every error code in the response (0: none). */
   readonly errorCodes: ReadonlyArray<number>
+}
+
+/**
+ * Asserts that responses of every API a transactional consume → transform → produce loop uses
+ * (InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit, EndTxn) are among
+ * `seen`, each without an error code.
+ */
+export const assertTransactionsWentThrough = (seen: ReadonlyArray<SeenResponse>): void => {
+  const apis = [
+    ApiKey.InitProducerId,
+    ApiKey.AddPartitionsToTxn,
+    ApiKey.AddOffsetsToTxn,
+    ApiKey.TxnOffsetCommit,
+    ApiKey.EndTxn,
+  ]
+  for (const key of apis) {
+    const of = seen.filter((s) => s.apiKey === key)
+    assert.ok(of.length > 0, `no response of api ${key} went through the proxy`)
+    assert.deepEqual(of.flatMap((s) => s.errorCodes).filter((c) => c !== 0), [], `api ${key} returned errors`)
+  }
 }
 
 /** A running proxy. */
