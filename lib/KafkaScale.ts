@@ -52,13 +52,13 @@ import {
   type RestoreInfo as RestoreInfo_,
   ScaleInputNode,
   ScaleOutError as ScaleOutError_,
-  ShardedSnapshotsNode,
   ShardedStateNode,
   type ShardInfo as ShardInfo_,
   type Stage,
   type StandbyInfo as StandbyInfo_,
 } from "./_internal/repartition.ts"
 import { shardCodec } from "./_internal/shards.ts"
+import { StateSnapshotsNode } from "./_internal/state.ts"
 import type { KafkaClient } from "./_internal/kafkaClient.ts"
 import { type ClientOptions, type FormatInput, keyFormat, LogBridge, toFormat } from "../receivers/kafka.ts"
 import { kafkajsClient } from "../receivers/kafkajs_client.ts"
@@ -390,7 +390,7 @@ const sharded = <K0, V0, K, V>(
     )
     attach(node)
     return Object.assign(DStream.fromNode(node), {
-      stateSnapshots: () => DStream.fromNode(new ShardedSnapshotsNode<K, S>(node)),
+      stateSnapshots: () => DStream.fromNode(new StateSnapshotsNode<K, S>(node, "KafkaShardedStateSnapshotsDStream")),
     })
   }
   return { updateStateByKey, mapWithState } as ShardedStream<K, V, any>

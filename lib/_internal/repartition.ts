@@ -1510,15 +1510,4 @@ export class ShardedStateNode<K, V, S, T> extends Node<T> {
   }
 }
 
-/** The whole owned state of a sharded mapWithState after each batch. @internal */
-export class ShardedSnapshotsNode<K, S> extends Node<readonly [K, S]> {
-  readonly kind = "KafkaShardedStateSnapshotsDStream"
-  constructor(readonly source: ShardedStateNode<K, any, S, any>) {
-    super(source.ctx, [source], source.slideMillis)
-  }
-  compute(t: number): Effect.Effect<Batch<readonly [K, S]> | undefined, unknown, NodeEnv> {
-    return Effect.map(this.source.getOrCompute(t), (b) => (b === undefined ? undefined : this.source.entries()))
-  }
-}
-
 const errorMessage = (e: unknown): string => (e instanceof Error ? e.message : String(e))

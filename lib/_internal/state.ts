@@ -717,10 +717,15 @@ export class MapWithStateNode<K, V, S, T> extends KeyedStateNode<K, V, T> {
   }
 }
 
-/** `stateSnapshots()`: the whole state of a mapWithState after each of its batches. @internal */
+/**
+ * `stateSnapshots()`: the whole state of a mapWithState (in one process, or its owned shards in a
+ * scale-out) after each of its batches. @internal
+ */
 export class StateSnapshotsNode<K, S> extends Node<readonly [K, S]> {
-  readonly kind = "StateSnapshotsDStream"
-  constructor(readonly source: MapWithStateNode<K, any, S, any>) {
+  constructor(
+    readonly source: Node<unknown> & { entries(): Array<readonly [K, S]> },
+    readonly kind: string = "StateSnapshotsDStream",
+  ) {
     super(source.ctx, [source], source.slideMillis)
   }
   compute(t: number): Effect.Effect<Batch<readonly [K, S]> | undefined, unknown, NodeEnv> {
